@@ -1,0 +1,137 @@
+"""Byte pipes to a shell process: on this machine, or over one SSH connection.
+
+A channel knows nothing about cells; it moves bytes and runs short side
+commands (signals, input) next to the shell.  The framing lives in session.py.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import selectors
+import signal
+import subprocess
+from abc import ABC, abstractmethod
+
+STDOUT = 1
+STDERR = 2
+_F_SETPIPE_SZ = 1031  # from <linux/fcntl.h>; bigger pipes mean fewer wakeups
+_READ_SIZE = 1 << 20
+
+
+class ChannelClosed(Exception):
+    """The shell's pipes are gone (the shell exited or the connection dropped)."""
+
+
+class Channel(ABC):
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read(self, timeout: float | None) -> list[tuple[int, bytes]]:
+        """Wait up to ``timeout`` s; return (stream, data) pairs, b"" for EOF."""
+
+    @abstractmethod
+    def run_aside(self, command: str, stdin: bytes = b"") -> int:
+        """Run a short command on the same target, beside the shell."""
+
+    @abstractmethod
+    def exit_status(self) -> int | None:
+        """The shell's exit status once it has ended, else None."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def lost_reason(self) -> str | None:
+        """Why the channel died, when it was not the shell exiting."""
+        return None
+
+
+def _default_signals() -> None:
+    # The kernel ignores SIGINT and children inherit that; the shell needs it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+class LocalChannel(Channel):
+    """A shell process on this machine, in its own session and process group."""
+
+    def __init__(self, command: str, env: dict[str, str] | None = None, cwd: str | None = None):
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+            env=env,
+            cwd=cwd,
+            bufsize=0,
+        )
+        self._fds = {self.proc.stdout.fileno(): STDOUT, self.proc.stderr.fileno(): STDERR}
+        self._selector = selectors.DefaultSelector()
+        for fd in self._fds:
+            try:
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ_SIZE)
+            except OSError:
+                pass
+            self._selector.register(fd, selectors.EVENT_READ)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+        except (BrokenPipeError, ValueError) as exc:
+            raise ChannelClosed("the shell is gone") from exc
+
+    def read(self, timeout: float | None) -> list[tuple[int, bytes]]:
+        if not self._fds:
+            raise ChannelClosed("the shell is gone")
+        out = []
+        for key, _ in self._selector.select(timeout):
+            fd = key.fd
+            data = os.read(fd, _READ_SIZE)
+            if not data:
+                self._selector.unregister(fd)
+            out.append((self._fds[fd], data))
+            if not data:
+                del self._fds[fd]
+        return out
+
+    def run_aside(self, command: str, stdin: bytes = b"") -> int:
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-c", command], input=stdin, capture_output=True, check=False, timeout=30
+            )
+        except subprocess.TimeoutExpired:
+            return 124
+        return done.returncode
+
+    def exit_status(self) -> int | None:
+        return self.proc.poll()
+
+    def close(self) -> None:
+        # EOF on its input ends an idle shell at once; SIGHUP then reaches what
+        # it left running in its process group (as when a terminal closes).
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        for sig in (signal.SIGHUP, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            if sig == signal.SIGHUP:
+                try:
+                    self.proc.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+        self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+        self._selector.close()
