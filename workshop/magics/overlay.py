@@ -1,0 +1,193 @@
+"""%%overlay ROOTFS [--name NAME] — run the body in a fresh overlayfs snapshot of
+ROOTFS; %overlay ls and %overlay rm NAME manage the named snapshots.
+
+Each snapshot is a directory on the target, private to the kernel:
+``/var/tmp/workshop-<kernel>/overlay/<snapshot>/`` with ``lower`` (a symlink to
+ROOTFS, so odd characters in its path never reach the mount options), ``upper``,
+``work`` and ``merged``.  The body runs chrooted into ``merged``; everything it
+writes lands in ``upper``, so ROOTFS is never changed, and after the cell the
+upper directory says what the container added, modified and deleted (deletions
+are overlayfs whiteouts: character devices 0/0).
+"""
+
+from __future__ import annotations
+
+from . import Magic, MagicCall, MagicError, magic_state, register, usage_error
+from .container import SAFE_NAME, chroot_command, parse_args, q, resolve_root, run_script, stack, token
+
+CELL_USAGE = "%%overlay ROOTFS [--name NAME]"
+LINE_USAGE = "%overlay ls | %overlay rm NAME"
+SHOWN = 40  # changes listed after a cell; the record keeps up to KEPT of each kind
+KEPT = 1000
+
+
+def base_dir(kernel) -> str:
+    return f"/var/tmp/workshop-{magic_state(kernel, 'token', token)}/overlay"
+
+
+def _remove_code(snap: str, base: str) -> str:
+    """Shell code (safe to eval at top level) that unmounts and deletes a snapshot."""
+    d = q(snap)
+    return (
+        f'( d={d}; if mountpoint -q "$d/merged" 2>/dev/null; then '
+        f'umount "$d/merged" 2>/dev/null || umount -l "$d/merged" || exit 1; fi; '
+        f'mountpoint -q "$d/merged" 2>/dev/null && exit 1; rm -rf "$d" || exit 1; '
+        f'rmdir {q(base)} "$(dirname {q(base)})" 2>/dev/null; exit 0 )'
+    )
+
+
+def _cleanup_key(snap: str) -> str:
+    return f"overlay snapshot {snap}"
+
+
+def run_cell(ctx, call: MagicCall, body: str) -> str:
+    opts = parse_args(CELL, call.args, valued=("--name",), npos=(1, 1))
+    name = opts.get("--name")
+    if name is not None and not SAFE_NAME.match(name):
+        raise usage_error(CELL, f"--name takes letters, digits, '.', '_' and '-', not {name!r}")
+    root = resolve_root(ctx, opts.positional[0], "%%overlay")
+    base = base_dir(ctx.kernel)
+    snap = f"{base}/{name or 'cell-' + token()}"
+    setup = f"""
+d={q(snap)}; root={q(root)}
+if [ -L "$d/lower" ]; then
+  was=$(readlink "$d/lower")
+  [ "$was" = "$root" ] || {{ echo "snapshot {name} is a snapshot of $was, not of $root" >&2; exit 7; }}
+fi
+mkdir -p "$d/upper" "$d/work" "$d/merged" && chmod 700 "$d" && ln -sfn "$root" "$d/lower" || exit 1
+mountpoint -q "$d/merged" && exit 0
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
+mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/merged"
+"""
+    ctx.kernel.register_cleanup(_cleanup_key(snap), _remove_code(snap, base))
+    result = ctx.run_hidden("(\n" + setup + "\n)")
+    if result.status != 0:
+        if result.status != 7:  # 7: a named snapshot of another root, left as it was
+            _remove(ctx, snap, base)
+        detail = result.stderr.strip() or f"exit status {result.status}"
+        raise MagicError(f"%%overlay: could not make the snapshot: {detail}")
+    merged = f"{snap}/merged"
+
+    def after(ctx, outcome) -> None:
+        try:
+            _report(ctx, snap, name)
+        finally:
+            if name is None:
+                _remove(ctx, snap, base)
+
+    ctx.after(after)
+    code = chroot_command(merged, body)
+    state = stack(ctx)
+    state["root"] = merged
+    state["command"] = code
+    return code
+
+
+def _remove(ctx, snap: str, base: str) -> None:
+    result = ctx.run_hidden(_remove_code(snap, base))
+    if result.status == 0:
+        ctx.kernel.forget_cleanup(_cleanup_key(snap))
+    else:
+        ctx.notice(f"could not remove the snapshot {snap} yet; %cleanup retries")
+
+
+def changes(ctx, snap: str) -> dict[str, list[str]]:
+    script = f"""
+d={q(snap)}
+cd "$d/upper" || exit 1
+find . -mindepth 1 | LC_ALL=C sort | while IFS= read -r p; do
+  p=${{p#./}}
+  if [ -c "$p" ] && [ "$(stat -c %t:%T "$p")" = 0:0 ]; then echo "D $p"
+  elif [ -e "$d/lower/$p" ] || [ -L "$d/lower/$p" ]; then
+    [ -d "$p" ] && [ ! -L "$p" ] || echo "M $p"
+  else echo "A $p"; fi
+done
+"""
+    out = run_script(ctx, script, "%%overlay: could not read the snapshot's changes")
+    found: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
+    kinds = {"A": "added", "M": "modified", "D": "deleted"}
+    for line in out.splitlines():
+        kind, _, path = line.partition(" ")
+        if kind in kinds:
+            found[kinds[kind]].append("/" + path)
+    return found
+
+
+def _report(ctx, snap: str, name: str | None) -> None:
+    found = changes(ctx, snap)
+    ctx.record.extra["overlay"] = {
+        "snapshot": name,
+        **{kind: paths[:KEPT] for kind, paths in found.items()},
+        "counts": {kind: len(paths) for kind, paths in found.items()},
+    }
+    total = sum(len(p) for p in found.values())
+    label = f"snapshot {name}" if name else "the container"
+    if not total:
+        ctx.print(f"[overlay] {label} changed nothing\n")
+        return
+    counts = ", ".join(f"{len(found[k])} {k}" for k in ("added", "modified", "deleted"))
+    lines = [f"[overlay] {label}: {counts}"]
+    marks = {"added": "+", "modified": "~", "deleted": "-"}
+    shown = 0
+    for kind in ("added", "modified", "deleted"):
+        for path in found[kind]:
+            if shown == SHOWN:
+                break
+            lines.append(f"  {marks[kind]} {path}")
+            shown += 1
+    if total > shown:
+        lines.append(f"  ... and {total - shown} more (the record lists up to {KEPT} of each)")
+    ctx.print("\n".join(lines) + "\n")
+
+
+def run_line(ctx, call: MagicCall) -> None:
+    if not call.args:
+        raise usage_error(LINE, "say what to do: ls or rm NAME")
+    action, rest = call.args[0], call.args[1:]
+    base = base_dir(ctx.kernel)
+    if action == "ls":
+        if rest:
+            raise usage_error(LINE, "%overlay ls takes no arguments")
+        script = f"""
+cd {q(base)} 2>/dev/null || exit 0
+for d in *; do
+  [ -d "$d" ] || continue
+  case "$d" in cell-*) continue;; esac
+  n=$(find "$d/upper" -mindepth 1 2>/dev/null | wc -l)
+  if mountpoint -q "$d/merged"; then m="mounted at {base}/$d/merged"; else m="not mounted"; fi
+  printf '%s\\t%s\\t%s\\t%s\\n' "$d" "$(readlink "$d/lower")" "$n" "$m"
+done
+"""
+        out = run_script(ctx, script, "%overlay ls")
+        rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
+        if not rows:
+            ctx.print("no named snapshots\n")
+            return
+        for snap, lower, count, mounted in rows:
+            ctx.print(f"{snap}\tof {lower}\t{count} entries in upper\t{mounted}\n")
+    elif action == "rm":
+        if len(rest) != 1 or not SAFE_NAME.match(rest[0]):
+            raise usage_error(LINE, "%overlay rm takes one snapshot name")
+        snap = f"{base}/{rest[0]}"
+        exists = ctx.run_hidden(f"[ -d {q(snap)} ]").status == 0
+        if not exists:
+            raise MagicError(f"no snapshot named {rest[0]} (%overlay ls lists them)")
+        result = ctx.run_hidden(_remove_code(snap, base))
+        if result.status != 0:
+            raise MagicError(f"could not remove snapshot {rest[0]}: {result.stderr.strip() or 'busy?'}")
+        ctx.kernel.forget_cleanup(_cleanup_key(snap))
+        ctx.print(f"removed snapshot {rest[0]}\n")
+    else:
+        raise usage_error(LINE, f"unknown action {action!r}")
+
+
+CELL = register(
+    Magic(
+        "overlay",
+        CELL_USAGE,
+        "run the body in a fresh overlayfs snapshot of ROOTFS (kept with --name); shows the changes",
+        run_cell,
+        cell=True,
+    )
+)
+LINE = register(Magic("overlay", LINE_USAGE, "list or remove named overlay snapshots", run_line))

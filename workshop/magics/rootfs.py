@@ -1,0 +1,287 @@
+"""%rootfs DIR [--from busybox | --from oci:IMAGE | --from tar:FILE] [--upload] —
+prepare a root filesystem on the target.
+
+- ``busybox`` (the default): a static busybox and a link for each of its
+  applets, in bin, sbin, usr/bin and usr/sbin (made first), plus /proc, /sys,
+  /dev, /tmp and a minimal /etc.  The busybox is the target's own when it has a
+  static one; else (or with ``--upload``) a static busybox from the machine the
+  kernel runs on, sent through the shell.  Static means: it runs chrooted in
+  the new, library-free DIR.
+- ``oci:IMAGE``: an OCI image copied with skopeo and unpacked with umoci (both
+  on the target).  IMAGE is a skopeo reference (``docker://...``,
+  ``oci:PATH:TAG``, ...); a path (``/...``, ``./...``) is a local OCI layout,
+  anything else an image name in a registry.
+- ``tar:FILE``: a tarball on the target: a flat root filesystem as ``docker
+  export`` writes it, or (with skopeo and umoci) an image as ``docker save``
+  writes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import posixpath
+import shutil
+import struct
+
+from . import Magic, MagicCall, MagicError, register, usage_error
+from .container import parse_args, q, run_script
+
+USAGE = "%rootfs DIR [--from busybox | --from oci:IMAGE | --from tar:FILE] [--upload]"
+CHUNK = 384 * 1024  # base64 characters per upload step
+TRANSPORTS = (
+    "docker://",
+    "oci:",
+    "oci-archive:",
+    "docker-archive:",
+    "dir:",
+    "containers-storage:",
+    "docker-daemon:",
+)
+OCI_TOOLS = "needs skopeo and umoci on the target (Debian/Ubuntu: apt-get install skopeo umoci)"
+
+
+def run(ctx, call: MagicCall) -> None:
+    opts = parse_args(MAGIC, call.args, valued=("--from",), flags=("--upload",), npos=(1, 1))
+    directory = _absolute(ctx, opts.positional[0])
+    source = opts.get("--from", "busybox")
+    if opts.get("--upload") and source != "busybox":
+        raise usage_error(MAGIC, "--upload goes with --from busybox")
+    if source == "busybox":
+        _busybox(ctx, directory, upload=bool(opts.get("--upload")))
+    elif source.startswith("oci:") and len(source) > 4:
+        _oci(ctx, directory, _skopeo_ref(source[4:]))
+    elif source.startswith("tar:") and len(source) > 4:
+        _tar(ctx, directory, source[4:])
+    else:
+        raise usage_error(MAGIC, f"unknown source {source!r}")
+
+
+def _absolute(ctx, directory: str) -> str:
+    """DIR relative to the shell's current directory, as the student means it
+    (the scripts below change directory, and an upload starts elsewhere)."""
+    if directory.startswith("/"):
+        return directory
+    cwd = ctx.run_hidden("pwd").stdout.strip()
+    if not cwd.startswith("/"):
+        raise MagicError("%rootfs: cannot tell the shell's current directory; give DIR as an absolute path")
+    return posixpath.normpath(posixpath.join(cwd, directory))
+
+
+# ---- busybox ---------------------------------------------------------------
+_LAYOUT = """
+mkdir -p "$dir" && cd "$dir" || exit 1
+mkdir -p bin sbin usr/bin usr/sbin proc sys dev etc tmp root var/tmp || exit 1
+chmod 1777 tmp var/tmp
+[ -e etc/passwd ] || echo 'root:x:0:0:root:/root:/bin/sh' > etc/passwd
+[ -e etc/group ] || echo 'root:x:0:' > etc/group
+"""
+
+_LINKS = """
+cd "$dir" || exit 1
+chmod 755 bin/busybox
+chroot . /bin/busybox true 2>/dev/null || {
+  echo "$src is not a static busybox: it does not run in the library-free $dir" >&2; exit 3; }
+# bin, sbin, usr/bin and usr/sbin exist already, so --install -s cannot fail
+# half-way; links it could not make are made one by one.
+chroot . /bin/busybox --install -s 2>/dev/null
+n=0
+for a in $(chroot . /bin/busybox --list-full); do
+  [ "$a" = bin/busybox ] && continue
+  [ -L "$a" ] || { mkdir -p "$(dirname "$a")" && ln -sfn /bin/busybox "$a"; } || exit 1
+  n=$((n+1))
+done
+echo "$n"
+"""
+
+
+def _busybox(ctx, directory: str, upload: bool) -> None:
+    found = not upload
+    if not upload:
+        script = f"""
+dir={q(directory)}
+{_LAYOUT}
+src=
+for b in /bin/busybox /usr/bin/busybox /sbin/busybox /usr/sbin/busybox /usr/lib/busybox/busybox \\
+    $(command -v busybox 2>/dev/null); do
+  [ -f "$b" ] || continue
+  [ "$b" -ef bin/busybox ] && {{ src=$b; break; }}
+  cp "$b" bin/busybox.new && mv -f bin/busybox.new bin/busybox || exit 1
+  chmod 755 bin/busybox
+  if chroot . /bin/busybox true 2>/dev/null; then src=$b; break; fi
+done
+[ -n "$src" ] || {{ rm -f bin/busybox; exit 4; }}
+{_LINKS}
+echo "from $src"
+"""
+        result = ctx.run_hidden("(\n" + script + "\n)", timeout=120)
+        if result.status == 4:
+            found = False
+            ctx.print("the target has no static busybox; sending the one from this machine\n")
+        elif result.status != 0:
+            raise MagicError(
+                f"%rootfs {directory}: {result.stderr.strip() or f'exit status {result.status}'}"
+            )
+        else:
+            count, _, src = result.stdout.strip().partition("\n")
+            ctx.print(f"{directory}: busybox ({src.strip()}) with {count.strip()} applet links\n")
+            return
+    if not found:
+        local = _local_static_busybox()
+        _upload(ctx, local, directory)
+        out = run_script(
+            ctx, f"dir={q(directory)}\nsrc={q('uploaded ' + local)}\n{_LINKS}", f"%rootfs {directory}"
+        )
+        ctx.print(f"{directory}: busybox (uploaded from {local}) with {out.strip()} applet links\n")
+
+
+def is_static_elf(path: str) -> bool:
+    """True for an ELF executable without a program interpreter (PT_INTERP)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF":
+                return False
+            wide = head[4] == 2
+            order = "<" if head[5] == 1 else ">"
+            if wide:
+                (phoff,) = struct.unpack_from(order + "Q", head, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+            else:
+                (phoff,) = struct.unpack_from(order + "I", head, 28)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    for i in range(phnum):
+        (p_type,) = struct.unpack_from(order + "I", table, i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def _local_static_busybox() -> str:
+    candidates = [
+        "/bin/busybox",
+        "/usr/bin/busybox",
+        "/usr/lib/busybox/busybox",
+        shutil.which("busybox") or "",
+    ]
+    for path in dict.fromkeys(candidates):
+        if path and os.path.isfile(path) and is_static_elf(path):
+            return path
+    raise MagicError(
+        "%rootfs: neither the target nor this machine has a static busybox "
+        "(Debian/Ubuntu: apt-get install busybox-static)"
+    )
+
+
+def _upload(ctx, local: str, directory: str) -> None:
+    """Send a file to the target: a copy when the target is this machine, a
+    ``cat`` over the kernel's SSH connection, else base64 through the shell."""
+    dest = f"{directory}/bin/busybox"
+    run_script(ctx, f"dir={q(directory)}\n{_LAYOUT}", f"%rootfs {directory}")
+    with open(local, "rb") as f:
+        data = f.read()
+    if ctx.kernel.target.is_local:
+        with open(dest, "wb") as out:
+            out.write(data)
+        return
+    if _send_over_ssh(ctx, data, dest):
+        return
+    text = base64.b64encode(data).decode()
+    staging = f"{dest}.b64"
+    run_script(ctx, f": > {q(staging)}", "%rootfs: upload")
+    for start in range(0, len(text), CHUNK):
+        run_script(ctx, f"printf '%s' '{text[start : start + CHUNK]}' >> {q(staging)}", "%rootfs: upload")
+    run_script(
+        ctx,
+        f"base64 -d < {q(staging)} > {q(dest)} && rm -f {q(staging)} || {{ rm -f {q(staging)}; exit 1; }}",
+        "%rootfs: upload (the target needs base64)",
+    )
+
+
+def _send_over_ssh(ctx, data: bytes, dest: str) -> bool:
+    """Write ``data`` to ``dest`` with ``cat`` on an exec channel of the kernel's
+    SSH connection; False when there is no such connection."""
+    conn = getattr(ctx.kernel, "_ssh", None)
+    if conn is None:
+        return False
+    try:
+        client = conn.connect()
+        stdin, stdout, stderr = client.exec_command(f"cat > {q(dest)}", timeout=120)
+        stdin.write(data)
+        stdin.channel.shutdown_write()
+        status = stdout.channel.recv_exit_status()
+    except Exception as exc:  # paramiko and socket errors: fall back to the shell
+        ctx.notice(f"sending busybox over SSH failed ({exc}); sending it through the shell")
+        return False
+    if status != 0:
+        raise MagicError(f"%rootfs: could not write {dest}: {stderr.read().decode(errors='replace').strip()}")
+    return True
+
+
+# ---- OCI images and tarballs -------------------------------------------------
+def _skopeo_ref(image: str) -> str:
+    if image.startswith(TRANSPORTS):
+        return image
+    if image.startswith(("/", "./", "../")):
+        return "oci:" + image
+    return "docker://" + image
+
+
+_EMPTY = """
+if [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+  echo "$dir exists and is not empty; choose a new directory or remove it" >&2; exit 1; fi
+"""
+
+
+def _oci_script(directory: str, ref: str) -> str:
+    return f"""
+dir={q(directory)}; ref={q(ref)}
+command -v skopeo >/dev/null && command -v umoci >/dev/null || {{ echo {q(OCI_TOOLS)} >&2; exit 1; }}
+{_EMPTY}
+policy=; [ -e /etc/containers/policy.json ] || policy=--insecure-policy
+tmp=$(mktemp -d /var/tmp/workshop-oci.XXXXXX) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+rootless=; [ "$(id -u)" = 0 ] || rootless=--rootless
+skopeo $policy copy --quiet "$ref" "oci:$tmp/image:rootfs" >&2 || exit 1
+umoci unpack $rootless --image "$tmp/image:rootfs" "$tmp/bundle" >&2 || exit 1
+mkdir -p "$dir" && cp -a "$tmp/bundle/rootfs/." "$dir/" || exit 1
+echo ok
+"""
+
+
+def _oci(ctx, directory: str, ref: str) -> None:
+    run_script(ctx, _oci_script(directory, ref), f"%rootfs {directory} --from {ref}", timeout=600)
+    ctx.print(f"{directory}: root filesystem of {ref}\n")
+
+
+def _tar(ctx, directory: str, tarball: str) -> None:
+    script = f"""
+dir={q(directory)}; file={q(tarball)}
+[ -f "$file" ] || {{ echo "no such file on the target: $file" >&2; exit 1; }}
+{_EMPTY}
+if tar -tf "$file" 2>/dev/null | grep -qx 'manifest.json'; then echo image; exit 0; fi
+mkdir -p "$dir" || exit 1
+tar -xf "$file" -C "$dir" --numeric-owner 2>/dev/null || tar -xf "$file" -C "$dir" || exit 1
+echo flat
+"""
+    kind = run_script(ctx, script, f"%rootfs {directory} --from tar:{tarball}", timeout=600).strip()
+    if kind == "image":
+        # `docker save` output: layers and a manifest, unpacked as an image.
+        try:
+            _oci(ctx, directory, f"docker-archive:{tarball}")
+        except MagicError as exc:
+            raise MagicError(
+                f"{exc}\n({tarball} is an image as `docker save` writes it; "
+                "a flat `docker export` tarball needs no tools)"
+            ) from None
+        return
+    ctx.print(f"{directory}: root filesystem from {tarball}\n")
+
+
+MAGIC = register(
+    Magic("rootfs", USAGE, "prepare a root filesystem: static busybox, OCI image or tarball", run)
+)
