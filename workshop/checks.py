@@ -1,0 +1,324 @@
+"""Checks: what a cell must show, and their evaluation.
+
+Two kinds, written in the cell itself:
+
+``%expect`` line magics at the top of a cell state what the cell's own result
+must be::
+
+    %expect exit 0
+    %expect stdout /^hello .*$/
+    %expect stdout-contains hello world
+    %expect stderr empty
+
+``%%check`` starts a check script; every line from it to the next ``%%check``
+(or the end of the cell) is shell code run on the target right after the cell,
+in the same shell but outside any cell magic (chroot, namespaces...)::
+
+    mkdir -p rootfs/bin
+    %%check --points 2 --name rootfs-made
+    test -d rootfs/bin || echo "FAIL: rootfs/bin is missing"
+
+The script passes when it exits 0; a line ``FAIL: reason`` makes it fail with
+that reason.  A cell may hold several of each; a cell made only of ``%%check``
+sections checks the state the earlier cells left.
+
+The kernel evaluates both live and puts the results in the cell's record
+(``record.checks``).  The grader takes which checks exist, their names and
+points from the reference notebook, re-evaluates ``%expect`` against the
+submission's saved outputs and takes ``%%check`` results from the record when
+the script there is the reference's own (same digest).
+
+A failed check marks the cell ✘ in its badge but does not turn the
+``execute_reply`` into an error (so "Run All", ``nbconvert --execute`` and
+``workshop run`` go on and report every check); ``workshop run`` and the
+pytest plugin fail on it.  Set ``WORKSHOP_FAILED_CHECK=error`` to make a failed
+check an error reply as well.  ``%expect exit N`` with N other than 0 makes
+that exit status the expected one: the cell is not an error when it ends so.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from .records import sha256_text
+
+EXPECT_USAGE = (
+    "%expect exit N | %expect stdout|stderr /REGEX/[imsx] | "
+    "%expect stdout|stderr-contains TEXT | %expect stdout|stderr empty"
+)
+CHECK_USAGE = "%%check [--points N] [--name NAME]"
+CHECK_HELP = f"""\
+{CHECK_USAGE}
+    A shell script run on the target right after the cell; exit 0 passes, a line
+    'FAIL: reason' gives the reason shown when it fails.  Write it below the
+    cell's code: the first line starting with %%check ends the code and starts
+    the script; each further %%check line starts another check.  A cell that
+    starts with %%check is a check of the state the earlier cells left.
+
+        mkdir -p rootfs/bin
+        %%check --points 2 --name rootfs-made
+        test -d rootfs/bin || echo "FAIL: rootfs/bin is missing"
+
+    The script runs in the kernel's shell, not inside the cell's %%chroot or
+    %%unshare.  Points default to 1 (or metadata.workshop.points), names to
+    check-1, check-2...  A failed check marks the cell ✘ and fails
+    `workshop run`; the cell itself stays a success unless
+    WORKSHOP_FAILED_CHECK=error.  See also %help expect.
+"""
+EXPECT_HELP = f"""\
+{EXPECT_USAGE}
+    What the cell's own result must be; lines at the top of the cell, several allowed.
+        %expect exit 0                    the exit status (a non-zero N is then not an error)
+        %expect stdout /REGEX/            a Python regex searched in stdout (multi-line; flags i m s x)
+        %expect stdout-contains TEXT      the text appears in stdout (quote it to keep spaces)
+        %expect stderr empty              nothing was written on stderr
+    Stdout and stderr mean the text the cell showed.  Results show in the cell's
+    badge (✔/✘) and record; the grader re-checks them from the saved outputs.
+"""
+
+CHECK_OUTPUT_KEEP = 2000  # characters of a check script's output kept in the record
+_STREAMS = ("stdout", "stderr")
+
+
+class CheckSyntaxError(ValueError):
+    """A %expect or %%check line that cannot be parsed."""
+
+
+@dataclass
+class Expectation:
+    kind: str  # "exit", "regex", "contains", "empty"
+    stream: str | None  # "stdout"/"stderr", None for exit
+    value: object = None  # int for exit, pattern text for regex, text for contains
+    flags: str = ""
+    spec: str = ""  # canonical text after "%expect "
+
+    @property
+    def id(self) -> str:
+        return "expect:" + self.spec
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+    def describe(self) -> str:
+        if self.kind == "exit":
+            return f"exit status {self.value}"
+        if self.kind == "regex":
+            return f"{self.stream} matching /{self.value}/{self.flags}"
+        if self.kind == "contains":
+            return f"{self.stream} containing {self.value!r}"
+        return f"empty {self.stream}"
+
+
+@dataclass
+class ScriptCheck:
+    script: str
+    name: str
+    points: float | None = None  # None: not given on the %%check line
+    line: str = "%%check"
+
+    @property
+    def id(self) -> str:
+        return "check:" + self.name
+
+    @property
+    def digest(self) -> str:
+        return sha256_text(self.script)
+
+
+@dataclass
+class CellChecks:
+    """The checks written in one cell's source."""
+
+    expectations: list[Expectation] = field(default_factory=list)
+    scripts: list[ScriptCheck] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.expectations or self.scripts)
+
+
+# ---- parsing ---------------------------------------------------------------
+def parse_expect(args: str) -> Expectation:
+    """Parse what follows ``%expect``."""
+    text = args.strip()
+    what, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if what == "exit":
+        try:
+            status = int(rest)
+        except ValueError:
+            raise CheckSyntaxError(f"'{rest}' is not an exit status; usage: {EXPECT_USAGE}") from None
+        if not 0 <= status <= 255:
+            raise CheckSyntaxError(f"an exit status is 0..255, not {status}; usage: {EXPECT_USAGE}")
+        return Expectation("exit", None, status, spec=f"exit {status}")
+    stream, dash, mode = what.partition("-")
+    if stream not in _STREAMS:
+        raise CheckSyntaxError(f"cannot expect '{what}'; usage: {EXPECT_USAGE}")
+    if dash:
+        if mode != "contains" or not rest:
+            raise CheckSyntaxError(f"cannot expect '{text}'; usage: {EXPECT_USAGE}")
+        value = rest
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            try:
+                (value,) = shlex.split(value)
+            except ValueError:
+                pass
+        return Expectation("contains", stream, value, spec=f"{stream}-contains {rest}")
+    if rest == "empty":
+        return Expectation("empty", stream, spec=f"{stream} empty")
+    match = re.fullmatch(r"/(.*)/([imsx]*)", rest, re.S)
+    if not match:
+        raise CheckSyntaxError(
+            f"'{text}': write the pattern between slashes, e.g. %expect {stream} /done$/; usage: {EXPECT_USAGE}"
+        )
+    pattern, flags = match.groups()
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise CheckSyntaxError(f"bad regular expression /{pattern}/: {exc}") from None
+    return Expectation("regex", stream, pattern, flags, spec=f"{stream} /{pattern}/{flags}")
+
+
+def parse_check_line(line: str) -> tuple[str | None, float | None]:
+    """Parse ``%%check [--points N] [--name NAME]`` -> (name, points)."""
+    try:
+        words = shlex.split(line.strip()[len("%%check"):])
+    except ValueError as exc:
+        raise CheckSyntaxError(f"{line.strip()}: {exc}; usage: {CHECK_USAGE}") from None
+    name = points = None
+    i = 0
+    while i < len(words):
+        word, value = words[i], None
+        if "=" in word and word.startswith("--"):
+            word, value = word.split("=", 1)
+        elif i + 1 < len(words):
+            value = words[i + 1]
+            i += 1
+        i += 1
+        if word not in ("--points", "--name") or value is None:
+            raise CheckSyntaxError(f"{line.strip()}: unexpected '{word}'; usage: {CHECK_USAGE}")
+        if word == "--name":
+            name = value
+            if not name or any(c.isspace() for c in name):
+                raise CheckSyntaxError(f"a check name has no spaces: '{name}'; usage: {CHECK_USAGE}")
+        else:
+            try:
+                points = float(value)
+            except ValueError:
+                raise CheckSyntaxError(f"--points takes a number, not '{value}'; usage: {CHECK_USAGE}") from None
+            if points < 0:
+                raise CheckSyntaxError(f"--points must not be negative; usage: {CHECK_USAGE}")
+    return name, points
+
+
+def is_check_line(line: str) -> bool:
+    stripped = line.strip()
+    return stripped == "%%check" or stripped.startswith("%%check ") or stripped.startswith("%%check\t")
+
+
+def split_checks(code: str) -> tuple[str, list[ScriptCheck]]:
+    """Split a cell into (its code, the %%check scripts written below it)."""
+    if "%%check" not in code:
+        return code, []
+    lines = code.split("\n")
+    starts = [i for i, line in enumerate(lines) if is_check_line(line)]
+    if not starts:
+        return code, []
+    scripts: list[ScriptCheck] = []
+    names: set[str] = set()
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        name, points = parse_check_line(lines[start])
+        name = name or f"check-{n + 1}"
+        if name in names:
+            raise CheckSyntaxError(f"two checks named '{name}' in one cell; give each its own --name")
+        names.add(name)
+        script = "\n".join(lines[start + 1 : end]).strip("\n")
+        if not script.strip():
+            raise CheckSyntaxError(f"{lines[start].strip()} has no script below it; usage: {CHECK_USAGE}")
+        scripts.append(ScriptCheck(script, name, points, lines[start].strip()))
+    return "\n".join(lines[: starts[0]]), scripts
+
+
+def cell_checks(source: str) -> CellChecks:
+    """All checks written in a cell's source (for the grader and the runner)."""
+    from .magics import split_cell
+
+    code, scripts = split_checks(source)
+    line_magics, _, _ = split_cell(code, strict=False)
+    expectations = [parse_expect(" ".join(call.args)) for call in line_magics if call.name == "expect"]
+    return CellChecks(expectations, scripts)
+
+
+# ---- evaluation ------------------------------------------------------------
+def evaluate(exp: Expectation, exit_status: int, stdout: str, stderr: str) -> tuple[bool, str, str]:
+    """-> (passed, message, got)."""
+    if exp.kind == "exit":
+        ok = exit_status == exp.value
+        return ok, ("" if ok else f"exit status {exit_status}, expected {exp.value}"), f"exit status {exit_status}"
+    text = stdout if exp.stream == "stdout" else stderr
+    got = _tail(text, 400) if text else f"(empty {exp.stream})"
+    if exp.kind == "empty":
+        ok = text == ""
+        return ok, ("" if ok else f"{exp.stream} is not empty: {_first_line(text)}"), got
+    if exp.kind == "contains":
+        ok = str(exp.value) in text
+        return ok, ("" if ok else f"{exp.stream} does not contain {exp.value!r}"), got
+    flags = re.M
+    for letter in exp.flags:
+        flags |= {"i": re.I, "m": re.M, "s": re.S, "x": re.X}[letter]
+    ok = re.search(str(exp.value), text, flags) is not None
+    return ok, ("" if ok else f"{exp.stream} does not match /{exp.value}/{exp.flags}"), got
+
+
+def expectation_result(exp: Expectation, exit_status: int, stdout: str, stderr: str, points: float = 1) -> dict:
+    passed, message, got = evaluate(exp, exit_status, stdout, stderr)
+    return {
+        "id": exp.id,
+        "kind": "expect",
+        "name": exp.name,
+        "passed": passed,
+        "message": message,
+        "expected": exp.describe(),
+        "got": got,
+        "points": points,
+    }
+
+
+def script_result(check: ScriptCheck, status: int, output: str, points: float = 1, note: str = "") -> dict:
+    """The result of a %%check script from its exit status and output."""
+    reasons = [line[5:].strip() for line in output.splitlines() if line.startswith("FAIL:")]
+    passed = status == 0 and not reasons and not note
+    if passed:
+        message = ""
+    elif note:
+        message = note
+    elif reasons:
+        message = "; ".join(reasons)
+    else:
+        message = f"exit status {status}" + (f": {_first_line(_tail(output, 400))}" if output.strip() else "")
+    return {
+        "id": check.id,
+        "kind": "check",
+        "name": check.name,
+        "passed": passed,
+        "message": message,
+        "expected": "the check script exits 0 without a FAIL: line",
+        "got": f"exit status {status}" if not note else note,
+        "points": points,
+        "digest": check.digest,
+        "output": _tail(output, CHECK_OUTPUT_KEEP),
+    }
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return ""

@@ -1,0 +1,329 @@
+"""The `workshop` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+class _PlainErrors(click.Group):
+    """File-system errors from any command become one sentence, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PermissionError as exc:
+            raise click.ClickException(f"{exc.filename or 'a file'}: permission denied (run as root, or "
+                                       "choose another path; for the kernelspec use --user or --sys-prefix)") from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"the input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+@click.group(cls=_PlainErrors)
+@click.version_option(__version__, prog_name="workshop")
+def main() -> None:
+    """Run and grade container-workshop notebooks."""
+
+
+@main.group()
+def kernel() -> None:
+    """Install or remove the Jupyter kernel."""
+
+
+@kernel.command("install")
+@click.option("--user", is_flag=True, help="Install for the current user only.")
+@click.option("--sys-prefix", is_flag=True, help="Install into this Python's prefix (venv).")
+@click.option("--prefix", type=click.Path(file_okay=False), help="Install under this prefix.")
+def kernel_install(user: bool, sys_prefix: bool, prefix: str | None) -> None:
+    """Install the "Workshop (bash)" kernelspec."""
+    from .kernelspec_install import install
+
+    if sum(bool(x) for x in (user, sys_prefix, prefix)) > 1:
+        raise click.UsageError("choose one of --user, --sys-prefix, --prefix")
+    if sys_prefix:
+        prefix = sys.prefix
+    path = install(user=user, prefix=prefix)
+    click.echo(f"installed kernelspec workshop in {path}")
+
+
+@kernel.command("remove")
+def kernel_remove() -> None:
+    """Remove the installed kernelspec."""
+    from .kernelspec_install import remove
+
+    path = remove()
+    click.echo(f"removed {path}" if path else "the workshop kernelspec was not installed")
+
+
+@main.command("run")
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--target", help="Where cells run (overrides the notebook's metadata).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write executed notebooks here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JUnit XML here: one test case per check.")
+@click.option("--timeout", type=float, help="Interrupt any cell after this many seconds.")
+@click.option("--keep-going", is_flag=True, help="Run every cell even after one fails.")
+def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, junit_path: Path | None,
+        timeout: float | None, keep_going: bool) -> None:
+    """Execute notebooks headless; exit non-zero if a check fails or a cell errors."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .runner import NotebookError, NotebookResult, junit_xml, run_notebook
+
+    console = Console(stderr=True, emoji=False)
+    failed = 0
+    results: list[NotebookResult] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as progress:
+        for path in notebooks:
+            task = progress.add_task(path.name, total=None)
+
+            def on_cell(cell, total, task=task):
+                progress.update(task, total=total, advance=1)
+
+            try:
+                result = run_notebook(path, out_dir=out_dir, target=target, timeout=timeout, on_cell=on_cell,
+                                      allow_errors=keep_going)
+            except NotebookError as exc:
+                progress.console.print(f"[red]✘ {escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
+                results.append(NotebookResult(path=path, out_path=None, error=str(exc)))
+                failed += 1
+                continue
+            results.append(result)
+            checks = f"{len(result.checks) - len(result.failed_checks)}/{len(result.checks)} checks passed"
+            if result.ok:
+                progress.console.print(f"[green]✔ {escape(str(path))}[/green]: {checks} → {escape(str(result.out_path))}")
+            else:
+                failed += 1
+                why = result.error or checks
+                progress.console.print(f"[red]✘ {escape(str(path))}: {escape(str(why))}[/red] → {escape(str(result.out_path))}", highlight=False, soft_wrap=True)
+                for check in result.failed_checks:
+                    progress.console.print(f"    [red]✘ {escape(str(check.key))}[/red]: {escape(str(check.message))}", markup=True,
+                                           highlight=False)
+    if junit_path:
+        junit_path.write_text(junit_xml(results), encoding="utf-8")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("grade")
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("submissions", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a CSV for an LMS: a row per student, a column per check, the total.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report with per-student detail.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every result as JSON.")
+@click.option("--rerun", is_flag=True, help="Execute each submission again on a fresh target and grade that.")
+@click.option("--target", help="With --rerun: where submissions run (e.g. qemu:grader).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Submissions graded in parallel.")
+@click.option("--timeout", type=float, help="With --rerun: interrupt any cell after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
+def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
+                  json_path: Path | None, rerun: bool, target: str | None, jobs: int, timeout: float | None,
+                  quiet: bool) -> None:
+    """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .grading import GradingError, grade, print_table, write_reports
+
+    if (target or timeout) and not rerun:
+        raise click.UsageError("--target and --timeout apply to --rerun")
+    console = Console(stderr=True, emoji=False)
+    try:
+        if rerun:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn("re-running"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as progress:
+                task = progress.add_task("rerun", total=None)
+                report = grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=timeout,
+                               on_result=lambda r: progress.update(task, advance=1))
+        else:
+            report = grade(reference, submissions, jobs=jobs)
+    except GradingError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    for result in report.results:
+        if result["error"]:
+            console.print(f"[red]✘ {escape(str(result['error']))}[/red]", highlight=False, soft_wrap=True)
+    if not quiet:
+        print_table(report, Console(emoji=False))
+    write_reports(report, csv_path, html_path, json_path)
+
+
+# ---- the built-in micro VM ------------------------------------------------------
+
+
+def _vm_progress(console):
+    """A rich status line for every step, and a printed line for the milestones."""
+    import time
+
+    from rich.markup import escape
+
+    started = time.monotonic()
+    status = console.status("starting", spinner="dots")
+
+    def say(text: str) -> None:
+        status.update(escape(text))
+        if not text.startswith(("debootstrap: ", "waiting")):
+            console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {escape(text)}", highlight=False)
+
+    return status, say
+
+
+@main.group()
+def vm() -> None:
+    """The built-in qemu micro VM (target qemu:NAME)."""
+
+
+@vm.command("up")
+@click.argument("name")
+@click.option("--memory", type=int, help="Memory in MB (default 1024, or $WORKSHOP_VM_MEMORY).")
+@click.option("--cpus", type=int, help="Virtual CPUs (default 2, or $WORKSHOP_VM_CPUS).")
+def vm_up(name: str, memory: int | None, cpus: int | None) -> None:
+    """Start VM NAME, building its image the first time; instant if it runs."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .vm import VM, VMError
+
+    console = Console(stderr=True, emoji=False)
+    status, say = _vm_progress(console)
+    try:
+        with status:
+            info = VM(name).up(say, memory_mb=memory, cpus=cpus)
+    except VMError as exc:
+        console.print(f"[red]✘ {escape(str(exc))}[/red]", highlight=False)
+        sys.exit(1)
+    console.print(f"[green]✔[/green] qemu:{name} is up: {escape(info.command())}", highlight=False)
+
+
+@vm.command("down")
+@click.argument("name")
+def vm_down(name: str) -> None:
+    """Stop VM NAME (its disk stays; `vm up` starts it again)."""
+    from .vm import VM, VMError
+
+    try:
+        stopped = VM(name).down()
+    except VMError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"stopped {name}" if stopped else f"{name} was not running")
+
+
+@vm.command("destroy")
+@click.argument("name")
+def vm_destroy(name: str) -> None:
+    """Stop VM NAME and delete its disk (the cached image stays)."""
+    from .vm import VM, VMError
+
+    try:
+        VM(name).destroy()
+    except VMError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"destroyed {name}")
+
+
+@vm.command("list")
+def vm_list() -> None:
+    """The VMs, their state and SSH ports."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .vm import list_vms
+
+    table = Table("name", "state", "accel", "ssh", "boot", "image")
+    for machine in list_vms():
+        state = machine.state()
+        running = machine.running
+        table.add_row(
+            machine.name,
+            "[green]running[/green]" if running else "stopped",
+            state.get("accel", "") if running else "",
+            f"{state.get('user', 'root')}@127.0.0.1:{state['port']}" if running and state.get("port") else "",
+            f"{state['boot_seconds']} s" if running and state.get("boot_seconds") else "",
+            os.path.basename(state.get("image", "")),
+        )
+    Console(emoji=False).print(table)
+
+
+@vm.command("ssh-info")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["json", "cmd"]), default="json", show_default=True)
+def vm_ssh_info(name: str, fmt: str) -> None:
+    """How to reach VM NAME: JSON (as bakerx gives it) or an ssh command."""
+    import json
+
+    from .vm import VM, VMError
+
+    try:
+        info = VM(name).ssh_info()
+    except VMError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(info.as_json(), indent=2) if fmt == "json" else info.command())
+
+
+@main.command("doctor")
+@click.option("--target", "spec", help="The target to check (default: $WORKSHOP_TARGET or local).")
+def doctor(spec: str | None) -> None:
+    """Preflight checks: virtualization, VM tools, and what the target offers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .vm.doctor import run_checks
+
+    spec = spec or os.environ.get("WORKSHOP_TARGET") or "local"
+    checks = run_checks(spec)
+    table = Table("", "check", "found", "fix", title=f"workshop doctor (target {spec})")
+    failed = 0
+    for check in checks:
+        if check.ok:
+            mark = "[green]✔[/green]"
+        elif check.required:
+            mark = "[red]✘[/red]"
+            failed += 1
+        else:
+            mark = "[yellow]✘[/yellow]"
+        name = check.name + ("" if check.required else " [dim](optional)[/dim]")
+        table.add_row(mark, name, check.found, "" if check.ok else check.fix)
+    console = Console(emoji=False)
+    console.print(table)
+    if failed:
+        console.print(f"[red]{failed} required check(s) failed[/red]")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("import")
+@click.argument("markdown", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The notebook to write (default: MARKDOWN with .ipynb).")
+@click.option("--target", default="local", show_default=True, help="The target named in the notebook's metadata.")
+def import_command(markdown: Path, output: Path | None, target: str) -> None:
+    """Convert a docable-style Markdown workshop into a notebook with checks."""
+    from .importer import ImporterError, import_markdown
+
+    try:
+        written, notes = import_markdown(markdown, output, target=target)
+    except ImporterError as exc:
+        raise click.ClickException(str(exc)) from None
+    for note in notes:
+        click.echo(f"note: {markdown}: {note}", err=True)
+    click.echo(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Headless execution of notebooks with the workshop kernel (nbclient)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from .grading import cell_record
+from .targets import TargetError, parse_target
+
+
+class NotebookError(Exception):
+    """A notebook that cannot be read or is not for this kernel."""
+
+
+@dataclass
+class CellResult:
+    index: int
+    cell_id: str | None
+    status: str  # "ok", "error", "not run"
+    record: dict | None = None
+
+
+@dataclass
+class CheckResult:
+    key: str  # "<cell label>:<check name>"
+    cell_index: int
+    passed: bool
+    status: str  # passed, failed, missing (the cell did not run), invalid
+    message: str
+    command: str = ""
+    expected: str = ""
+    got: str = ""
+    points: float = 1.0
+
+
+@dataclass
+class NotebookResult:
+    path: Path
+    out_path: Path | None
+    cells: list[CellResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.error is None
+            and all(c.status != "error" for c in self.cells)
+            and all(c.passed for c in self.checks)
+        )
+
+    @property
+    def failed_checks(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such file") from None
+    except Exception as exc:  # nbformat raises many kinds for bad JSON
+        raise NotebookError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+    for key in ("kernelspec", "workshop"):
+        if not isinstance(nb.metadata.get(key, {}), dict):
+            raise NotebookError(f"{path}: metadata.{key} is not an object; fix or remove it")
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel and kernel != "workshop":
+        raise NotebookError(
+            f"{path}: written for the '{kernel}' kernel, not 'workshop'; "
+            "pick the Workshop (bash) kernel in the notebook first"
+        )
+    return nb
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _give_cells_ids(nb: nbformat.NotebookNode) -> None:
+    """Notebooks older than nbformat 4.5 have no cell ids; records and checks need them."""
+    from nbformat.v4.nbbase import random_cell_id
+
+    if nb.get("nbformat_minor", 0) < 5:
+        nb["nbformat_minor"] = 5
+    for cell in nb.cells:
+        if not cell.get("id"):
+            cell["id"] = random_cell_id()
+
+
+def run_notebook(
+    path: Path,
+    out_dir: Path | None = None,
+    target: str | None = None,
+    timeout: float | None = None,
+    on_cell=None,
+    allow_errors: bool = False,
+    workdir: Path | None = None,
+) -> NotebookResult:
+    """Execute one notebook; write it to out_dir (or next to it as *.out.ipynb).
+
+    Cells run in ``workdir`` (default: the notebook's folder).  With
+    ``allow_errors`` every cell runs even after one fails (as a grader re-run
+    wants); otherwise execution stops at the first failing cell, as
+    ``nbconvert --execute`` does.  Check results are read from the records.
+    """
+    started = time.monotonic()
+    nb = read_notebook(path)
+    _give_cells_ids(nb)
+    source = copy.deepcopy(nb)
+    env = dict(os.environ)
+    spec = target or nb.metadata.get("workshop", {}).get("target")
+    if spec:
+        try:
+            parse_target(spec)  # fail now, naming where the spec came from
+        except TargetError as exc:
+            where = "--target" if target else "metadata.workshop.target"
+            raise NotebookError(f"{path}: {where} {spec}: {exc}") from None
+        env["WORKSHOP_TARGET"] = spec
+    env.pop("JPY_SESSION_NAME", None)
+    if timeout:
+        env["WORKSHOP_TIMEOUT"] = str(timeout)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+
+    def cell_executed(cell, cell_index, execute_reply):
+        # The messaging protocol gives the kernel no cell id under nbclient:
+        # the runner knows it, so the record names its cell.
+        record = cell_record(cell)
+        if record is not None and not record.get("cell_id") and cell.get("id"):
+            record["cell_id"] = cell.get("id")
+        if on_cell:
+            on_cell(cell, len(code_cells))
+
+    client = NotebookClient(
+        nb,
+        kernel_name="workshop",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(workdir or path.parent)}},
+        on_cell_executed=cell_executed,
+    )
+    result = NotebookResult(path=path, out_path=None)
+    try:
+        client.execute(env=env)
+    except CellExecutionError as exc:
+        result.error = _ANSI.sub("", getattr(exc, "evalue", "") or str(exc).strip().splitlines()[-1])
+        result.error = result.error or "a cell failed"
+    except (CellTimeoutError, DeadKernelError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        record = cell_record(cell)
+        status = "not run" if record is None else record.get("status", "ok")
+        result.cells.append(CellResult(index, cell.get("id"), status, record))
+    if result.error is None:
+        # with allow_errors nothing raises: a target that could not be reached shows as an error output
+        for cell in code_cells:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and output.get("ename") == "TargetError":
+                    result.error = output.get("evalue", "the target could not be used")
+                    break
+            if result.error:
+                break
+    out_dir = out_dir or path.parent
+    beside = out_dir.resolve() == path.resolve().parent  # never overwrite the source
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_path = out_dir / (path.stem + (".out.ipynb" if beside else ".ipynb"))
+        nbformat.write(nb, str(out_path))
+    except OSError as exc:
+        raise NotebookError(f"cannot write the executed notebook to {out_dir}: {exc.strerror or exc}") from None
+    result.out_path = out_path
+    result.checks = notebook_checks(source, out_path)
+    result.duration = time.monotonic() - started
+    return result
+
+
+def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[CheckResult]:
+    """Grade an executed notebook against its own source's checks."""
+    from .grading import GradingError, Reference, grade_submission, load_reference
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ipynb", delete=False, encoding="utf-8") as fh:
+        nbformat.write(source, fh)
+    try:
+        ref: Reference = load_reference(fh.name)
+    except GradingError as exc:
+        if "has no checks" in str(exc):
+            return []
+        raise NotebookError(str(exc)) from None
+    finally:
+        os.unlink(fh.name)
+    graded = grade_submission(ref, executed)
+    index = {cell.id: cell.index for cell in ref.cells}
+    results = []
+    for check in ref.checks:
+        entry = graded["checks"][check.key]
+        results.append(CheckResult(
+            key=check.key,
+            cell_index=index[check.cell_id],
+            passed=entry["passed"],
+            status=entry["status"],
+            message=entry["message"],
+            command=check.command,
+            expected=entry["expected"],
+            got=entry["got"],
+            points=check.points,
+        ))
+    return results
+
+
+def junit_xml(results: list[NotebookResult]) -> str:
+    """JUnit XML: a test suite per notebook, a test case per check (and per
+    failing cell without checks)."""
+    from xml.etree import ElementTree as ET
+
+    suites = ET.Element("testsuites")
+    for result in results:
+        suite = ET.SubElement(suites, "testsuite", name=str(result.path), time=f"{result.duration:.3f}")
+        tests = failures = errors = skipped = 0
+        classname = result.path.stem
+        if result.error and not result.cells:
+            case = ET.SubElement(suite, "testcase", classname=classname, name="notebook")
+            ET.SubElement(case, "error", message=result.error).text = result.error
+            tests, errors = 1, 1
+        for check in result.checks:
+            tests += 1
+            case = ET.SubElement(suite, "testcase", classname=classname, name=check.key)
+            if check.passed:
+                continue
+            detail = f"command:\n{check.command}\nexpected: {check.expected}\ngot: {check.got}\n"
+            if check.status == "missing":
+                skipped_el = ET.SubElement(case, "failure", message=f"not run: {check.message}", type="not-run")
+                skipped_el.text = detail
+            else:
+                ET.SubElement(case, "failure", message=check.message, type=check.status).text = detail
+            failures += 1
+        checked = {c.cell_index for c in result.checks}
+        for cell in result.cells:
+            if cell.status == "error" and cell.index not in checked:
+                tests += 1
+                errors += 1
+                case = ET.SubElement(suite, "testcase", classname=classname, name=f"cell[{cell.index}]")
+                record = cell.record or {}
+                message = f"exit status {record.get('exit_status')}"
+                ET.SubElement(case, "error", message=message).text = message
+        suite.set("tests", str(tests))
+        suite.set("failures", str(failures))
+        suite.set("errors", str(errors))
+        suite.set("skipped", str(skipped))
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
