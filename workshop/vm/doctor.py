@@ -1,0 +1,200 @@
+"""``workshop doctor``: preflight checks of this machine and of a target.
+
+Each check gives ✔ or ✘, what was found, and for a ✘ how to fix it.  A check
+is *required* when the chosen target cannot work without it; only a required
+✘ makes the exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    found: str
+    fix: str = ""
+    required: bool = False
+
+
+def _version(cmd: list[str]) -> str | None:
+    exe = shutil.which(cmd[0]) or (f"/usr/sbin/{cmd[0]}" if os.path.exists(f"/usr/sbin/{cmd[0]}") else None)
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "present (no version)"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0].strip() if text else "present"
+
+
+def host_checks(kind: str) -> list[Check]:
+    from .image import image_for
+    from .machine import kvm_usable
+
+    checks: list[Check] = []
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        pass
+    vt = "vmx (Intel VT-x)" if re.search(r"\bvmx\b", flags) else "svm (AMD-V)" if re.search(r"\bsvm\b", flags) else ""
+    checks.append(Check(
+        "CPU virtualization flags", bool(vt), vt or "no vmx/svm in /proc/cpuinfo",
+        "enable VT-x/AMD-V in the firmware, or nested virtualization for this VM; without it the micro VM "
+        "runs under TCG (slower)",
+    ))
+    kvm_ok, why = kvm_usable()
+    checks.append(Check(
+        "KVM (/dev/kvm)", kvm_ok, why,
+        "load kvm_intel or kvm_amd and give yourself access to /dev/kvm (the kvm group); "
+        "qemu VMs fall back to TCG software emulation meanwhile",
+    ))
+    qemu_needed = kind == "qemu"
+    for label, cmd, pkg in (
+        ("qemu", ["qemu-system-x86_64", "--version"], "qemu-system-x86"),
+        ("qemu-img", ["qemu-img", "--version"], "qemu-utils"),
+    ):
+        version = _version(cmd)
+        checks.append(Check(label, version is not None, version or "not found", f"apt-get install {pkg}", qemu_needed))
+    image = image_for()
+    built = image.built
+    checks.append(Check(
+        "micro VM image", built, str(image.dir) if built else "not built yet",
+        "`workshop vm up NAME` builds it once (needs root, debootstrap, e2fsprogs and Debian's mirror)",
+    ))
+    for label, cmd, pkg in (
+        ("debootstrap", ["debootstrap", "--version"], "debootstrap"),
+        ("mkfs.ext4", ["mkfs.ext4", "-V"], "e2fsprogs"),
+    ):
+        version = _version(cmd)
+        checks.append(Check(
+            label, version is not None, version or "not found", f"apt-get install {pkg}", qemu_needed and not built,
+        ))
+    for label, cmd, fix, needed in (
+        ("bakerx", ["bakerx", "--version"], "npm install -g ottomatica/bakerx", kind == "bakerx"),
+        ("VBoxManage", ["VBoxManage", "--version"], "install VirtualBox (https://www.virtualbox.org)", False),
+        ("vagrant", ["vagrant", "--version"], "install Vagrant (apt-get install vagrant, or HashiCorp's package)",
+         kind == "vagrant"),
+    ):
+        version = _version(cmd)
+        checks.append(Check(label, version is not None, version or "not found", fix, needed))
+    return checks
+
+
+PROBE = r"""
+echo "uid=$(id -u)"
+if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then echo sudo=yes; else echo sudo=no; fi
+fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)
+if [ "$fs" = cgroup2fs ]; then echo cgroup=2
+elif [ -d /sys/fs/cgroup/memory ] || grep -q ' cgroup ' /proc/mounts 2>/dev/null; then echo cgroup=1
+else echo cgroup=none; fi
+if grep -qw overlay /proc/filesystems 2>/dev/null; then echo overlay=yes
+elif modprobe -n overlay >/dev/null 2>&1 || ls /lib/modules/"$(uname -r)"/kernel/fs/overlayfs >/dev/null 2>&1; then
+  echo overlay=module
+else echo overlay=no; fi
+u=$(command -v unshare 2>/dev/null); echo "unshare=${u:-no}"
+b=$(command -v busybox 2>/dev/null)
+if [ -n "$b" ]; then
+  if ldd "$b" >/dev/null 2>&1; then echo "busybox=$b (dynamic)"; else echo "busybox=$b (static)"; fi
+else echo busybox=no; fi
+echo "kernel=$(uname -sr)"
+"""
+
+
+def _probe_output(target) -> tuple[str | None, str]:
+    """Run PROBE on the target; (output, error)."""
+    if target.is_local:
+        try:
+            done = subprocess.run(["sh", "-c", PROBE], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, str(exc)
+        return done.stdout, ""
+    import shlex
+
+    from ..targets.ssh import SSHConnection
+
+    conn = SSHConnection(target)
+    try:
+        client = conn.connect()
+        _, out, _ = client.exec_command("sh -c " + shlex.quote(PROBE), timeout=60)
+        return out.read().decode(errors="replace"), ""
+    except Exception as exc:  # TargetError and paramiko's
+        return None, str(exc)
+    finally:
+        conn.close()
+
+
+def target_checks(spec: str) -> list[Check]:
+    from ..targets import TargetError, parse_target
+
+    try:
+        target = parse_target(spec)
+    except TargetError as exc:
+        return [Check("target", False, str(exc), "give a valid --target", True)]
+    if target.kind == "qemu":
+        from .machine import VM
+
+        vm = VM(target.name)
+        if not vm.running:
+            return [Check(
+                "target reachable", False, f"the VM '{target.name}' is not running",
+                f"workshop vm up {target.name}", True,
+            )]
+    fix = {
+        "bakerx": f"start it: `bakerx run {target.name} IMAGE` (`bakerx ps` lists the VMs)",
+        "vagrant": f"start it: `vagrant up {target.name}` in the Vagrantfile's directory",
+    }.get(target.kind, "start the machine and its sshd; check host, port, user and key in the target")
+    try:
+        target.prepare(None)
+    except TargetError as exc:
+        return [Check("target reachable", False, str(exc), fix, True)]
+    output, error = _probe_output(target)
+    where = target.describe()
+    if output is None:
+        return [Check("target reachable", False, error or "no answer", fix, True)]
+    facts = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    checks = [Check("target reachable", True, f"{where}, {facts.get('kernel', '?')}", required=True)]
+    root = facts.get("uid") == "0"
+    sudo = facts.get("sudo") == "yes"
+    checks.append(Check(
+        "root or sudo on the target", root or sudo,
+        "root" if root else "passwordless sudo" if sudo else f"uid {facts.get('uid', '?')}, no passwordless sudo",
+        "log in as root, or allow passwordless sudo for this user (mounts, namespaces and cgroups need it)",
+        True,
+    ))
+    cg = facts.get("cgroup", "none")
+    checks.append(Check(
+        "cgroup version", cg in ("1", "2"), {"2": "v2 (unified)", "1": "v1"}.get(cg, "no cgroup file system mounted"),
+        "mount cgroup2 on /sys/fs/cgroup (or boot with systemd.unified_cgroup_hierarchy=1)", True,
+    ))
+    ov = facts.get("overlay", "no")
+    checks.append(Check(
+        "overlayfs", ov != "no", {"yes": "in /proc/filesystems", "module": "as a module"}.get(ov, "not available"),
+        "use a kernel with overlayfs (CONFIG_OVERLAY_FS)", True,
+    ))
+    un = facts.get("unshare", "no")
+    checks.append(Check("unshare", un != "no", un if un != "no" else "not found", "apt-get install util-linux", True))
+    bb = facts.get("busybox", "no")
+    checks.append(Check(
+        "busybox", bb != "no" and "static" in bb, bb if bb != "no" else "not found",
+        "apt-get install busybox-static (a static busybox for root file systems)", True,
+    ))
+    return checks
+
+
+def run_checks(spec: str | None) -> list[Check]:
+    kind = (spec or "local").partition(":")[0] if spec and not spec.startswith("ssh://") else "ssh"
+    if spec in (None, "", "local"):
+        kind = "local"
+    checks = host_checks(kind)
+    checks.extend(target_checks(spec or "local"))
+    return checks

@@ -1,0 +1,562 @@
+"""Boot, find and stop micro VMs under qemu.
+
+Each VM has a directory ``data_dir()/vms/NAME`` with its disk (a qcow2 overlay on
+the cached image, so the image stays pristine and each VM keeps its own
+changes), its state (``state.json``: pid, port, accelerator), its serial console
+log and qemu's QMP socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import data_dir, known_hosts_file
+from .image import Image, ImageError, build_image
+from .lock import FileLock
+from .qmp import QMP, QMPError
+
+Progress = Callable[[str], None]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+USER = "root"
+HOST = "127.0.0.1"
+# A KVM guest prints to its console within a second or two; if it is silent
+# this long, KVM is not working here (nested KVM can hang or stop the guest).
+KVM_BOOT_TIMEOUT = 20.0
+TCG_BOOT_TIMEOUT = 300.0
+KERNEL_ARGS = (
+    "root=/dev/vda rw rootfstype=ext4 console=ttyS0 quiet loglevel=4 panic=-1 "
+    "mitigations=off net.ifnames=0 random.trust_cpu=on 8250.nr_uarts=1 "
+    # the crypto self-tests take seconds under emulation
+    "cryptomgr.notests no_timer_check"
+)
+INIT_ARGS = {
+    # busybox init: mounts, cgroup v2, network, sshd (the fast default)
+    "busybox": "init=/usr/lib/workshop/init",
+    # the full systemd (cgroup v2 as well)
+    "systemd": "systemd.unified_cgroup_hierarchy=1 systemd.show_status=false",
+}
+
+
+def init_system() -> str:
+    choice = os.environ.get("WORKSHOP_VM_INIT", "busybox")
+    if choice not in INIT_ARGS:
+        raise VMError(f"WORKSHOP_VM_INIT={choice}: choose one of {', '.join(INIT_ARGS)}")
+    return choice
+
+
+class VMError(Exception):
+    """A VM that cannot be started, found or stopped; the message says what to do."""
+
+
+def vms_dir() -> Path:
+    path = data_dir() / "vms"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def vm_dir(name: str) -> Path:
+    check_name(name)
+    return vms_dir() / name
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name) or name == "images":
+        raise VMError(
+            f"'{name}' is not a VM name: use letters, digits, '.', '_' and '-' (e.g. qemu:workshop)"
+        )
+
+
+def qemu_binary() -> str | None:
+    return shutil.which("qemu-system-x86_64")
+
+
+def qemu_img_binary() -> str | None:
+    return shutil.which("qemu-img")
+
+
+def kvm_usable() -> tuple[bool, str]:
+    """Whether /dev/kvm can be opened, and why not."""
+    if os.environ.get("WORKSHOP_VM_ACCEL", "auto") == "tcg":
+        return False, "WORKSHOP_VM_ACCEL=tcg"
+    if not os.path.exists("/dev/kvm"):
+        return False, "/dev/kvm does not exist"
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return False, f"/dev/kvm cannot be opened ({exc.strerror})"
+    os.close(fd)
+    broken = _kvm_broken_file()
+    if broken.exists() and os.environ.get("WORKSHOP_VM_ACCEL", "auto") != "kvm":
+        reason = broken.read_text().strip()
+        reason = reason if len(reason) < 90 else reason[:40] + "…" + reason[-45:]
+        return False, f"a KVM guest failed here before ({reason}); remove {broken} to retry"
+    return True, "/dev/kvm works"
+
+
+def _kvm_broken_file() -> Path:
+    return vms_dir() / "kvm-broken"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _pid_is_qemu(pid: int, vmdir: Path) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(b"qemu-system" in a for a in args[:1]) and str(vmdir).encode() in b" ".join(args)
+
+
+def _ssh_banner(port: int, timeout: float = 2.0) -> bool:
+    """True once sshd in the guest answers (qemu's forwarder accepts before that)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+@dataclass
+class SSHInfo:
+    user: str
+    hostname: str
+    port: int
+    private_key: str
+
+    def as_json(self) -> dict:
+        # the fields bakerx's `ssh-info --format json` gives
+        return {
+            "user": self.user,
+            "host": self.hostname,
+            "hostname": self.hostname,
+            "port": self.port,
+            "private_key": self.private_key,
+            "known_hosts": str(known_hosts_file()),
+        }
+
+    def command(self) -> str:
+        import shlex
+
+        return (
+            f"ssh -i {shlex.quote(self.private_key)} -p {self.port} "
+            f"-o UserKnownHostsFile={shlex.quote(str(known_hosts_file()))} -o StrictHostKeyChecking=yes "
+            f"-o IdentitiesOnly=yes {self.user}@{self.hostname}"
+        )
+
+
+class VM:
+    def __init__(self, name: str) -> None:
+        check_name(name)
+        self.name = name
+        self.dir = vm_dir(name)
+
+    # ---- files --------------------------------------------------------
+    @property
+    def disk(self) -> Path:
+        return self.dir / "disk.qcow2"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "console.log"
+
+    @property
+    def exists(self) -> bool:
+        return self.disk.exists()
+
+    def state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_state(self, state: dict) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    # ---- status -------------------------------------------------------
+    def pid(self) -> int | None:
+        pid = self.state().get("pid")
+        if pid and _pid_alive(pid) and _pid_is_qemu(pid, self.dir):
+            return int(pid)
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def runstate(self) -> str:
+        try:
+            with QMP(self.qmp_socket, timeout=3) as q:
+                return q.status()
+        except (QMPError, OSError, ValueError):
+            return "unknown"
+
+    def ssh_info(self) -> SSHInfo:
+        state = self.state()
+        if not self.running or not state.get("port"):
+            raise VMError(f"the VM '{self.name}' is not running; start it with `workshop vm up {self.name}`")
+        return SSHInfo(USER, HOST, int(state["port"]), state["private_key"])
+
+    def image(self) -> Image | None:
+        state = self.state()
+        return Image(Path(state["image"])) if state.get("image") else None
+
+    # ---- up -----------------------------------------------------------
+    def up(self, progress: Progress | None = None, memory_mb: int | None = None, cpus: int | None = None) -> SSHInfo:
+        """Start the VM (building the image first if needed); instant if it runs."""
+        say = progress or (lambda text: None)
+        if self.running and self.state().get("ready"):
+            return self.ssh_info()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.dir / ".lock", f"another process is starting the VM '{self.name}'", say):
+            if self.running and self.state().get("ready"):
+                return self.ssh_info()
+            if self.running:  # started but never became ready: start over
+                self._stop(say)
+            qemu = qemu_binary()
+            if qemu is None:
+                raise VMError("qemu is not installed: apt-get install qemu-system-x86 qemu-utils")
+            try:
+                image, _ = build_image(say)
+            except ImageError as exc:
+                raise VMError(str(exc)) from None
+            self._prepare_disk(image, say)
+            memory_mb = memory_mb or int(os.environ.get("WORKSHOP_VM_MEMORY", "1024"))
+            cpus = cpus or int(os.environ.get("WORKSHOP_VM_CPUS", str(min(2, os.cpu_count() or 1))))
+            use_kvm, why = kvm_usable()
+            kvm_failure = None
+            if use_kvm:
+                try:
+                    return self._boot(qemu, image, "kvm", memory_mb, cpus, say)
+                except _KVMFailed as exc:
+                    kvm_failure = str(exc)
+                    say(f"KVM failed ({exc}); falling back to TCG software emulation")
+            else:
+                say(f"no KVM ({why}): booting with TCG software emulation")
+            info = self._boot(qemu, image, "tcg", memory_mb, cpus, say)
+            if kvm_failure:
+                # the same VM boots without KVM: remember that KVM is what fails here
+                _kvm_broken_file().write_text(f"{kvm_failure} ({time.strftime('%Y-%m-%d %H:%M')})\n")
+            return info
+
+    def _prepare_disk(self, image: Image, say: Progress) -> None:
+        backing = self.dir / "image"
+        if self.disk.exists() and backing.exists() and backing.read_text().strip() == str(image.dir):
+            return
+        if self.disk.exists():
+            say(f"the VM image changed: starting '{self.name}' from a fresh disk")
+            self.disk.unlink()
+        qemu_img = qemu_img_binary()
+        if qemu_img is None:
+            raise VMError("qemu-img is not installed: apt-get install qemu-utils")
+        done = subprocess.run(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.disk), str(self.disk)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise VMError(f"qemu-img could not create {self.disk}: {done.stderr.strip()}")
+        backing.write_text(str(image.dir) + "\n")
+
+    def _command(self, qemu: str, image: Image, accel: str, port: int, memory_mb: int, cpus: int) -> list[str]:
+        cpu = "host" if accel == "kvm" else "max"
+        return [
+            qemu,
+            "-name", f"workshop-{self.name}",
+            "-machine", f"q35,accel={accel}",
+            "-cpu", cpu,
+            "-smp", str(cpus),
+            "-m", str(memory_mb),
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+            "-no-reboot",
+            "-kernel", str(image.kernel),
+            "-initrd", str(image.initrd),
+            "-append", f"{KERNEL_ARGS} {INIT_ARGS[init_system()]}",
+            "-drive", f"file={self.disk},if=virtio,format=qcow2,discard=unmap",
+            "-netdev", f"user,id=net0,hostfwd=tcp:{HOST}:{port}-:22",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci",
+            "-serial", f"file:{self.console_log}",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-pidfile", str(self.dir / "qemu.pid"),
+            "-daemonize",
+        ]
+
+    def _boot(self, qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, say: Progress) -> SSHInfo:
+        started = time.monotonic()
+        for _ in range(5):
+            port = free_port()
+            self.qmp_socket.unlink(missing_ok=True)
+            (self.dir / "qemu.pid").unlink(missing_ok=True)
+            say(f"booting '{self.name}' ({accel.upper()}, {cpus} CPU, {memory_mb} MB) with SSH on {HOST}:{port}")
+            done = subprocess.run(
+                self._command(qemu, image, accel, port, memory_mb, cpus),
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+            )
+            if done.returncode == 0:
+                break
+            err = done.stderr.strip()
+            if "hostfwd" in err or "host forwarding" in err:
+                continue  # the port was taken meanwhile: another one
+            if accel == "kvm":
+                last = err.splitlines()[-1] if err else f"qemu exit {done.returncode}"
+                raise _KVMFailed(last.replace(qemu + ": ", ""))
+            raise VMError(f"qemu could not start the VM: {err}")
+        else:
+            raise VMError("qemu could not forward SSH to a free loopback port after 5 tries")
+        pid = int((self.dir / "qemu.pid").read_text().strip())
+        state = {
+            "name": self.name,
+            "pid": pid,
+            "port": port,
+            "accel": accel,
+            "image": str(image.dir),
+            "private_key": str(image.client_key),
+            "memory_mb": memory_mb,
+            "cpus": cpus,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "ready": False,
+        }
+        self._save_state(state)
+        _pin_host_key(port, image)
+        timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else float(os.environ.get("WORKSHOP_VM_BOOT_TIMEOUT", TCG_BOOT_TIMEOUT))
+        deadline = time.monotonic() + timeout
+        last_note = 0.0
+        while True:
+            if not _pid_alive(pid):
+                self._forget(port)
+                reason = self._console_tail()
+                if accel == "kvm":
+                    raise _KVMFailed("the guest stopped while booting")
+                raise VMError(f"the VM '{self.name}' stopped while booting; its console:\n{reason}")
+            runstate = self.runstate()
+            if runstate in ("internal-error", "guest-panicked", "shutdown"):
+                self._stop(lambda text: None)
+                if accel == "kvm":
+                    raise _KVMFailed(f"KVM internal error (qemu state {runstate})" if runstate == "internal-error" else runstate)
+                raise VMError(f"the VM '{self.name}' failed while booting ({runstate}); its console:\n{self._console_tail()}")
+            if _ssh_banner(port):
+                break
+            now = time.monotonic()
+            if now > deadline:
+                self._stop(lambda text: None)
+                if accel == "kvm":
+                    raise _KVMFailed(f"no SSH within {timeout:.0f} s")
+                raise VMError(
+                    f"the VM '{self.name}' did not answer on SSH within {timeout:.0f} s; "
+                    f"its console log is {self.console_log}:\n{self._console_tail()}"
+                )
+            if now - last_note >= 5:
+                say(f"waiting for SSH in '{self.name}' ({now - started:.0f} s)")
+                last_note = now
+            time.sleep(0.25)
+        try:
+            self._verify_login(port, image)
+        except BaseException:  # a VM we cannot log in to (or Ctrl-C) must not stay running
+            self._stop(lambda text: None)
+            raise
+        if accel == "kvm" and self.runstate() == "internal-error":
+            self._stop(lambda text: None)
+            raise _KVMFailed("KVM internal error after boot")
+        state["ready"] = True
+        state["boot_seconds"] = round(time.monotonic() - started, 1)
+        self._save_state(state)
+        say(f"'{self.name}' is up ({accel.upper()}) in {state['boot_seconds']:.1f} s: ssh {USER}@{HOST} -p {port}")
+        return SSHInfo(USER, HOST, port, str(image.client_key))
+
+    def _verify_login(self, port: int, image: Image) -> None:
+        """Log in once with the pinned host key (strict) and the client key."""
+        import paramiko
+
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(known_hosts_file()))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        last: Exception | None = None
+        for _ in range(20):
+            try:
+                client.connect(
+                    HOST, port=port, username=USER, key_filename=str(image.client_key),
+                    look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=20, auth_timeout=20,
+                )
+                _, out, _ = client.exec_command("true")
+                out.channel.recv_exit_status()
+                client.close()
+                return
+            except paramiko.BadHostKeyException as exc:
+                raise VMError(f"the VM offered an unexpected host key on port {port}: {exc}") from None
+            except (paramiko.SSHException, OSError) as exc:
+                last = exc
+                time.sleep(0.5)
+        raise VMError(f"could not log in to the VM '{self.name}' on port {port}: {last}")
+
+    def _console_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.console_log.read_text(errors="replace")
+        except OSError:
+            return "(no console log)"
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    # ---- down / destroy -----------------------------------------------
+    def down(self, progress: Progress | None = None) -> bool:
+        """Stop the VM; False if it was not running."""
+        say = progress or (lambda text: None)
+        if not self.dir.exists():
+            raise VMError(f"there is no VM '{self.name}'; `workshop vm list` shows the VMs")
+        with FileLock(self.dir / ".lock", f"another process is starting the VM '{self.name}'", say):
+            return self._stop(say)
+
+    def _stop(self, say: Progress) -> bool:
+        state = self.state()
+        pid = self.pid()
+        port = state.get("port")
+        if pid is None:
+            self._forget(port)
+            return False
+        say(f"stopping '{self.name}'")
+        if state.get("ready") and port:
+            self._sync_guest(int(port), state.get("private_key"))
+        try:
+            with QMP(self.qmp_socket, timeout=3) as q:
+                q.command("quit")
+        except (QMPError, OSError, ValueError):
+            pass
+        if not _wait_gone(pid, 10):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                if _wait_gone(pid, 5):
+                    break
+        self._forget(port)
+        return True
+
+    def _sync_guest(self, port: int, key: str | None) -> None:
+        """Flush the guest's file systems so that stopping qemu loses nothing."""
+        import paramiko
+
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(known_hosts_file()))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(HOST, port=port, username=USER, key_filename=key, look_for_keys=False,
+                           allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5)
+            _, out, _ = client.exec_command("sync", timeout=10)
+            out.channel.recv_exit_status()
+        except Exception:
+            pass
+        finally:
+            client.close()
+
+    def _forget(self, port) -> None:
+        state = self.state()
+        if state:
+            state.pop("pid", None)
+            state["ready"] = False
+            state.pop("port", None)
+            self._save_state(state)
+        if port:
+            _unpin_port(int(port))
+        self.qmp_socket.unlink(missing_ok=True)
+
+    def destroy(self, progress: Progress | None = None) -> None:
+        if not self.dir.exists():
+            raise VMError(f"there is no VM '{self.name}'; `workshop vm list` shows the VMs")
+        self.down(progress)
+        shutil.rmtree(self.dir)
+
+
+class _KVMFailed(Exception):
+    pass
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return not _pid_alive(pid)
+
+
+def _host_pattern(port: int) -> str:
+    return f"[{HOST}]:{port}"
+
+
+def _pin_host_key(port: int, image: Image) -> None:
+    """Write the guest's host key (made at build time) for its port in the tool's known_hosts."""
+    import base64
+
+    import paramiko
+
+    path = known_hosts_file()
+    with FileLock(path.with_name(".known_hosts.lock")):
+        path.touch(mode=0o600, exist_ok=True)
+        keys = paramiko.HostKeys(str(path))
+        pattern = _host_pattern(port)
+        if pattern in keys:
+            del keys[pattern]
+        kind, b64 = image.host_key_line()
+        keys.add(pattern, kind, paramiko.PKey.from_type_string(kind, base64.b64decode(b64)))
+        keys.save(str(path))
+
+
+def _unpin_port(port: int) -> None:
+    import paramiko
+
+    path = known_hosts_file()
+    if not path.exists():
+        return
+    with FileLock(path.with_name(".known_hosts.lock")):
+        keys = paramiko.HostKeys(str(path))
+        pattern = _host_pattern(port)
+        if pattern in keys:
+            del keys[pattern]
+            keys.save(str(path))
+
+
+def list_vms() -> list[VM]:
+    out = []
+    for entry in sorted(vms_dir().iterdir()):
+        if entry.is_dir() and NAME_RE.match(entry.name) and entry.name != "images" and (entry / "disk.qcow2").exists():
+            out.append(VM(entry.name))
+    return out
+
