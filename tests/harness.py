@@ -1,0 +1,114 @@
+"""Drive a real workshop kernel over the Jupyter messaging protocol."""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+
+from jupyter_client.manager import KernelManager
+
+RECORD_MIME = "application/vnd.workshop.record+json"
+
+
+@dataclass
+class Result:
+    reply: dict
+    messages: list[dict] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["content"]["status"]
+
+    def stream(self, name: str) -> str:
+        return "".join(
+            m["content"]["text"] for m in self.messages if m["msg_type"] == "stream" and m["content"]["name"] == name
+        )
+
+    @property
+    def stdout(self) -> str:
+        return self.stream("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.stream("stderr")
+
+    @property
+    def errors(self) -> list[dict]:
+        return [m["content"] for m in self.messages if m["msg_type"] == "error"]
+
+    @property
+    def record(self) -> dict | None:
+        for m in self.messages:
+            if m["msg_type"] == "display_data" and RECORD_MIME in m["content"]["data"]:
+                return m["content"]["data"][RECORD_MIME]
+        return None
+
+    @property
+    def exit_status(self) -> int | None:
+        rec = self.reply["metadata"].get("workshop")
+        return rec["exit_status"] if rec else None
+
+
+class KernelHarness:
+    def __init__(self, env: dict[str, str]):
+        self.km = KernelManager(kernel_name="workshop")
+        self.km.start_kernel(env=env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60, allow_stdin: bool = False, on_input=None) -> Result:
+        """Execute ``code``; collect every iopub message of it until idle."""
+        msg_id = self.kc.execute(code, allow_stdin=allow_stdin)
+        messages: list[dict] = []
+        deadline = time.monotonic() + timeout
+        reply = None
+        idle = False
+        while not (idle and reply is not None):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer to {code!r} within {timeout} s")
+            if allow_stdin and on_input is not None:
+                try:
+                    req = self.kc.stdin_channel.get_msg(timeout=0.01)
+                    answer = on_input(req["content"]["prompt"], req["content"]["password"])
+                    if answer is not None:  # None: leave the request unanswered
+                        self.kc.input(answer)
+                except queue.Empty:
+                    pass
+            if reply is None:
+                try:
+                    msg = self.kc.shell_channel.get_msg(timeout=0.01)
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        reply = msg
+                except queue.Empty:
+                    pass
+            try:
+                msg = self.kc.iopub_channel.get_msg(timeout=0.01 if not idle else 0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+            elif msg["msg_type"] not in ("status", "execute_input"):
+                messages.append(msg)
+        return Result(reply=reply, messages=messages)
+
+    def interrupt(self) -> None:
+        self.km.interrupt_kernel()
+
+    def complete(self, code: str, cursor: int | None = None) -> dict:
+        return self.kc.complete(code, len(code) if cursor is None else cursor, reply=True, timeout=30)["content"]
+
+    def is_complete(self, code: str) -> dict:
+        msg_id = self.kc.is_complete(code)
+        while True:
+            msg = self.kc.shell_channel.get_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg["content"]
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)

@@ -1,0 +1,63 @@
+"""`workshop doctor`: the preflight table, its fixes and its exit status."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ITEMS = ("CPU virtualization flags", "KVM (/dev/kvm)", "qemu", "bakerx", "VBoxManage", "vagrant",
+         "reachable", "root or sudo on the target", "cgroup version", "overlayfs", "unshare", "busybox")
+
+
+def doctor(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workshop", "doctor", *args],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="240", **env),
+    )
+
+
+def test_doctor_lists_every_item_and_its_exit_status_follows_the_required_ones():
+    done = doctor("--target", "local")
+    for item in ITEMS:
+        assert item in done.stdout, item
+    required_failures = [line for line in done.stdout.splitlines() if "✘" in line and "(optional)" not in line]
+    assert done.returncode == (1 if required_failures else 0), done.stdout
+
+
+def test_doctor_on_this_machine_as_root_finds_root_and_cgroups():
+    done = doctor("--target", "local")
+    row = next(line for line in done.stdout.splitlines() if "root or sudo" in line)
+    if os.geteuid() == 0:
+        assert "✔" in row and "root" in row
+    cgroup = next(line for line in done.stdout.splitlines() if "cgroup version" in line)
+    assert "v2" in cgroup or "v1" in cgroup
+
+
+def test_doctor_over_ssh_checks_the_target(sshd):
+    done = doctor("--target", sshd.url)
+    reach = next(line for line in done.stdout.splitlines() if "target reachable" in line)
+    assert "✔" in reach and f"127.0.0.1:{sshd.port}" in done.stdout
+
+
+def test_an_unreachable_target_fails_with_a_fix():
+    done = doctor("--target", "ssh://nobody@127.0.0.1:1?key=/nonexistent")
+    assert done.returncode == 1
+    reach = next(line for line in done.stdout.splitlines() if "reachable" in line)
+    assert "✘" in reach
+    assert "required check(s) failed" in done.stdout
+
+
+def test_a_stopped_qemu_vm_fails_with_the_command_to_start_it():
+    done = doctor("--target", "qemu:not-started")
+    assert done.returncode == 1
+    assert "workshop vm up not-started" in done.stdout
+    # qemu is required for a qemu target
+    qemu = next(line for line in done.stdout.splitlines() if line.split("│")[2:3] and "qemu " in line.split("│")[2])
+    assert "(optional)" not in qemu
+
+
+def test_a_bad_target_spec_fails():
+    done = doctor("--target", "nonsense:thing")
+    assert done.returncode == 1
+    assert "unknown target" in done.stdout

@@ -1,0 +1,285 @@
+"""Grading real notebooks executed by the kernel, honest and tampered ones."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from workshop.grading import GradingError, grade, load_reference, restore_reference, to_csv
+
+RECORD = "application/vnd.workshop.record+json"
+KERNELSPEC = {"name": "workshop", "display_name": "Workshop", "language": "bash"}
+
+SETUP = 'cd "$(mktemp -d)"\necho ready'
+HELLO = "%expect exit 0\n%expect stdout /^hello/\n%expect stderr empty\necho hello world"
+ROOTFS = "mkdir -p rootfs/bin\n%%check --points 3 --name rootfs\ntest -d rootfs/bin || echo 'FAIL: rootfs/bin is missing'"
+LS = "%expect exit 2\nls /nonexistent-workshop-dir"
+
+
+def make_notebook(path: Path, sources: dict[str, str], **meta) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = KERNELSPEC
+    nb.cells = [nbformat.v4.new_markdown_cell("# Lab 1")]
+    for cell_id, source in sources.items():
+        nb.cells.append(nbformat.v4.new_code_cell(source, id=cell_id, metadata=meta.get(cell_id, {})))
+    nbformat.write(nb, str(path))
+    return path
+
+
+REFERENCE = {"setup": "%expect stdout /ready/\n" + SETUP, "hello": HELLO, "rootfs": ROOTFS, "ls": LS}
+META = {"setup": {"workshop": {"locked": True}}, "hello": {"workshop": {"name": "hello", "points": 2}}}
+MAX = 1 + 3 * 2 + 3 + 1
+
+
+def run_cells(path: Path, order: list[list[int]], out: Path) -> Path:
+    """Execute the code cells of ``path`` in the given order, each inner list in
+    one kernel session, as a student clicking around would."""
+    nb = nbformat.read(str(path), as_version=4)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    for group in order:
+        client = NotebookClient(nb, kernel_name="workshop", allow_errors=True,
+                                resources={"metadata": {"path": str(path.parent)}})
+        with client.setup_kernel():
+            for n in group:
+                client.execute_cell(nb.cells[code[n]], code[n])
+    nbformat.write(nb, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, installed_kernelspec):
+    """A reference and a class of submissions, all executed by the real kernel."""
+    d = tmp_path_factory.mktemp("lab")
+    subs = d / "subs"
+    subs.mkdir()
+    ref = make_notebook(d / "reference.ipynb", REFERENCE, **META)
+    src = {
+        "good": make_notebook(d / "good.ipynb", REFERENCE, **META),
+        "wrong": make_notebook(d / "wrong.ipynb", REFERENCE | {
+            "hello": HELLO.replace("echo hello world", "echo hi >&2"),
+            "rootfs": ROOTFS.replace("mkdir -p rootfs/bin", "echo oops")}, **META),
+        "deleted": make_notebook(d / "deleted.ipynb", REFERENCE | {"rootfs": "echo skipped the check"}, **META),
+        "cheat": make_notebook(d / "cheat.ipynb", REFERENCE | {
+            "rootfs": "echo no rootfs\n%%check --points 3 --name rootfs\ntrue"}, **META),
+        "locked": make_notebook(d / "locked.ipynb", REFERENCE | {"setup": REFERENCE["setup"] + "\necho extra"},
+                                **META),
+    }
+
+    def workshop_run(name):
+        out = subs / f"{name}.ipynb"
+        done = subprocess.run([sys.executable, "-m", "workshop", "run", "--keep-going", "--out", str(d / "run"),
+                               "--junit", str(d / f"{name}.xml"), str(src[name])],
+                              capture_output=True, text=True, timeout=120)
+        (d / "run" / f"{name}.ipynb").rename(out)
+        return name, done
+
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(workshop_run, name) for name in src]
+        jobs.append(pool.submit(lambda: ("disorder", run_cells(src["good"], [[0, 2, 1, 3]], subs / "disorder.ipynb"))))
+        jobs.append(pool.submit(lambda: ("restarted", run_cells(src["good"], [[0, 1], [2, 3]],
+                                                                 subs / "restarted.ipynb"))))
+        runs = dict(job.result() for job in jobs)
+
+    good = json.loads((subs / "good.ipynb").read_text())
+    # Edited after the run: the shown output no longer matches the record.
+    edited = copy.deepcopy(good)
+    hello = next(c for c in edited["cells"] if c.get("id") == "hello")
+    stream = next(o for o in hello["outputs"] if o["output_type"] == "stream")
+    stream["text"] = "hello world, and more\n"
+    (subs / "edited.ipynb").write_text(json.dumps(edited))
+    # Outputs cleared in one checked cell.
+    cleared = copy.deepcopy(good)
+    next(c for c in cleared["cells"] if c.get("id") == "ls")["outputs"] = []
+    (subs / "cleared.ipynb").write_text(json.dumps(cleared))
+    (subs / "corrupt.ipynb").write_text('{"cells": [ {"cell_type": "code", "sou')
+    python = copy.deepcopy(good)
+    python["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (subs / "python.ipynb").write_text(json.dumps(python))
+    return {"dir": d, "ref": ref, "subs": subs, "runs": runs}
+
+
+def by_student(report) -> dict[str, dict]:
+    return {r["student"]: r for r in report.results}
+
+
+def kinds(result) -> set[str]:
+    return {f["kind"] for f in result["flags"]}
+
+
+def test_workshop_run_exit_status_and_junit(lab):
+    runs = lab["runs"]
+    assert runs["good"].returncode == 0, runs["good"].stderr
+    assert runs["wrong"].returncode == 1
+    assert "✘ hello:stdout /^hello/" in runs["wrong"].stderr
+    from xml.etree import ElementTree as ET
+
+    good = ET.parse(lab["dir"] / "good.xml").getroot()
+    cases = good.findall(".//testcase")
+    assert len(cases) == 6 and not good.findall(".//failure")
+    wrong = ET.parse(lab["dir"] / "wrong.xml").getroot()
+    suite = wrong.find("testsuite")
+    assert suite.get("tests") == "6" and suite.get("failures") == "3"
+    failures = {c.get("name"): c.find("failure") for c in wrong.iter("testcase") if c.find("failure") is not None}
+    assert set(failures) == {"hello:stdout /^hello/", "hello:stderr empty", "cell3:rootfs"}
+    assert failures["cell3:rootfs"].get("message") == "rootfs/bin is missing"
+    assert "expected: stdout matching /^hello/" in failures["hello:stdout /^hello/"].text
+
+
+def test_records_name_their_cells_in_headless_runs(lab):
+    nb = json.loads((lab["subs"] / "good.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            record = next(o["data"][RECORD] for o in cell["outputs"] if RECORD in o.get("data", {}))
+            assert record["cell_id"] == cell["id"]
+
+
+def test_grade_flags_each_submission(lab):
+    report = grade(lab["ref"], [lab["subs"]])
+    results = by_student(report)
+    assert set(results) == {"good", "wrong", "deleted", "cheat", "locked", "disorder", "restarted", "edited",
+                            "cleared", "corrupt", "python"}
+    good = results["good"]
+    assert (good["total"], good["max"], good["flags"]) == (MAX, MAX, [])
+
+    wrong = results["wrong"]
+    assert wrong["total"] == MAX - 4 - 3 and kinds(wrong) == set()
+    assert wrong["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert "hi" in wrong["cells"]["hello"]["stderr"]
+
+    edited = results["edited"]
+    assert kinds(edited) == {"output-edited"}
+    assert edited["total"] == MAX - 6  # every check of the edited cell earns nothing
+    assert edited["checks"]["hello:exit 0"]["status"] == "invalid"
+
+    deleted = results["deleted"]
+    assert kinds(deleted) == {"check-removed"}
+    assert deleted["checks"]["cell3:rootfs"]["status"] == "missing"
+    assert deleted["total"] == MAX - 3
+
+    cheat = results["cheat"]
+    assert kinds(cheat) == {"check-edited"}
+    assert cheat["checks"]["cell3:rootfs"]["passed"] is False
+    assert cheat["total"] == MAX - 3
+
+    locked = results["locked"]
+    assert "locked-changed" in kinds(locked)
+    assert locked["checks"]["cell1:stdout /ready/"]["earned"] == 0
+
+    assert kinds(results["disorder"]) == {"out-of-order"}
+    assert results["disorder"]["total"] == MAX  # a flag for the instructor, points kept
+    assert "sessions" in kinds(results["restarted"])
+    assert kinds(results["cleared"]) == {"record-missing"}
+    assert results["cleared"]["checks"]["cell4:exit 2"]["earned"] == 0
+
+    assert kinds(results["corrupt"]) == {"unreadable"}
+    assert "invalid JSON" in results["corrupt"]["error"]
+    assert "'python3' kernel" in results["python"]["error"]
+    assert results["corrupt"]["total"] == 0
+
+
+def test_grade_cli_reports(lab, tmp_path):
+    csv_path, html_path, json_path = tmp_path / "g.csv", tmp_path / "g.html", tmp_path / "g.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "grade", str(lab["ref"]), str(lab["subs"]),
+         "--csv", str(csv_path), "--html", str(html_path), "--json", str(json_path)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "corrupt.ipynb: not a readable notebook" in done.stderr
+    assert "good" in done.stdout and f"{MAX:g}/{MAX:g}" in done.stdout
+
+    rows = list(csv.DictReader(csv_path.open(newline="")))
+    assert len(rows) == 11
+    header = list(rows[0])
+    assert header[0] == "student" and header[-3:] == ["total", "max", "flags"]
+    assert len(header) == 1 + 6 + 3
+    row = {r["student"]: r for r in rows}
+    assert row["good"]["total"] == f"{MAX:g}" and row["good"]["flags"] == ""
+    assert row["edited"]["flags"] == "output-edited" and row["edited"]["hello:stdout /^hello/"] == "0"
+    assert row["wrong"]["cell3:rootfs"] == "0" and row["wrong"]["cell4:exit 2"] == "1"
+
+    data = json.loads(json_path.read_text())
+    assert data["max_points"] == MAX and len(data["checks"]) == 6
+    assert {s["student"] for s in data["submissions"]} == set(row)
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.students, self.sections, self.pre = [], [], []
+            self._in_pre = False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "tr" and attrs.get("class") == "student":
+                self.students.append(attrs["data-student"])
+            if tag == "section":
+                self.sections.append(attrs["id"])
+            self._in_pre = tag == "pre"
+
+        def handle_data(self, data):
+            if self._in_pre:
+                self.pre.append(data)
+
+    parser = Parser()
+    page = html_path.read_text()
+    parser.feed(page)
+    assert sorted(parser.students) == sorted(row)
+    assert len(parser.sections) == 11
+    assert any("hi" in text for text in parser.pre)  # the failing output of "wrong"
+    assert "rootfs/bin is missing" in page
+    assert "<script" not in page and "http" not in page.split("<body>", 1)[1]  # self-contained
+
+
+def test_grade_cli_errors(lab, tmp_path):
+    def workshop_grade(*args):
+        return subprocess.run([sys.executable, "-m", "workshop", "grade", *map(str, args)],
+                              capture_output=True, text=True, timeout=60)
+
+    plain = make_notebook(tmp_path / "plain.ipynb", {"a": "echo no checks here"})
+    done = workshop_grade(plain, lab["subs"] / "good.ipynb")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "has no checks" in done.stderr
+    done = workshop_grade(lab["subs"] / "corrupt.ipynb", lab["subs"] / "good.ipynb")
+    assert done.returncode == 2 and "not a readable notebook" in done.stderr
+    done = workshop_grade(lab["subs"] / "python.ipynb", lab["subs"] / "good.ipynb")
+    assert done.returncode == 2 and "for the 'python3' kernel" in done.stderr
+    with pytest.raises(GradingError):
+        load_reference(plain)
+
+
+def test_restore_reference_puts_checks_back(lab):
+    ref = load_reference(lab["ref"])
+    nb = json.loads((lab["subs"] / "cheat.ipynb").read_text())
+    restore_reference(ref, nb)
+    rootfs = next(c for c in nb["cells"] if c.get("id") == "rootfs")
+    assert "".join(rootfs["source"]) == "echo no rootfs\n" + ROOTFS.split("\n", 1)[1]
+
+
+def test_rerun_grades_a_fresh_run(lab, tmp_path):
+    subs = [lab["subs"] / "deleted.ipynb", lab["subs"] / "cheat.ipynb", lab["subs"] / "edited.ipynb"]
+    report = grade(lab["ref"], subs, rerun=True, target="local", jobs=2, timeout=60)
+    results = by_student(report)
+    # The reference's checks run again whatever the submission did to them.
+    assert results["deleted"]["checks"]["cell3:rootfs"]["status"] == "failed"
+    assert results["deleted"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["cheat"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["edited"]["total"] == MAX and results["edited"]["flags"] == []
+    assert all(r.get("rerun") for r in report.results)
+
+
+def test_csv_is_one_row_per_student(lab):
+    report = grade(lab["ref"], [lab["subs"] / "good.ipynb", lab["subs"] / "wrong.ipynb"])
+    lines = to_csv(report).splitlines()
+    assert len(lines) == 3

@@ -1,0 +1,330 @@
+"""The shell session contract (DESIGN.md "The shell session"), through a real
+kernel over the Jupyter protocol, on this machine and over a loopback sshd."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+
+def test_state_persists_across_cells(shared_kernel):
+    kernel = shared_kernel
+    assert kernel.run('cd /tmp && export GREETING=hello && f() { echo "$GREETING from f"; }; set -o noclobber').status == "ok"
+    result = kernel.run("pwd; f; alias ll='ls -l'; shopt -po noclobber")
+    assert result.stdout == "/tmp\nhello from f\nset -o noclobber\n"
+    assert result.status == "ok"
+
+
+def test_stdout_and_stderr_are_separate_streams_in_order(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("for i in 1 2 3; do echo out$i; echo err$i >&2; done")
+    assert result.stdout == "out1\nout2\nout3\n"
+    assert result.stderr == "err1\nerr2\nerr3\n"
+    names = {m["content"]["name"] for m in result.messages if m["msg_type"] == "stream"}
+    assert names == {"stdout", "stderr"}
+
+
+def test_failed_last_command_makes_the_cell_an_error(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("echo before\nls /no/such/dir\n")
+    assert result.status == "error"
+    assert result.exit_status == 2
+    assert result.record["status"] == "error"
+    assert result.errors and "exit status 2" in result.errors[0]["evalue"]
+    assert "No such file" in result.stderr
+
+
+def test_earlier_failures_are_listed_with_their_lines(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("echo one\nfalse\necho three\n(exit 7)\necho five")
+    assert result.status == "ok", "the last command succeeded"
+    failed = result.record["failed_commands"]
+    assert [(f["line"], f["status"]) for f in failed] == [(2, 1), (4, 7)]
+    assert failed[0]["command"] == "false"
+
+
+def test_a_silent_command_shows_nothing_and_succeeds(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("true")
+    assert result.status == "ok" and result.stdout == "" and result.stderr == ""
+    assert result.record["exit_status"] == 0
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "echo 'unbalanced",
+        'echo "unbalanced',
+        "}",
+        "fi",
+        "echo $(",
+        "done",
+        "if true; then",
+        "case x in",
+    ],
+)
+def test_broken_syntax_is_an_error_in_that_cell_only(shared_kernel, code):
+    kernel = shared_kernel
+    result = kernel.run(code)
+    assert result.status == "error"
+    assert result.exit_status in (1, 2)
+    assert kernel.run("echo still-here").stdout == "still-here\n"
+
+
+@pytest.mark.parametrize("code", ["cat <<EOF\nno end marker", "echo trailing \\", "\\"])
+def test_unfinished_input_does_not_swallow_the_next_cell(shared_kernel, code):
+    kernel = shared_kernel
+    kernel.run(code)
+    assert kernel.run("echo still-here").stdout == "still-here\n"
+
+
+def test_heredocs_quotes_and_special_characters_pass_through(shared_kernel):
+    kernel = shared_kernel
+    code = "cat <<'EOF'\n$HOME `x` \"q\" 'q' \\ }\nEOF\nprintf '%s\\n' \"a'b\" 'c\"d' $'tab\\there'"
+    result = kernel.run(code)
+    assert result.stdout == "$HOME `x` \"q\" 'q' \\ }\na'b\nc\"d\ntab\there\n"
+
+
+def test_exit_restarts_the_shell_with_a_notice(shared_kernel):
+    kernel = shared_kernel
+    kernel.run("export KEPT=no; cd /")
+    result = kernel.run("echo bye; exit 3")
+    assert result.status == "error"
+    assert result.exit_status == 3
+    assert "the shell ended" in result.stderr
+    nxt = kernel.run("echo ${KEPT:-gone}")
+    assert nxt.stdout == "gone\n"
+    assert "new shell" in nxt.stderr
+    assert kernel.run("echo fine").stdout == "fine\n"
+
+
+def test_exec_replacing_the_shell_is_survived(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("exec echo replaced")
+    assert result.stdout == "replaced\n"
+    assert kernel.run("echo back").stdout == "back\n"
+
+
+def test_exec_redirection_does_not_hide_the_end_of_the_cell(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("exec >/dev/null 2>&1; echo hidden")
+    assert result.status == "ok" and result.stdout == ""
+    assert kernel.run("echo visible").stdout == "visible\n"
+
+
+def test_binary_output_and_output_without_newline(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("printf 'a\\000b\\377c'; printf 'tail'")
+    assert result.status == "ok"
+    assert result.stdout.startswith("a\x00b") and result.stdout.endswith("ctail")
+    assert "\ufffd" in result.stdout
+    assert kernel.run("echo next").stdout == "next\n"
+
+
+def test_a_very_long_line_arrives_whole(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("head -c 3000000 /dev/zero | tr '\\0' x")
+    assert result.stdout == "x" * 3_000_000
+
+
+def test_carriage_return_progress_is_passed_to_the_frontend(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("for i in 1 2 3; do printf '\\r%d%%' $i; done; echo")
+    assert result.stdout == "\r1%\r2%\r3%\n"
+
+
+def test_stdin_reads_eof_without_a_frontend_input(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run('read -r line; echo "status=$? line=[$line]"; cat; echo done')
+    assert result.stdout == "status=1 line=[]\ndone\n"
+
+
+def test_read_uses_the_notebook_input_box_when_allowed(shared_kernel):
+    kernel = shared_kernel
+    prompts = []
+
+    def answer(prompt, password):
+        prompts.append((prompt, password))
+        return "Ada Lovelace" if not password else "s3cret"
+
+    result = kernel.run(
+        'read -r -p "Name: " name; read -s -p "Pass: " pw; echo "hi $name (${#pw})"',
+        allow_stdin=True,
+        on_input=answer,
+    )
+    assert result.stdout == "hi Ada Lovelace (6)\n"
+    assert prompts == [("Name: ", False), ("Pass: ", True)]
+
+
+def test_read_from_a_file_is_not_sent_to_the_input_box(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run(
+        "printf 'x\\ny\\n' > /tmp/ws-read-test; while read -r l; do echo got $l; done < /tmp/ws-read-test; rm /tmp/ws-read-test",
+        allow_stdin=True,
+        on_input=lambda prompt, password: pytest.fail("no input request expected"),
+    )
+    assert result.stdout == "got x\ngot y\n"
+
+
+def _interrupt_after(kernel, seconds):
+    timer = threading.Timer(seconds, kernel.interrupt)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sleep 30",
+        "sleep 30 | cat",
+        "bash -c 'trap \"\" INT; sleep 30'",
+        "python3 -c 'import time\ntry:\n  time.sleep(30)\nexcept KeyboardInterrupt:\n  print(\"caught\")'",
+    ],
+    ids=["sleep", "pipeline", "ignores-sigint", "catches-sigint"],
+)
+def test_interrupt_stops_the_command_abandons_the_cell_and_keeps_state(shared_kernel, command):
+    kernel = shared_kernel
+    kernel.run("export MARK=kept; cd /tmp")
+    _interrupt_after(kernel, 0.5)
+    started = time.monotonic()
+    result = kernel.run(f"echo start\n{command}\necho not-reached")
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.5 + 1.0, f"interrupt took {elapsed - 0.5:.2f} s"
+    assert "not-reached" not in result.stdout
+    assert result.status == "error"
+    assert result.exit_status == 130
+    assert result.record["interrupted"] is True
+    after = kernel.run("echo $MARK; pwd")
+    assert after.stdout == "kept\n/tmp\n"
+
+
+def test_interrupt_stops_background_jobs_the_cell_started(shared_kernel):
+    kernel = shared_kernel
+    kernel.run("sleep 1234 & echo $! > /tmp/ws-bg-old.pid")
+    _interrupt_after(kernel, 0.5)
+    kernel.run("sleep 4321 & echo $! > /tmp/ws-bg.pid; sleep 30")
+    time.sleep(0.2)
+    result = kernel.run(
+        "kill -0 $(cat /tmp/ws-bg.pid) 2>/dev/null && echo new-alive || echo new-gone;"
+        "kill -0 $(cat /tmp/ws-bg-old.pid) 2>/dev/null && echo old-alive || echo old-gone;"
+        "kill $(cat /tmp/ws-bg-old.pid); rm -f /tmp/ws-bg.pid /tmp/ws-bg-old.pid"
+    )
+    assert result.stdout == "new-gone\nold-alive\n"
+
+
+def test_timeout_interrupts_and_says_so(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("%timeout 0.5\necho begin; sleep 20; echo never")
+    assert result.exit_status == 130
+    assert result.record["timed_out"] is True
+    assert "timeout" in result.stderr
+    assert "never" not in result.stdout
+    assert kernel.run("%timeout off\nsleep 0.7; echo finished").stdout == "finished\n"
+
+
+def test_record_digests_match_what_was_shown(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("echo hello; echo oops >&2")
+    record = result.record
+    assert record["schema"] == 1
+    assert record["stdout"]["digest"] == "sha256:" + hashlib.sha256(result.stdout.encode()).hexdigest()
+    assert record["stderr"]["digest"] == "sha256:" + hashlib.sha256(result.stderr.encode()).hexdigest()
+    assert record["source_digest"] == "sha256:" + hashlib.sha256(b"echo hello; echo oops >&2").hexdigest()
+    assert record == result.reply["metadata"]["workshop"]
+    assert record["session"] and record["execution_count"] == result.reply["content"]["execution_count"]
+    assert record["target"]["kind"] in ("local", "ssh")
+    if record["target"]["kind"] == "ssh":
+        assert record["target"]["host_key_fingerprint"].startswith("SHA256:")
+    bundle = next(m["content"]["data"] for m in result.messages if m["msg_type"] == "display_data")
+    assert "✔" in bundle["text/html"] and "✔" in bundle["text/plain"]
+
+
+def test_completion_of_commands_paths_and_variables(shared_kernel):
+    kernel = shared_kernel
+    kernel.run("export WS_COMPLETE_ME=1; mkdir -p /tmp/ws-compl/dir && touch /tmp/ws-compl/file.txt")
+    assert "echo" in kernel.complete("ech")["matches"]
+    reply = kernel.complete("ls /tmp/ws-compl/")
+    assert set(reply["matches"]) == {"/tmp/ws-compl/dir/", "/tmp/ws-compl/file.txt"}
+    assert reply["cursor_start"] == 3
+    assert kernel.complete("echo $WS_COMPLETE")["matches"] == ["$WS_COMPLETE_ME"]
+    kernel.run("rm -r /tmp/ws-compl")
+
+
+def test_is_complete(shared_kernel):
+    kernel = shared_kernel
+    assert kernel.is_complete("echo hi")["status"] == "complete"
+    assert kernel.is_complete("for i in 1 2; do")["status"] == "incomplete"
+    assert kernel.is_complete("cat <<EOF\nabc")["status"] == "incomplete"
+    assert kernel.is_complete("echo 'abc")["status"] == "incomplete"
+    assert kernel.is_complete("fi")["status"] == "invalid"
+
+
+def test_unknown_magic_gives_usage_and_the_kernel_goes_on(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run("%frobnicate now\necho no")
+    assert result.status == "error"
+    assert "unknown magic %frobnicate" in result.errors[0]["evalue"]
+    assert "%lsmagic" in result.errors[0]["evalue"]
+    assert result.stdout == ""
+    bad = kernel.run("%timeout soon")
+    assert bad.status == "error" and "not a number" in bad.errors[0]["evalue"]
+    assert kernel.run("echo ok").stdout == "ok\n"
+
+
+def test_output_beyond_the_limit_is_truncated_with_a_note(start_kernel):
+    kernel = start_kernel("local", WORKSHOP_OUTPUT_LIMIT="1000")
+    result = kernel.run("head -c 50000 /dev/zero | tr '\\0' y")
+    assert result.stdout.startswith("y" * 1000)
+    assert "output truncated" in result.stdout
+    assert result.record["stdout"]["bytes"] == 50000
+    assert result.record["stdout"]["truncated"] is True
+
+
+def test_strict_mode_in_a_cell_does_not_break_the_framing(start_kernel):
+    kernel = start_kernel("local")
+    assert kernel.run("set -uo pipefail; X=1").status == "ok"
+    assert kernel.run("echo $X").stdout == "1\n"
+    unbound = kernel.run("echo $NOT_SET_ANYWHERE")
+    assert unbound.status == "error" and "unbound variable" in unbound.stderr
+    # errexit ends an interactive shell as in a terminal: the kernel says so and goes on
+    kernel.run("set -e")
+    ended = kernel.run("false")
+    assert ended.status == "error" and "next cell starts a new shell" in ended.stderr
+    assert kernel.run("echo alive").stdout == "alive\n"
+
+
+def test_a_pipeline_cut_short_leaves_no_shell_noise(shared_kernel):
+    result = shared_kernel.run("seq 1 100000 | head -2; yes | head -1")
+    assert result.stdout == "1\n2\ny\n"
+    assert result.stderr == ""
+
+
+def test_interrupt_while_the_input_box_waits(shared_kernel):
+    kernel = shared_kernel
+    kernel.run("export KEEP=yes")
+
+    def interrupt_instead_of_answering(prompt, password):
+        threading.Timer(0.3, kernel.interrupt).start()
+        return None
+
+    started = time.monotonic()
+    result = kernel.run('read -p "Name: " name; echo "never $name"', allow_stdin=True,
+                        on_input=interrupt_instead_of_answering)
+    assert time.monotonic() - started < 3
+    assert result.exit_status == 130 and "never" not in result.stdout
+    assert kernel.run("echo $KEEP").stdout == "yes\n"
+
+
+def test_magics_after_blank_or_comment_lines_still_apply(shared_kernel):
+    result = shared_kernel.run("\n# a comment first\n%expect stdout-contains nope\necho yes")
+    assert [c["passed"] for c in result.record["checks"]] == [False]
+
+
+def test_a_magic_below_shell_code_is_an_error_not_a_command(shared_kernel):
+    result = shared_kernel.run("echo first\n%%chroot /nonexistent\nrm -rf /tmp/never-run-this")
+    assert result.status == "error"
+    assert "line 2: %%chroot comes after shell code" in result.errors[0]["evalue"]
+    assert result.stdout == ""

@@ -1,0 +1,86 @@
+"""The workshop notebooks run headless on this machine with every check passing,
+and leave the mount table and the cgroup trees as they found them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workshop.runner import run_notebook
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+WORKDIR = "/var/tmp/container-workshop"
+
+
+def mounts() -> list[str]:
+    """Mount points (the mount table without ids that change on every mount)."""
+    with open("/proc/self/mounts") as f:
+        return sorted(line.split()[1] for line in f)
+
+
+def cgroup_dirs() -> list[str]:
+    """Every cgroup directory of every mounted cgroup hierarchy."""
+    found = []
+    with open("/proc/self/mounts") as f:
+        roots = [line.split()[1] for line in f if line.split()[2] in ("cgroup", "cgroup2")]
+    for root in roots:
+        for path, dirs, _ in os.walk(root):
+            found.extend(os.path.join(path, d) for d in dirs)
+    return sorted(found)
+
+
+def leftovers_cleanup() -> None:
+    """Undo what a failed run may have left, so later tests start clean."""
+    for point in reversed(mounts()):
+        if point.startswith(WORKDIR + "/"):
+            subprocess.run(["umount", "-l", point], check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", WORKDIR], check=False)
+
+
+@pytest.fixture(autouse=True)
+def root_only():
+    if os.geteuid() != 0:
+        pytest.skip("the workshop notebooks need root")
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 6, NOTEBOOKS
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_clean(notebook, tmp_path, installed_kernelspec):
+    before_mounts, before_cgroups = mounts(), cgroup_dirs()
+    try:
+        result = run_notebook(notebook, out_dir=tmp_path, target="local", timeout=120)
+        failed = [f"{c.key}: {c.message}" for c in result.failed_checks]
+        assert result.error is None, f"{result.error}; failed checks: {failed}"
+        assert [c.index for c in result.cells if c.status != "ok"] == []
+        assert result.checks, "the notebook has no checks"
+        assert failed == []
+        after_mounts, after_cgroups = mounts(), cgroup_dirs()
+        assert after_mounts == before_mounts, set(after_mounts) ^ set(before_mounts)
+        assert after_cgroups == before_cgroups, set(after_cgroups) ^ set(before_cgroups)
+        assert not os.path.exists(WORKDIR), "the work directory is left"
+    finally:
+        leftovers_cleanup()
+
+
+def test_workshop_run_all_notebooks(tmp_path, installed_kernelspec):
+    """The command CI uses: `workshop run notebooks/*.ipynb` exits 0."""
+    env = dict(os.environ)
+    env.pop("JPY_SESSION_NAME", None)
+    env.pop("WORKSHOP_TARGET", None)
+    paths = [str(p) for p in sorted(NOTEBOOKS[0].parent.glob("*.ipynb")) if not p.name.endswith(".out.ipynb")]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "workshop", "run", *paths, "--out", str(tmp_path), "--junit", str(tmp_path / "j.xml")],
+            capture_output=True, text=True, timeout=900, env=env,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (tmp_path / "j.xml").read_text().count("<failure") == 0
+    finally:
+        leftovers_cleanup()

@@ -1,0 +1,370 @@
+"""The built-in micro VM, for real: one image build, a few qemu boots.
+
+The image goes to ``$WORKSHOP_VM_CACHE`` when it is set (so repeated local
+runs reuse it), else into this session's throwaway data dir.  Building needs
+root, debootstrap, e2fsprogs and Debian's mirror; booting needs qemu-system-x86
+and qemu-utils.  Timings are written to ``$WORKSHOP_VM_TIMINGS`` (default: the
+data dir's vm-timings.json) and printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from workshop.paths import data_dir, known_hosts_file
+from workshop.vm import VM, build_image, image_for, images_dir
+from workshop.vm.machine import _pid_alive
+
+VM_NAME = "wstest"
+BOOT_NAME = "wsboot"
+TIMINGS: dict[str, float | str] = {}
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def _require_tools() -> None:
+    if os.geteuid() != 0 and not image_for().built:
+        pytest.skip("building the VM image needs root (or a built image in $WORKSHOP_VM_CACHE)")
+    missing = [t for t in ("qemu-system-x86_64", "qemu-img") if shutil.which(t) is None]
+    if not image_for().built:
+        missing += [t for t in ("debootstrap", "mkfs.ext4") if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install qemu-system-x86 qemu-utils debootstrap e2fsprogs")
+
+
+def _workshop(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"workshop {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _qemu_pids_for(vmdir: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64 .*{vmdir}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+@pytest.fixture(scope="session")
+def vm_image():
+    _require_tools()
+    steps: list[str] = []
+    started = time.monotonic()
+    image, built = build_image(steps.append)
+    if built:
+        TIMINGS["image_build_s"] = round(time.monotonic() - started, 1)
+    TIMINGS["image_dir"] = str(image.dir)
+    yield image
+    path = Path(os.environ.get("WORKSHOP_VM_TIMINGS", data_dir() / "vm-timings.json"))
+    path.write_text(json.dumps(TIMINGS, indent=2))
+    print(f"\nmicro VM timings ({path}): {json.dumps(TIMINGS)}")
+
+
+@pytest.fixture(scope="session")
+def booted_vm(vm_image):
+    vm = VM(VM_NAME)
+    started = time.monotonic()
+    vm.up()
+    TIMINGS["boot_to_ssh_s"] = round(time.monotonic() - started, 1)
+    TIMINGS["accel"] = vm.state()["accel"]
+    yield vm
+    vm.destroy()
+    assert not _qemu_pids_for(vm.dir)
+
+
+@pytest.fixture(scope="session")
+def vm_kernel(booted_vm, installed_kernelspec):
+    from conftest import kernel_env
+    from harness import KernelHarness
+
+    started = time.monotonic()
+    kernel = KernelHarness(kernel_env(f"qemu:{VM_NAME}"))
+    first = kernel.run("true", timeout=600)
+    assert first.status == "ok", first.stderr
+    TIMINGS["kernel_first_cell_running_vm_s"] = round(time.monotonic() - started, 2)
+    yield kernel
+    kernel.shutdown()
+
+
+def test_image_is_built_once_and_cached(vm_image):
+    assert vm_image.built
+    assert vm_image.kernel.exists() and vm_image.initrd.exists() and vm_image.client_key.exists()
+    assert vm_image.dir.parent == images_dir()
+    started = time.monotonic()
+    again, built = build_image()
+    assert not built and again.dir == vm_image.dir
+    assert time.monotonic() - started < 2
+    # the repository stays clean: state lives in the data dir or the cache
+    assert Path(__file__).resolve().parents[1] not in vm_image.dir.resolve().parents
+
+
+def test_a_second_up_of_a_running_vm_is_instant(booted_vm):
+    started = time.monotonic()
+    out = _workshop("vm", "up", VM_NAME)
+    assert time.monotonic() - started < 5  # mostly the interpreter starting
+    assert "building" not in out.stderr and "booting" not in out.stderr
+    assert VM(VM_NAME).state()["pid"] == booted_vm.pid()
+
+
+def test_ssh_info_json_and_cmd_log_in_with_the_pinned_host_key(booted_vm):
+    info = json.loads(_workshop("vm", "ssh-info", VM_NAME, "--format", "json").stdout)
+    assert info["user"] == "root" and info["hostname"] == "127.0.0.1"
+    assert isinstance(info["port"], int) and os.path.exists(info["private_key"])
+    # the tool's known_hosts holds the key generated at build time, for this port
+    pub = Path(TIMINGS["image_dir"]) / "ssh_host_ed25519_key.pub"
+    b64 = pub.read_text().split()[1]
+    pinned = [line for line in known_hosts_file().read_text().splitlines() if line.startswith(f"[127.0.0.1]:{info['port']} ")]
+    assert pinned and pinned[0].split()[2] == b64
+    if shutil.which("ssh"):
+        cmd = _workshop("vm", "ssh-info", VM_NAME, "--format", "cmd").stdout.strip()
+        assert "StrictHostKeyChecking=yes" in cmd
+        done = subprocess.run(f"{cmd} -o BatchMode=yes hostname", shell=True, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "workshop"
+
+
+def test_vm_list_shows_it_running(booted_vm):
+    out = _workshop("vm", "list").stdout
+    assert VM_NAME in out and "running" in out
+
+
+def test_cells_keep_state_in_the_vm(vm_kernel):
+    assert vm_kernel.run("cd /tmp && export WHERE=vm && f() { echo \"in $WHERE\"; }").status == "ok"
+    result = vm_kernel.run("pwd; f; hostname")
+    assert result.stdout == "/tmp\nin vm\nworkshop\n"
+    record = result.record
+    assert record["target"]["kind"] == "qemu" and record["target"]["host_key_fingerprint"].startswith("SHA256:")
+    rounds = 10
+    started = time.monotonic()
+    for i in range(rounds):
+        assert vm_kernel.run(f"echo {i}").stdout == f"{i}\n"
+    TIMINGS["cell_round_trip_ms"] = round((time.monotonic() - started) / rounds * 1000, 1)
+
+
+def test_unshare_uts_in_the_vm(vm_kernel):
+    result = vm_kernel.run("unshare --uts sh -c 'hostname container-fun-times; hostname'; hostname")
+    assert result.stdout == "container-fun-times\nworkshop\n", result.stderr
+
+
+def test_cgroup_v2_child_with_a_memory_limit_in_the_vm(vm_kernel):
+    code = r"""
+test "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs
+grep -qw memory /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/wsdemo
+echo 32M > /sys/fs/cgroup/wsdemo/memory.max
+echo 0 > /sys/fs/cgroup/wsdemo/memory.swap.max
+cat /sys/fs/cgroup/wsdemo/memory.max
+sh -c 'echo $$ > /sys/fs/cgroup/wsdemo/cgroup.procs; exec head -c 200M /dev/zero | tail' ; echo "status $?"
+grep -E '^oom_kill ' /sys/fs/cgroup/wsdemo/memory.events
+rmdir /sys/fs/cgroup/wsdemo
+"""
+    result = vm_kernel.run(code, timeout=120)
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(32 << 20), result.stderr
+    assert lines[1] == "status 137"  # tail was OOM-killed
+    assert lines[2].startswith("oom_kill ") and int(lines[2].split()[1]) >= 1
+
+
+def test_container_magics_in_the_vm(vm_kernel):
+    from workshop.magics import REGISTRY, load_all
+
+    load_all()
+    if not {"unshare", "cgroup"} <= set(REGISTRY):
+        pytest.skip("the %%unshare / %%cgroup magics are not there")
+    result = vm_kernel.run("%%cgroup --memory 64M --pids 20\n%%unshare -u --hostname inside\nhostname", timeout=120)
+    assert result.status == "ok", result.stderr
+    assert result.stdout.splitlines()[0] == "inside"
+    assert "cgroup v2" in result.stdout  # the magic's report: the VM has the unified hierarchy
+
+
+def test_interrupt_a_cell_in_the_vm(vm_kernel):
+    vm_kernel.run("export KEEP=yes")
+    timer = threading.Timer(1.0, vm_kernel.interrupt)
+    timer.start()
+    started = time.monotonic()
+    result = vm_kernel.run("echo start; sleep 300; echo not-reached", timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.exit_status == 130 and result.record["interrupted"] is True
+    assert "not-reached" not in result.stdout
+    assert elapsed < 1.0 + 3.0
+    assert vm_kernel.run("echo $KEEP; pgrep -x sleep || echo none").stdout == "yes\nnone\n"
+
+
+def test_kernel_brings_a_vm_up_on_first_use_then_down_leaves_nothing(vm_image, start_kernel):
+    vm = VM(BOOT_NAME)
+    if vm.dir.exists():
+        vm.destroy()
+    kernel = start_kernel(f"qemu:{BOOT_NAME}")
+    started = time.monotonic()
+    result = kernel.run("echo hello from $(hostname)", timeout=900)
+    TIMINGS["kernel_boot_to_first_cell_s"] = round(time.monotonic() - started, 1)
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "hello from workshop\n"
+    progress = [m for m in result.messages if m["msg_type"] in ("display_data", "update_display_data")
+                and "text/plain" in m["content"]["data"] and m["content"]["data"]["text/plain"].startswith(f"qemu:{BOOT_NAME}: ")]
+    assert progress and progress[0]["msg_type"] == "display_data"
+    assert any("booting" in m["content"]["data"]["text/plain"] for m in progress)
+    assert any(" is up " in m["content"]["data"]["text/plain"] for m in progress)
+    assert not any("debootstrap" in m["content"]["data"]["text/plain"] for m in progress)  # the image was cached
+    # a second cell does not boot anything
+    again = kernel.run("echo again")
+    assert again.stdout == "again\n"
+    assert not [m for m in again.messages if m["msg_type"] == "display_data" and "text/plain" in m["content"]["data"]
+                and m["content"]["data"]["text/plain"].startswith("qemu:")]
+
+    port = vm.state()["port"]
+    pid = vm.pid()
+    assert pid and _port_open(port)
+    out = _workshop("vm", "down", BOOT_NAME)
+    assert f"stopped {BOOT_NAME}" in out.stdout
+    assert not _qemu_pids_for(vm.dir)
+    assert not _pid_alive(pid)  # gone (at most a zombie until init reaps the daemon)
+    assert not _port_open(port)
+    assert f"[127.0.0.1]:{port} " not in known_hosts_file().read_text()
+    assert "stopped" in _workshop("vm", "list").stdout
+
+    # a second boot reuses the cached image and the VM's disk
+    steps: list[str] = []
+    started = time.monotonic()
+    vm.up(steps.append)
+    TIMINGS["second_boot_to_ssh_s"] = round(time.monotonic() - started, 1)
+    assert not any("debootstrap" in s or "ext4 image" in s or "fresh disk" in s for s in steps), steps
+    _workshop("vm", "destroy", BOOT_NAME)
+    assert not vm.dir.exists()
+    assert not _qemu_pids_for(vm.dir)
+
+
+def test_doctor_on_the_vm_passes(booted_vm):
+    done = _workshop("doctor", "--target", f"qemu:{VM_NAME}", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for item in ("reachable", "root or sudo", "cgroup version", "overlayfs", "unshare", "busybox"):
+        assert item in done.stdout
+    assert "v2" in done.stdout
+
+
+FAKE_KVM_QEMU = """#!/bin/sh
+# qemu whose KVM fails at start the way a nested KVM does here; TCG is the real qemu
+case "$*" in
+*accel=kvm*)
+    echo "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed." >&2
+    exit 134 ;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_a_failing_kvm_falls_back_to_tcg_by_itself(vm_image, tmp_path, monkeypatch):
+    from workshop.vm import machine
+
+    real = shutil.which("qemu-system-x86_64")
+    fake = tmp_path / "qemu-system-x86_64"
+    fake.write_text(FAKE_KVM_QEMU.replace("{real}", real))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(machine, "kvm_usable", lambda: (True, "/dev/kvm works"))
+    marker = machine._kvm_broken_file()
+    before = marker.read_text() if marker.exists() else None
+    vm = VM("wskvm")
+    steps: list[str] = []
+    try:
+        vm.up(steps.append)
+        assert vm.state()["accel"] == "tcg"
+        assert any("KVM failed" in s and "falling back to TCG" in s for s in steps), steps
+        assert "kvm_buf_set_msrs" in marker.read_text()
+    finally:
+        vm.destroy()
+        if before is None:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.write_text(before)
+
+
+@pytest.fixture(scope="session")
+def vm_programs(booted_vm, tmp_path_factory):
+    """The static munch and forkbomb of the magics tests, copied into the VM over SFTP."""
+    import paramiko
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is missing (apt-get install gcc libc6-dev)")
+    out = tmp_path_factory.mktemp("vm-programs")
+    here = Path(__file__).parent
+    info = booted_vm.ssh_info()
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts_file()))
+    client.connect(info.hostname, port=info.port, username=info.user, key_filename=info.private_key,
+                   look_for_keys=False, allow_agent=False)
+    try:
+        sftp = client.open_sftp()
+        for name in ("munch", "forkbomb"):
+            subprocess.run(["gcc", "-static", "-O2", "-o", str(out / name), str(here / "programs" / f"{name}.c")],
+                           check=True, capture_output=True)
+            sftp.put(str(out / name), f"/root/{name}")
+            sftp.chmod(f"/root/{name}", 0o755)
+    finally:
+        client.close()
+    return "/root"
+
+
+def test_cgroup_v2_limits_with_the_magic_in_the_vm(vm_kernel, vm_programs):
+    """The VM mounts cgroup v2 with its controllers, so the v2 code path runs for real."""
+    hog = vm_kernel.run(f"%%cgroup --v2 --memory 40M --swap 0\n{vm_programs}/munch 400", timeout=180)
+    assert hog.exit_status == 137, (hog.stdout, hog.stderr)
+    info = hog.record["cgroup"]
+    assert info["version"] == 2 and info["oom_kills"] >= 1
+    assert info["memory_peak"] is not None and info["memory_peak"] <= 41 << 20
+    small = vm_kernel.run(f"%%cgroup --v2 --memory 40M --swap 0\n{vm_programs}/munch 10", timeout=120)
+    assert small.status == "ok" and small.stdout.startswith("munched 10 MiB\n")
+    bomb = vm_kernel.run(f"%%cgroup --v2 --pids 20\n{vm_programs}/forkbomb 2", timeout=180)
+    assert bomb.status == "ok", (bomb.stdout, bomb.stderr)
+    assert "forks refused: 1" in bomb.stdout
+    assert bomb.record["cgroup"]["pids_max_hits"] > 0
+    assert vm_kernel.run("echo alive; ls /sys/fs/cgroup | grep -c workshop || true").stdout.startswith("alive\n0")
+
+
+def test_the_workshop_notebooks_pass_in_the_vm(booted_vm, tmp_path):
+    """Every notebook runs unchanged on qemu: with all its checks passing."""
+    notebooks = sorted(str(p) for p in (Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    done = _workshop("run", *notebooks, "--target", f"qemu:{VM_NAME}", "--out", str(tmp_path), "--keep-going",
+                     check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("✔") + done.stdout.count("✔") >= len(notebooks)
+
+
+def test_rerun_grading_gives_each_submission_its_own_fresh_vm(vm_image, tmp_path):
+    demo = Path(__file__).parent.parent / "notebooks" / "00-demo.ipynb"
+    executed = tmp_path / "executed"
+    _workshop("run", str(demo), "--out", str(executed))
+    submissions = []
+    for student in ("ada", "bob"):
+        path = tmp_path / f"{student}.ipynb"
+        shutil.copy(executed / "00-demo.ipynb", path)
+        submissions.append(str(path))
+    report = tmp_path / "grades.json"
+    _workshop("grade", str(demo), *submissions, "--rerun", "--target", "qemu:wsgrade", "--jobs", "2",
+              "--json", str(report), "--quiet")
+    results = json.loads(report.read_text())["submissions"]
+    assert len(results) == 2
+    assert all(r["total"] == r["max"] > 0 for r in results), results
+    targets = {r["rerun_target"] for r in results}
+    assert len(targets) == 2 and all(t.startswith("qemu:wsgrade-") for t in targets)
+    assert "wsgrade-" not in _workshop("vm", "list").stdout
+    for target in targets:
+        assert not _qemu_pids_for(data_dir() / "vms" / target[5:])

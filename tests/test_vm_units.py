@@ -1,0 +1,81 @@
+"""Parts of the micro VM that need no qemu: names, the initramfs, host-key pins."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from workshop.paths import known_hosts_file
+from workshop.vm import VM, VMError
+from workshop.vm.image import Image
+from workshop.vm.initrd import _Cpio, module_closure
+from workshop.vm.machine import _pin_host_key, _unpin_port, check_name
+
+
+@pytest.mark.parametrize("name", ["workshop", "vm-1", "a.b_c"])
+def test_good_names(name):
+    check_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "-x", "images", "a b"])
+def test_bad_names(name):
+    with pytest.raises(VMError):
+        check_name(name)
+
+
+def test_modules_load_after_their_dependencies(tmp_path):
+    (tmp_path / "modules.dep").write_text(
+        "kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko "
+        "kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n"
+        "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n"
+        "kernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko\n"
+        "kernel/drivers/virtio/virtio.ko:\n"
+        "kernel/drivers/virtio/virtio_pci_legacy_dev.ko:\n"
+    )
+    order = [m.rsplit("/", 1)[1] for m in module_closure(tmp_path, ("virtio_pci", "virtio_blk", "builtin_one"))]
+    assert order == ["virtio.ko", "virtio_ring.ko", "virtio_pci_legacy_dev.ko", "virtio_pci.ko", "virtio_blk.ko"]
+
+
+def test_the_initramfs_is_a_valid_newc_archive(tmp_path):
+    archive = _Cpio()
+    archive.dir("bin")
+    archive.file("init", b"#!/bin/busybox sh\n", 0o755)
+    archive.chardev("dev/console", 5, 1)
+    data = archive.finish()
+    assert len(data) % 512 == 0
+    if shutil.which("cpio") is None:
+        pytest.skip("cpio is not installed")
+    listing = subprocess.run(["cpio", "-itv"], input=data, capture_output=True, check=True).stdout.decode()
+    assert "init" in listing and "dev/console" in listing and "bin" in listing
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["cpio", "-id", "--no-absolute-filenames", "init"], input=data, cwd=out, check=True,
+                   capture_output=True)
+    assert (out / "init").read_bytes() == b"#!/bin/busybox sh\n"
+    assert stat.S_IMODE((out / "init").stat().st_mode) == 0o755
+
+
+def test_host_key_is_pinned_for_the_port_and_unpinned(tmp_path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ssh_host_ed25519_key")],
+                   check=True)
+    image = Image(tmp_path)
+    kind, b64 = image.host_key_line()
+    _pin_host_key(40222, image)
+    _pin_host_key(40222, image)  # idempotent: one entry
+    lines = [line for line in known_hosts_file().read_text().splitlines() if line.startswith("[127.0.0.1]:40222 ")]
+    assert lines == [f"[127.0.0.1]:40222 {kind} {b64}"]
+    _unpin_port(40222)
+    assert "[127.0.0.1]:40222 " not in known_hosts_file().read_text()
+
+
+def test_ssh_info_of_a_stopped_vm_says_how_to_start_it():
+    with pytest.raises(VMError, match="workshop vm up nothere"):
+        VM("nothere").ssh_info()
+
+
+def test_down_of_an_unknown_vm_is_an_error():
+    with pytest.raises(VMError, match="vm list"):
+        VM("nothere").down()
