@@ -115,6 +115,40 @@ def test_exec_redirection_does_not_hide_the_end_of_the_cell(shared_kernel):
     assert kernel.run("echo visible").stdout == "visible\n"
 
 
+def test_a_cell_cannot_remove_or_alias_away_the_framing(shared_kernel):
+    kernel = shared_kernel
+    result = kernel.run(
+        "alias __ws_post=true __ws_pre=false eval=false\n"
+        "unset PATH __ws_post __ws_pre __ws_dir; unset -f __ws_post __ws_pre; echo still here"
+    )
+    assert "still here" in result.stdout
+    assert "readonly" in result.stderr
+    assert kernel.run("echo fine").stdout == "fine\n"
+    assert kernel.run("unalias -a; export PATH=/usr/sbin:/usr/bin:/sbin:/bin").status == "ok"
+
+
+def test_a_syntax_error_inside_case_does_not_confuse_later_cells(shared_kernel):
+    kernel = shared_kernel
+    # bash 5.2 leaves its parser unable to see `{`, `if`, ... after this error in eval
+    for _ in range(2):
+        broken = kernel.run('echo first\ncase x in "')
+        assert broken.status == "error" and broken.stdout == "first\n"
+        assert "command not found" not in broken.stderr
+    result = kernel.run("{ echo braces; }; if true; then echo reserved words work; fi")
+    assert result.stdout == "braces\nreserved words work\n"
+
+
+def test_a_shell_that_stops_framing_is_replaced_after_the_interrupt(shared_kernel):
+    kernel = shared_kernel
+    # with its end-marker descriptor pointed elsewhere the shell cannot end the cell
+    result = kernel.run("%timeout 0.5\nexec 50>/dev/null; sleep 30", timeout=30)
+    assert result.record["timed_out"] is True
+    assert "did not finish the cell" in result.stderr
+    nxt = kernel.run("echo new")
+    assert nxt.stdout == "new\n" and "new shell" in nxt.stderr
+    assert kernel.run("%timeout off").status == "ok"
+
+
 def test_binary_output_and_output_without_newline(shared_kernel):
     kernel = shared_kernel
     result = kernel.run("printf 'a\\000b\\377c'; printf 'tail'")

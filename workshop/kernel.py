@@ -588,7 +588,7 @@ def _failed_commands(outcome: CellOutcome, body: str) -> list[dict]:
     failed = list(outcome.failed_commands)
     # The cell's own `eval` is reported last when the cell fails; it is not a
     # command the student wrote.
-    if failed and failed[-1].command.startswith("eval ") and len(failed[-1].command) >= len(body):
+    if failed and failed[-1].command.startswith(("eval ", "builtin eval ")) and len(failed[-1].command) >= len(body):
         failed.pop()
     return [{"line": f.line, "status": f.status, "command": f.command} for f in failed]
 

@@ -8,7 +8,7 @@ state.  So each cell is delivered as *one* command line:
 
     { eval '<cell code, quoted>'; } </dev/null >&50 2>&51
 
-followed by a second line, ``__ws_post SEQ``, that prints an end marker carrying
+followed by a second line, ``\\__ws_post SEQ``, that prints an end marker carrying
 the cell's exit status on both streams.  Whether the cell line finishes, fails
 to parse or is interrupted, the shell goes on to the ``__ws_post`` line, so the
 framing cannot be broken by anything inside the cell.
@@ -110,15 +110,28 @@ __ws_reap() {{
 }}
 __ws_post() {{
   local st=$?
-  printf '{mark}end:%s:%s:%s\\0' "$1" "$st" "$__ws_errs" >&{STDOUT_FD}
-  printf '{mark}end:%s\\0' "$1" >&{STDERR_FD}
+  builtin printf '{mark}end:%s:%s:%s\\0' "$1" "$st" "$__ws_errs" >&{STDOUT_FD}
+  builtin printf '{mark}end:%s\\0' "$1" >&{STDERR_FD}
   __ws_errs=; __ws_stdin=
   # a test before rm: a process per cell would be most of a cell's cost
   if [ -e "$__ws_dir/abort" ]; then rm -f "$__ws_dir/abort"; fi
 }}
 __ws_l0=0
-trap '__ws_e=$?; [ "${{BASH_COMMAND#__ws_}}" = "$BASH_COMMAND" ] && __ws_errs+="$((LINENO-__ws_l0+1)) $__ws_e ${{BASH_COMMAND//[$'"'"'\\n\\t'"'"']/ }}"$'"'"'\\n'"'"'' ERR
-trap '{{ [ "${{BASH_COMMAND#__ws_}}" = "$BASH_COMMAND" ] && [ -e "$__ws_dir/abort" ] && {{ rm -f "$__ws_dir/abort"; kill -INT $$; }}; }} 2>/dev/null' DEBUG
+# The traps only call functions: a trap's text is parsed each time it runs, and
+# a function call still parses when a cell has left bash's parser confused.
+__ws_on_err() {{
+  [ "${{BASH_COMMAND#?__ws_}}" = "$BASH_COMMAND" ] &&
+    __ws_errs+="$(($2-__ws_l0+1)) $1 ${{BASH_COMMAND//[$'\\n\\t']/ }}"$'\\n'
+  return 0
+}}
+__ws_on_debug() {{
+  # a cell that catches SIGINT still stops at its next command
+  if [ "${{BASH_COMMAND#?__ws_}}" = "$BASH_COMMAND" ] && [ -e "$__ws_dir/abort" ]; then
+    rm -f "$__ws_dir/abort"; kill -INT $$
+  fi 2>/dev/null
+}}
+trap '__ws_on_err "$?" "$LINENO"' ERR
+trap '__ws_on_debug' DEBUG
 read() {{
   case " $* " in *" -u"*) builtin read "$@"; return;; esac
   if [ -n "$__ws_stdin" ] && [ /dev/stdin -ef /dev/null ]; then
@@ -137,17 +150,12 @@ __ws_complete() {{
     if [ -d "$f" ]; then builtin printf '%s/\\n' "$f"; else builtin printf '%s\\n' "$f"; fi; done
   case "$1" in \\$*) compgen -A variable -P '$' -- "${{1#\\$}}" 2>/dev/null;; esac
 }}
+readonly -f __ws_pre __ws_post __ws_reap __ws_complete __ws_on_err __ws_on_debug; readonly __ws_dir
 printf '{mark}ready\\0' >&{STDOUT_FD}
 """
     return common + f"""
 __ws_pre() {{ __ws_stdin=$1; }}
 __ws_reap() {{ printf '{mark}reaped\\0' >&{STDOUT_FD}; }}
-__ws_post() {{
-  __ws_st=$?
-  printf '{mark}end:%s:%s:\\0' "$1" "$__ws_st" >&{STDOUT_FD}
-  printf '{mark}end:%s\\0' "$1" >&{STDERR_FD}
-  __ws_stdin=
-}}
 read() {{
   if [ -n "$__ws_stdin" ] && [ /dev/stdin -ef /dev/null ]; then
     __ws_n=$((__ws_n+1))
@@ -169,21 +177,35 @@ printf '{mark}ready\\0' >&{STDOUT_FD}
 """
 
 
-def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool) -> str:
-    """The two command lines that run one cell."""
+def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str) -> str:
+    """The two command lines that run one cell.
+
+    A leading backslash keeps a cell's aliases off the driver's names.  bash's
+    driver functions are read-only; POSIX sh cannot protect a function, so there
+    the end-marker line is written out in full and a cell cannot unset it.
+    """
     flag = "1" if allow_stdin else ""
     STDOUT_FD, STDERR_FD = FDS[flavour]
     if flavour == "bash":
         body = (
-            f"__ws_pre '{flag}'; {{ __ws_l0=$LINENO; eval {quote_bash_line(code)}; }}"
+            f"\\__ws_pre '{flag}'; {{ __ws_l0=$LINENO; builtin eval {quote_bash_line(code)}; }}"
             f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}"
         )
+        # A syntax error inside `eval` in a `case` can leave bash's own parser
+        # unable to see reserved words on the next line (bash 5.2); `{` then
+        # fails, and a syntax error in a throwaway `eval` resets the parser.
+        post = f"\\__ws_post {seq}; {{ :; }} 2>/dev/null || builtin eval ';' 2>/dev/null"
     else:
         body = (
-            f"__ws_pre '{flag}'; {{ eval {quote_posix(code)}; }}"
+            f"\\__ws_pre '{flag}'; {{ \\eval {quote_posix(code)}; }}"
             f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}"
         )
-    return f"{body}\n__ws_post {seq}\n"
+        mark = f"\\0WS{nonce}:end:{seq}"
+        post = (
+            f"__ws_st=$?; command printf '{mark}:%s:\\0' \"$__ws_st\" >&{STDOUT_FD}; "
+            f"command printf '{mark}\\0' >&{STDERR_FD}; __ws_stdin="
+        )
+    return f"{body}\n{post}\n"
 
 
 @dataclass

@@ -23,6 +23,10 @@ from .framing import (
 # Seconds between SIGINT and the harder steps of an interrupt.
 INTERRUPT_GRACE = 0.3
 KILL_GRACE = 0.6
+# A shell that has not ended the cell this long after an interrupt no longer
+# frames cells (a cell closed its output descriptors, say): it is stopped and
+# the next cell starts a new one.
+UNRESPONSIVE_AFTER = 5.0
 
 # bash says this when a job it waits for dies of a signal (an interrupt, or
 # SIGPIPE in `ls | head`) and it has no terminal; it is not the cell's output.
@@ -139,7 +143,7 @@ class ShellSession:
             self._running = True
         try:
             try:
-                self.channel.write(cell_lines(code, self._seq, self.flavour, on_input is not None).encode())
+                self.channel.write(cell_lines(code, self._seq, self.flavour, on_input is not None, self.nonce).encode())
             except ChannelClosed:
                 return self._ended(outcome, started)
             done_out = done_err = False
@@ -156,6 +160,8 @@ class ShellSession:
                     interrupt_at = self._interrupt_at
                 if interrupt_at is not None:
                     outcome.interrupted = True
+                    if now - interrupt_at >= UNRESPONSIVE_AFTER:
+                        return self._stop_unresponsive(outcome, started)
                     escalated = self._escalate(interrupt_at, escalated)
                     wait = min(wait, 0.05)
                 try:
@@ -208,8 +214,19 @@ class ShellSession:
         outcome.shell_ended = self._ended_text("the shell ended")
         outcome.status = status if status is not None else 255
         outcome.duration = time.monotonic() - started
-        self.channel.close()
-        self.channel = None
+        self.close()  # also removes the state directory the driver made
+        return outcome
+
+    def _stop_unresponsive(self, outcome: CellOutcome, started: float) -> CellOutcome:
+        assert self.channel is not None
+        self.channel.run_aside(f"kill -KILL -{self.pid} 2>/dev/null")
+        outcome.shell_ended = (
+            f"the shell did not finish the cell {UNRESPONSIVE_AFTER:.0f} s after the interrupt, "
+            "so it was stopped"
+        )
+        outcome.status = outcome.status or 130
+        outcome.duration = time.monotonic() - started
+        self.close()
         return outcome
 
     def _ended_text(self, what: str) -> str:
@@ -250,7 +267,7 @@ class ShellSession:
     def _reap(self) -> None:
         """Stop background jobs the interrupted cell started."""
         assert self.channel is not None
-        self.channel.write(b"__ws_reap\n")
+        self.channel.write(b"\\__ws_reap\n")
         try:
             self._await_marker("reaped", 5.0)
         except ShellError:
