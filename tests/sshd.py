@@ -48,6 +48,17 @@ class Sshd:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
+    def url_for(self, user: str, **options: str) -> str:
+        """The target spec that logs in as ``user`` with the same client key."""
+        extra = "".join(f"&{k}={v}" for k, v in options.items())
+        return f"ssh://{user}@127.0.0.1:{self.port}?key={self.key}{extra}"
+
+    def authorize(self, user: str) -> None:
+        """Let ``user`` (an account on this machine) log in with the client key."""
+        keys = self.dir / "users" / user
+        shutil.copy(self.dir / "client.pub", keys)
+        os.chmod(keys, 0o644)
+
     def stop(self) -> None:
         for pid in self.session_pids():
             try:
@@ -74,6 +85,9 @@ def start_sshd() -> Sshd:
     )
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "client")], check=True)
     shutil.copy(base / "client.pub", base / "authorized_keys")
+    # Other users' keys live in users/NAME, readable by them (see add_user).
+    (base / "users").mkdir(mode=0o755)
+    os.chmod(base, 0o711)
     port = _free_port()
     user = os.environ.get("USER") or "root"
     import pwd
@@ -86,7 +100,7 @@ def start_sshd() -> Sshd:
                 f"Port {port}",
                 "ListenAddress 127.0.0.1",
                 f"HostKey {base / 'host_ed25519'}",
-                f"AuthorizedKeysFile {base / 'authorized_keys'}",
+                f"AuthorizedKeysFile {base / 'authorized_keys'} {base / 'users'}/%u",
                 f"PidFile {base / 'sshd.pid'}",
                 "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no",

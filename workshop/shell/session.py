@@ -97,17 +97,22 @@ class ShellSession:
     def _await_marker(self, kind: str, timeout: float) -> Marker:
         assert self.channel is not None
         deadline = time.monotonic() + timeout
+        said = b""  # what the target printed meanwhile: it may say why the shell ended
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ShellError(f"the shell did not answer within {timeout:.0f} s")
             for stream, data in self.channel.read(left):
                 if not data:
-                    raise ShellError(self._ended_text("the shell ended while starting"))
+                    why = said.decode("utf-8", "replace").strip().splitlines()
+                    text = self._ended_text("the shell ended while starting")
+                    raise ShellError(f"{text}: {why[-1]}" if why else text)
                 scanner = self._out if stream == STDOUT else self._err
                 for item in scanner.feed(data):
                     if isinstance(item, Marker) and item.kind == kind:
                         return item
+                    if isinstance(item, bytes):
+                        said = (said + item)[-1000:]
 
     @property
     def alive(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 TARGET_USAGE = (
-    "targets: local | ssh://USER@HOST[:PORT][?key=PATH] | ssh:HOSTALIAS (from ~/.ssh/config)"
+    "targets: local | ssh://USER@HOST[:PORT][?key=PATH][&sudo=1] | ssh:HOSTALIAS[?sudo=1] (from ~/.ssh/config)"
     " | qemu:NAME (the built-in micro VM) | bakerx:NAME | vagrant:NAME"
 )
 
@@ -26,6 +26,9 @@ class Target:
     port: int = 22
     user: str = ""
     key: str | None = None
+    # Run the shell as root through passwordless sudo when the login user is not
+    # root: the workshop's mounts, namespaces and cgroups need root.
+    sudo: bool = False
     # filled in once connected
     host_key_fingerprint: str | None = None
     extra: dict = field(default_factory=dict)
@@ -56,6 +59,7 @@ class Target:
             "host": None if self.is_local else self.host,
             "port": None if self.is_local else self.port,
             "user": None if self.is_local else self.user,
+            "sudo": self.sudo,
             "host_key_fingerprint": self.host_key_fingerprint,
         }
 
@@ -95,9 +99,11 @@ def _parse_ssh_url(spec: str) -> Target:
         raise TargetError(f"'{spec}' has a bad port; write ssh://USER@HOST:PORT") from None
     query = parse_qs(parts.query)
     key = query.get("key", [None])[0]
-    unknown = set(query) - {"key"}
+    unknown = set(query) - {"key", "sudo"}
     if unknown:
-        raise TargetError(f"'{spec}': unknown option(s) {', '.join(sorted(unknown))}; only ?key=PATH is known")
+        raise TargetError(
+            f"'{spec}': unknown option(s) {', '.join(sorted(unknown))}; the options are ?key=PATH and &sudo=1"
+        )
     user = unquote(parts.username) if parts.username else _default_user()
     return Target(
         spec=spec,
@@ -107,12 +113,26 @@ def _parse_ssh_url(spec: str) -> Target:
         port=port,
         user=user,
         key=os.path.expanduser(key) if key else None,
+        sudo=_sudo_option(spec, query),
     )
+
+
+def _sudo_option(spec: str, query: dict[str, list[str]]) -> bool:
+    value = query.get("sudo", ["0"])[-1].lower()
+    if value in ("1", "yes", "true"):
+        return True
+    if value in ("0", "no", "false"):
+        return False
+    raise TargetError(f"'{spec}': sudo={value} is not a choice; write sudo=1 or sudo=0")
 
 
 def _from_ssh_config(spec: str, alias: str) -> Target:
     import paramiko
 
+    alias, _, options = alias.partition("?")
+    query = parse_qs(options)
+    if set(query) - {"sudo"}:
+        raise TargetError(f"'{spec}': the only option of ssh:HOSTALIAS is ?sudo=1")
     if not alias:
         raise TargetError("'ssh:' needs a host alias from ~/.ssh/config, e.g. ssh:myvm")
     config_path = Path(os.environ.get("WORKSHOP_SSH_CONFIG", Path.home() / ".ssh" / "config"))
@@ -131,6 +151,7 @@ def _from_ssh_config(spec: str, alias: str) -> Target:
         port=int(entry.get("port", 22)),
         user=entry.get("user") or _default_user(),
         key=os.path.expanduser(keys[0]) if keys else None,
+        sudo=_sudo_option(spec, query),
     )
 
 

@@ -28,7 +28,8 @@ class BakerxTarget(Target):
 def bakerx_target(spec: str, name: str) -> BakerxTarget:
     if not name:
         raise TargetError("'bakerx:' needs a VM name, e.g. bakerx:alpine-vm (see `bakerx ps`)")
-    return BakerxTarget(spec=spec, kind="bakerx", name=name)
+    # alpine images log in as root, Vagrant-style boxes as a passwordless sudoer
+    return BakerxTarget(spec=spec, kind="bakerx", name=name, sudo=True)
 
 
 def bakerx_ssh_info(name: str, timeout: float = 60) -> dict:

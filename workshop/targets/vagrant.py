@@ -24,7 +24,8 @@ class VagrantTarget(Target):
 
 
 def vagrant_target(spec: str, name: str) -> VagrantTarget:
-    return VagrantTarget(spec=spec, kind="vagrant", name=name or "default")
+    # Vagrant boxes log in as `vagrant`, a passwordless sudoer
+    return VagrantTarget(spec=spec, kind="vagrant", name=name or "default", sudo=True)
 
 
 def vagrant_ssh_config(name: str, timeout: float = 120) -> dict:
