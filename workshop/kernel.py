@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,10 @@ from .shell.session import CellOutcome, ShellError, ShellSession
 from .targets import Target, TargetError, parse_target
 
 DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024  # characters per stream per cell shown in the notebook
+# Stream messages that may wait for ipykernel's IOPub thread before the shell's
+# output is held back: the shell can print faster than messages leave, and an
+# unbounded queue would grow with the output.
+IOPUB_BACKLOG = 32
 # Characters that end a word for completion purposes.
 _WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
@@ -86,6 +91,7 @@ class OutputStream:
         self.digest.add_shown(text)
         if not self.silent:
             self.kernel.send_response(self.kernel.iopub_socket, "stream", {"name": self.name, "text": text})
+            self.kernel.wait_for_iopub()
 
 
 class CellContext:
@@ -105,6 +111,8 @@ class CellContext:
     def expect(self, expectation: Expectation) -> None:
         """Evaluate ``expectation`` once the cell ran (``%expect``)."""
         self.expectations.append(expectation)
+        # checks read the streams' text, which is otherwise not kept
+        self.record.stdout.keep_text = self.record.stderr.keep_text = True
         if expectation.kind == "exit":
             self.record.expected_exit = int(expectation.value)
 
@@ -189,6 +197,16 @@ class WorkshopKernel(Kernel):
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not in the main thread (embedded use)
             pass
+
+    def wait_for_iopub(self, patience: float = 10.0) -> None:
+        """Hold output back while ipykernel's IOPub thread is behind, so memory
+        stays bounded however much a cell prints (the queue is ipykernel's own)."""
+        queue = getattr(self.iopub_thread, "_events", None)
+        if queue is None or len(queue) <= IOPUB_BACKLOG:
+            return
+        deadline = time.monotonic() + patience  # a stuck thread must not stop the kernel
+        while len(queue) > IOPUB_BACKLOG and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     # ---- cleanup of what magics made --------------------------------------
     def register_cleanup(self, key: str, shell_code: str) -> None:
@@ -469,9 +487,10 @@ class WorkshopKernel(Kernel):
             output = result.stdout + (("\n" if result.stdout and not result.stdout.endswith("\n") else "")
                                       + result.stderr if result.stderr else "")
             scripts.append(script_result(check, result.status, output, points))
-        stdout, stderr = record.stdout.text, record.stderr.text
         for expectation in ctx.expectations:
-            record.checks.append(expectation_result(expectation, record.exit_status, stdout, stderr))
+            record.checks.append(
+                expectation_result(expectation, record.exit_status, record.stdout.text, record.stderr.text)
+            )
         record.checks.extend(scripts)
 
     def _input(self, prompt: str, password: bool) -> str | None:

@@ -18,45 +18,89 @@ SCHEMA_VERSION = 1
 RECORD_MIME = "application/vnd.workshop.record+json"
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
 def sha256_text(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256:" + hashlib.sha256(_utf8(text)).hexdigest()
+
+
+_OVERWRITING = re.compile(rb"[\r\x08]")
 
 
 class StreamDigest:
-    """Incremental digest and byte count of one output stream.
+    """Incremental digests and byte count of one output stream, in bounded memory.
 
-    It also keeps the shown text (bounded by the kernel's output limit): checks
-    evaluate it, and when it holds ``\r`` or ``\b`` a second digest covers the
-    text as frontends that fold overwritten characters save it.
+    The digest of the shown text is computed as it streams.  A second digest
+    covers the text as frontends save it, with characters overwritten by ``\r``
+    or ``\b`` folded.  Folding reaches back only to the start of a line, so both
+    digests share the lines before the first ``\r`` or ``\b`` (the main digest
+    lags one line behind until then) and only the text from that line on is kept
+    for folding.  The whole text is kept only when asked (``keep_text``: checks on
+    the stream read it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_text: bool = False) -> None:
         self._hash = hashlib.sha256()
+        self._line: list[bytes] = []  # the line in progress, not yet digested
+        self._folded_head: hashlib._Hash | None = None  # the lines before the first overwrite
+        self._overwriting: list[str] = []  # the text from the line of the first overwrite on
         self._parts: list[str] = []
+        self.keep_text = keep_text
         self.shown_chars = 0
         self.total_bytes = 0
         self.truncated = False
 
     def add_shown(self, text: str) -> None:
-        self._hash.update(text.encode("utf-8", "surrogatepass"))
-        self._parts.append(text)
         self.shown_chars += len(text)
+        if self.keep_text:
+            self._parts.append(text)
+        data = _utf8(text)
+        if self._folded_head is not None:
+            self._hash.update(data)
+            self._overwriting.append(text)
+            return
+        first = _OVERWRITING.search(data)
+        newline = data.rfind(b"\n", 0, first.start() if first else len(data))
+        if newline >= 0:
+            for part in self._line:
+                self._hash.update(part)
+            self._hash.update(memoryview(data)[: newline + 1])
+            self._line = []
+        rest = data[newline + 1 :]
+        if first:
+            self._folded_head = self._hash.copy()
+            self._line.append(rest)
+            self._overwriting = [b"".join(self._line).decode("utf-8", "surrogatepass")]
+            for part in self._line:
+                self._hash.update(part)
+            self._line = []
+        elif rest:
+            self._line.append(rest)
 
     @property
     def text(self) -> str:
+        """The shown text; only kept with ``keep_text``."""
+        if not self.keep_text:
+            raise RuntimeError("this stream's text was not kept; set keep_text before output arrives")
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
     def hexdigest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
+        digest = self._hash.copy()
+        for part in self._line:
+            digest.update(part)
+        return "sha256:" + digest.hexdigest()
 
     def normalized_hexdigest(self) -> str | None:
-        """Digest of the text with overwritten characters folded, if that differs."""
-        text = self.text
-        if "\r" not in text and "\b" not in text:
+        """Digest of the text with overwritten characters folded, if it has any."""
+        if self._folded_head is None:
             return None
-        return sha256_text(fold_overwrites(text))
+        digest = self._folded_head.copy()
+        digest.update(_utf8(fold_overwrites("".join(self._overwriting))))
+        return "sha256:" + digest.hexdigest()
 
 
 _BACKSPACE = re.compile(r"[^\n]\x08")
