@@ -27,6 +27,7 @@ from workshop.vm.machine import _pid_alive
 
 VM_NAME = "wstest"
 BOOT_NAME = "wsboot"
+STOP_NAME = "wsstop"
 TIMINGS: dict[str, float | str] = {}
 
 pytestmark = pytest.mark.timeout(1800)
@@ -249,6 +250,29 @@ def test_kernel_brings_a_vm_up_on_first_use_then_down_leaves_nothing(vm_image, s
     _workshop("vm", "destroy", BOOT_NAME)
     assert not vm.dir.exists()
     assert not _qemu_pids_for(vm.dir)
+
+
+def test_interrupting_a_booting_vm_stops_it_and_the_kernel_goes_on(vm_image, start_kernel):
+    vm = VM(STOP_NAME)
+    if vm.dir.exists():
+        vm.destroy()
+    kernel = start_kernel(f"qemu:{STOP_NAME}")
+
+    def interrupt_once_qemu_runs():
+        deadline = time.monotonic() + 300
+        while not vm.pid() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kernel.interrupt()  # qemu runs; the guest has not answered on SSH yet
+
+    interrupter = threading.Thread(target=interrupt_once_qemu_runs)
+    interrupter.start()
+    result = kernel.run("echo booted", timeout=600)
+    interrupter.join()
+    assert result.status == "error" and "booted" not in result.stdout
+    assert "interrupted while getting ready" in result.errors[0]["evalue"]
+    assert not _qemu_pids_for(vm.dir) and not vm.running
+    assert kernel.run("%target local\necho still here").stdout.endswith("still here\n")
+    vm.destroy()
 
 
 def test_doctor_on_the_vm_passes(booted_vm):

@@ -192,7 +192,9 @@ class WorkshopKernel(Kernel):
         self._ended_notice: str | None = None
         self._last_record: dict | None = None
         self.cleanups: dict[str, str] = {}
-        self._waiting_for_input = False
+        # True while the main thread blocks in a wait that only an exception can
+        # end (the input box, a VM booting): an interrupt then raises KeyboardInterrupt.
+        self._in_blocking_wait = False
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not in the main thread (embedded use)
@@ -300,7 +302,16 @@ class WorkshopKernel(Kernel):
             self.send_response(self.iopub_socket, "update_display_data" if shown else "display_data", content)
             shown.append(text)
 
-        self.target.prepare(progress)
+        self._in_blocking_wait = True
+        try:
+            self.target.prepare(progress)
+        except KeyboardInterrupt:
+            raise TargetError(
+                f"{self.target.spec}: interrupted while getting ready (a VM that was booting was stopped); "
+                "run a cell again to start it"
+            ) from None
+        finally:
+            self._in_blocking_wait = False
 
     def _channel_factory(self):
         if self.target.is_local:
@@ -495,7 +506,7 @@ class WorkshopKernel(Kernel):
 
     def _input(self, prompt: str, password: bool) -> str | None:
         try:
-            self._waiting_for_input = True
+            self._in_blocking_wait = True
             return self.getpass(prompt) if password else self.raw_input(prompt)
         except (EOFError, KeyboardInterrupt):
             return None
@@ -503,7 +514,7 @@ class WorkshopKernel(Kernel):
             self.log.warning("input request failed", exc_info=True)
             return None
         finally:
-            self._waiting_for_input = False
+            self._in_blocking_wait = False
 
     def finish_metadata(self, parent, metadata, reply_content):
         metadata = super().finish_metadata(parent, metadata, reply_content)
@@ -521,14 +532,14 @@ class WorkshopKernel(Kernel):
     def _on_sigint(self, signum, frame) -> None:
         # Signal handlers must not block on the locks the reading thread holds.
         threading.Thread(target=self._interrupt, daemon=True).start()
-        if self._waiting_for_input:
-            # ipykernel waits for the input reply until a KeyboardInterrupt;
-            # the cell's `read` is being interrupted, so stop waiting too.
+        if self._in_blocking_wait:
+            # ipykernel waits for an input reply until a KeyboardInterrupt, and a
+            # booting VM until it is up: the interrupt ends the wait.
             raise KeyboardInterrupt
 
     async def interrupt_request(self, stream, ident, parent):
         self._interrupt()
-        if self._waiting_for_input:
+        if self._in_blocking_wait:
             os.kill(os.getpid(), signal.SIGINT)  # to end the wait in the main thread
         self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 

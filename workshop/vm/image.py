@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -183,14 +184,22 @@ def _which(tool: str) -> str | None:
 
 def _run_streaming(cmd: list[str], say: Progress, prefix: str, log: Path) -> None:
     with open(log, "ab") as logf:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # its own process group, so that an interrupted build stops all of it
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            logf.write(raw)
-            line = raw.decode(errors="replace").strip()
-            if line.startswith(("I: ", "W: ", "E: ")):
-                say(f"{prefix}: {line[3:]}")
-        status = proc.wait()
+        try:
+            for raw in proc.stdout:
+                logf.write(raw)
+                line = raw.decode(errors="replace").strip()
+                if line.startswith(("I: ", "W: ", "E: ")):
+                    say(f"{prefix}: {line[3:]}")
+            status = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
     if status != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-15:]
         raise ImageError(f"{cmd[0]} failed (exit {status}); the end of {log}:\n" + "\n".join(tail))

@@ -357,6 +357,23 @@ class VM:
         }
         self._save_state(state)
         _pin_host_key(port, image)
+        try:
+            self._await_ssh(pid, port, accel, started, say)
+            self._verify_login(port, image)
+        except BaseException:  # a failed boot, a VM we cannot log in to, or an interrupt: stop it
+            self._stop(lambda text: None)
+            raise
+        if accel == "kvm" and self.runstate() == "internal-error":
+            self._stop(lambda text: None)
+            raise _KVMFailed("KVM internal error after boot")
+        state["ready"] = True
+        state["boot_seconds"] = round(time.monotonic() - started, 1)
+        self._save_state(state)
+        say(f"'{self.name}' is up ({accel.upper()}) in {state['boot_seconds']:.1f} s: ssh {USER}@{HOST} -p {port}")
+        return SSHInfo(USER, HOST, port, str(image.client_key))
+
+    def _await_ssh(self, pid: int, port: int, accel: str, started: float, say: Progress) -> None:
+        """Wait until the booting guest answers on SSH."""
         timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else float(os.environ.get("WORKSHOP_VM_BOOT_TIMEOUT", TCG_BOOT_TIMEOUT))
         deadline = time.monotonic() + timeout
         last_note = 0.0
@@ -388,19 +405,6 @@ class VM:
                 say(f"waiting for SSH in '{self.name}' ({now - started:.0f} s)")
                 last_note = now
             time.sleep(0.25)
-        try:
-            self._verify_login(port, image)
-        except BaseException:  # a VM we cannot log in to (or Ctrl-C) must not stay running
-            self._stop(lambda text: None)
-            raise
-        if accel == "kvm" and self.runstate() == "internal-error":
-            self._stop(lambda text: None)
-            raise _KVMFailed("KVM internal error after boot")
-        state["ready"] = True
-        state["boot_seconds"] = round(time.monotonic() - started, 1)
-        self._save_state(state)
-        say(f"'{self.name}' is up ({accel.upper()}) in {state['boot_seconds']:.1f} s: ssh {USER}@{HOST} -p {port}")
-        return SSHInfo(USER, HOST, port, str(image.client_key))
 
     def _verify_login(self, port: int, image: Image) -> None:
         """Log in once with the pinned host key (strict) and the client key."""
