@@ -84,3 +84,21 @@ def test_sudo_is_an_option_of_ssh_targets_and_on_for_vagrant():
     assert vagrant_target("vagrant:default", "default").sudo is True
     with pytest.raises(TargetError, match="sudo=maybe is not a choice"):
         parse_target("ssh://u@h?sudo=maybe")
+
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_workshop_notebooks_pass_as_a_sudoer(accounts, path, tmp_path, installed_kernelspec):
+    """What a Vagrant box gives: a login as a sudoer; the notebooks run unchanged."""
+    from test_notebooks import cgroup_dirs, mounts
+
+    from workshop.runner import run_notebook
+
+    before = mounts(), cgroup_dirs()
+    result = run_notebook(path, out_dir=tmp_path, target=accounts.url_for(SUDOER, sudo="1"), timeout=120)
+    failed = [f"{c.key}: {c.message}" for c in result.failed_checks]
+    assert result.error is None and not failed, f"{result.error}; failed checks: {failed}"
+    assert result.checks, "the notebook has checks"
+    assert (mounts(), cgroup_dirs()) == before, "the notebook left mounts or cgroups behind"
