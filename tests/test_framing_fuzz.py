@@ -50,6 +50,12 @@ def _busybox_path() -> str:
     return _BUSYBOX_DIR[0]
 
 
+# Hypothesis counts pytest-timeout's failure as a failing example and goes on
+# shrinking, so a hang would outlive the usual timeout: here the timeout ends
+# the whole run instead, with every thread's stack.
+pytestmark = pytest.mark.timeout(600, method="thread")
+
+
 @pytest.fixture(scope="module", params=["bash", "sh"])
 def session(request):
     s = _session(request.param)
