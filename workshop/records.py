@@ -26,7 +26,10 @@ def sha256_text(text: str) -> str:
     return "sha256:" + hashlib.sha256(_utf8(text)).hexdigest()
 
 
-_OVERWRITING = re.compile(rb"[\r\x08]")
+def _first_overwrite(data: bytes) -> int:
+    """Index of the first \\r or \\b in ``data``, or -1 (bytes.find is memchr: fast)."""
+    cr, bs = data.find(b"\r"), data.find(b"\x08")
+    return cr if bs < 0 else bs if cr < 0 else min(cr, bs)
 
 
 class StreamDigest:
@@ -61,15 +64,15 @@ class StreamDigest:
             self._hash.update(data)
             self._overwriting.append(text)
             return
-        first = _OVERWRITING.search(data)
-        newline = data.rfind(b"\n", 0, first.start() if first else len(data))
+        first = _first_overwrite(data)
+        newline = data.rfind(b"\n", 0, len(data) if first < 0 else first)
         if newline >= 0:
             for part in self._line:
                 self._hash.update(part)
             self._hash.update(memoryview(data)[: newline + 1])
             self._line = []
         rest = data[newline + 1 :]
-        if first:
+        if first >= 0:
             self._folded_head = self._hash.copy()
             self._line.append(rest)
             self._overwriting = [b"".join(self._line).decode("utf-8", "surrogatepass")]
