@@ -316,6 +316,15 @@ def test_unshare_hostname_stays_inside(kernel):
     assert ok(kernel, "hostname").stdout == host != "inside-the-box\n"
 
 
+def test_a_failing_wrapped_body_names_no_wrapper_command(kernel):
+    result = kernel.run("%%unshare --uts\necho inside\nfalse")
+    assert result.status == "error" and result.exit_status == 1
+    assert result.stdout == "inside\n"
+    # the body ran in another shell: the record does not pass the wrapper off as the student's command
+    assert result.record["failed_commands"] == []
+    assert "unshare" not in result.errors[0]["evalue"]
+
+
 def test_unshare_pid_namespace_with_own_proc(kernel, rootfs):
     # On the host's root: the body's shell is PID 1 and ps sees nothing else.
     result = ok(kernel, "%%unshare -fp --mount-proc\necho pid $$; ps -e -o pid=,comm=")

@@ -106,6 +106,9 @@ class CellContext:
         self.outcome: CellOutcome | None = None
         self._after: list[Callable[[CellContext, CellOutcome | None], None]] = []
         self.expectations: list[Expectation] = []
+        # set when a cell magic wrapped the body: it then runs in another shell
+        # (inside unshare, chroot, a cgroup), whose failures bash cannot see
+        self.wrapped = False
         self.check_scripts: list[ScriptCheck] = []
 
     def expect(self, expectation: Expectation) -> None:
@@ -427,6 +430,7 @@ class WorkshopKernel(Kernel):
             for magic, call in reversed(magics):
                 if magic.cell:
                     body = magic.run(ctx, call, body)
+                    ctx.wrapped = True
             if body.strip():
                 self._run_body(ctx, body)
         finally:
@@ -457,7 +461,8 @@ class WorkshopKernel(Kernel):
         record.exit_status = outcome.status
         record.interrupted = outcome.interrupted
         record.timed_out = outcome.timed_out
-        record.failed_commands = _failed_commands(outcome, body)
+        # a wrapped body's only command the shell saw is the wrapper: not the student's
+        record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
         if outcome.timed_out:
             ctx.notice(f"the cell ran past the {self.cell_timeout:g} s timeout and was interrupted")
         if outcome.shell_ended:
