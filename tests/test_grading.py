@@ -283,3 +283,70 @@ def test_csv_is_one_row_per_student(lab):
     report = grade(lab["ref"], [lab["subs"] / "good.ipynb", lab["subs"] / "wrong.ipynb"])
     lines = to_csv(report).splitlines()
     assert len(lines) == 3
+
+
+@pytest.fixture
+def dask_cluster():
+    """A real Dask scheduler and worker, as separate processes on loopback."""
+    pytest.importorskip("distributed", reason="pip install distributed")
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    common = ["--no-dashboard"]
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2", "--nworkers", "1", *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_rerun_on_a_dask_cluster(lab, tmp_path, dask_cluster):
+    subs = [lab["subs"] / "deleted.ipynb", lab["subs"] / "edited.ipynb"]
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "grade", str(lab["ref"]), *map(str, subs), "--rerun", "--target", "local",
+         "--executor", f"dask:{dask_cluster}", "--timeout", "60", "--json", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    results = {r["student"]: r for r in json.loads(out.read_text())["submissions"]}
+    assert results["deleted"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["edited"]["total"] == MAX and results["edited"]["flags"] == []
+    assert all(r.get("rerun") for r in results.values())
+    # and the scheduler handed them to its worker
+    from distributed import Client
+
+    with Client(dask_cluster, timeout="30s") as client:
+        keys = client.run_on_scheduler(lambda dask_scheduler: [str(t[0]) for t in dask_scheduler.transition_log])
+    assert sum(1 for k in set(keys) if k.startswith("rerun_submission")) == len(subs)
+
+
+def test_an_unreachable_dask_scheduler_is_one_sentence(lab):
+    pytest.importorskip("distributed", reason="pip install distributed")
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "grade", str(lab["ref"]), str(lab["subs"] / "good.ipynb"), "--rerun",
+         "--executor", "dask:tcp://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "cannot reach the Dask scheduler" in done.stderr and "Traceback" not in done.stderr

@@ -130,20 +130,25 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
 @click.option("--target", help="With --rerun: where submissions run (e.g. qemu:grader).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Submissions graded in parallel.")
 @click.option("--timeout", type=float, help="With --rerun: interrupt any cell after this many seconds.")
+@click.option("--executor", "executor_spec", metavar="dask:ADDRESS",
+              help="With --rerun: run the reruns on a Dask cluster's workers instead of --jobs local threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
 def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
                   json_path: Path | None, rerun: bool, target: str | None, jobs: int, timeout: float | None,
-                  quiet: bool) -> None:
+                  executor_spec: str | None, quiet: bool) -> None:
     """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
     from rich.console import Console
     from rich.markup import escape
 
-    from .grading import GradingError, grade, print_table, write_reports
+    from .grading import GradingError, dask_executor, grade, print_table, write_reports
 
-    if (target or timeout) and not rerun:
-        raise click.UsageError("--target and --timeout apply to --rerun")
+    if (target or timeout or executor_spec) and not rerun:
+        raise click.UsageError("--target, --timeout and --executor apply to --rerun")
     console = Console(stderr=True, emoji=False)
+    executor = None
     try:
+        if executor_spec:
+            executor = dask_executor(executor_spec)
         if rerun:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -151,12 +156,15 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
                           console=console) as progress:
                 task = progress.add_task("rerun", total=None)
                 report = grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=timeout,
-                               on_result=lambda r: progress.update(task, advance=1))
+                               executor=executor, on_result=lambda r: progress.update(task, advance=1))
         else:
             report = grade(reference, submissions, jobs=jobs)
     except GradingError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    finally:
+        if executor is not None:
+            executor.close()
     for result in report.results:
         if result["error"]:
             console.print(f"[red]✘ {escape(str(result['error']))}[/red]", highlight=False, soft_wrap=True)

@@ -494,6 +494,23 @@ class Report:
         }
 
 
+def dask_executor(spec: str):
+    """A Dask ``distributed.Client`` for ``dask:ADDRESS``: it has the executor's
+    ``submit`` and its futures' ``result``, so reruns go to the cluster's workers.
+    The workers need workshop installed and the notebooks' paths readable."""
+    kind, _, address = spec.partition(":")
+    if kind != "dask" or not address:
+        raise GradingError(f"--executor {spec}: write dask:ADDRESS, e.g. dask:tcp://scheduler:8786")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise GradingError("--executor dask:... needs Dask's distributed package: pip install distributed") from None
+    try:
+        return Client(address, timeout="10s")
+    except OSError as exc:
+        raise GradingError(f"--executor {spec}: cannot reach the Dask scheduler ({exc}); is it running?") from None
+
+
 def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bool = False,
           target: str | None = None, jobs: int = 1, executor=None, timeout: float | None = None,
           on_result=None) -> Report:
@@ -524,7 +541,8 @@ def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bo
     try:
         ref_path = str(Path(reference).resolve())
         if rerun:
-            futures = [executor.submit(rerun_submission, ref_path, str(p), n, target, timeout)
+            # absolute paths: an executor's workers need not share this process's cwd
+            futures = [executor.submit(rerun_submission, ref_path, str(Path(p).resolve()), n, target, timeout)
                        for p, n in zip(paths, names, strict=True)]
         else:
             futures = [executor.submit(_grade_path, ref_path, str(p), n) for p, n in zip(paths, names, strict=True)]
