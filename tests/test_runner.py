@@ -152,6 +152,8 @@ def test_run_never_overwrites_its_source_and_errors_are_sentences(tmp_path, inst
                           capture_output=True, text=True, timeout=120, env=env())
     assert done.returncode == 0, done.stderr
     assert path.read_text() == before and (tmp_path / "lab.out.ipynb").exists()
+    # the kernel's ports are on loopback: no warning about eavesdroppers on every run
+    assert "without encryption" not in done.stderr
     bad = subprocess.run([sys.executable, "-m", "workshop", "run", str(path), "--junit", "/nonexistent/dir/j.xml"],
                          capture_output=True, text=True, timeout=120, env=env())
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
@@ -178,3 +180,22 @@ def test_a_malformed_record_does_not_stop_grading(tmp_path, installed_kernelspec
     results = {r["student"]: r for r in grade(ref, [good, bad]).results}
     assert results["ref"]["total"] == results["ref"]["max"] == 1
     assert results["bad"]["total"] == 0 and results["bad"]["flags"][0]["kind"] == "unreadable"
+
+
+@pytest.mark.parametrize("ip, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_the_unencrypted_tcp_warning_stays_for_ports_off_loopback(installed_kernelspec, tmp_path, ip, warned):
+    """Only a kernel whose ports are on loopback drops ipykernel's warning."""
+    from jupyter_client import KernelManager
+
+    manager = KernelManager(kernel_name="workshop", ip=ip, connection_file=str(tmp_path / "kernel.json"))
+    log = open(tmp_path / "kernel.log", "wb")
+    manager.start_kernel(stdout=log, stderr=log, env=env())
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        log.close()
+    assert ("without encryption" in (tmp_path / "kernel.log").read_text()) is warned

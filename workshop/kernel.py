@@ -7,6 +7,7 @@ targets/ say where it runs, records.py says what is kept.
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import re
 import signal
@@ -683,13 +684,41 @@ def _initial_target() -> tuple[Target, str, str | None]:
     return local, "default", None
 
 
-def main() -> None:
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class _UnencryptedTCPNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without encryption" not in record.getMessage()
+
+
+def _app_class():
     from ipykernel.kernelapp import IPKernelApp
 
+    class WorkshopKernelApp(IPKernelApp):
+        """ipykernel's app, without its warning about unencrypted TCP when the
+        kernel's ports are on loopback (as Jupyter and `workshop run` start it):
+        it would print on every headless run, and only this machine's own users
+        can reach those ports. Elsewhere the warning stays."""
+
+        def init_sockets(self) -> None:
+            notice = _UnencryptedTCPNotice()
+            quiet = self.ip in LOOPBACK
+            if quiet:
+                self.log.addFilter(notice)
+            try:
+                super().init_sockets()
+            finally:
+                self.log.removeFilter(notice)
+
+    return WorkshopKernelApp
+
+
+def main() -> None:
     # The kernel writes nothing to Python's stdout, so no OutStream forwarding:
     # it saves two threads, and ipykernel's control thread can otherwise hang at
     # shutdown flushing a stream whose I/O thread has already stopped.
-    IPKernelApp.launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
+    _app_class().launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
 
 
 if __name__ == "__main__":
