@@ -24,7 +24,7 @@ from .framing import (
 INTERRUPT_GRACE = 0.3
 KILL_GRACE = 0.6
 # A shell that has not ended the cell this long after an interrupt no longer
-# frames cells (a cell closed its output descriptors, say): it is stopped and
+# frames cells (a cell pointed the kernel's descriptors elsewhere, say): it is stopped and
 # the next cell starts a new one.
 UNRESPONSIVE_AFTER = 5.0
 

@@ -15,7 +15,7 @@ from ..paths import known_hosts_file
 from ..shell.channels import STDERR, STDOUT, Channel, ChannelClosed
 from . import Target, TargetError
 
-_WINDOW = 1 << 23  # a large window lets output stream without waiting for acks
+_WINDOW = 1 << 23  # output streams without waiting for acks; paramiko buffers at most this
 _PACKET = 1 << 15
 _READ_SIZE = 1 << 20
 
