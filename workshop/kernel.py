@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paramiko
+from ipykernel.kernelapp import IPKernelApp
 from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
@@ -624,7 +625,7 @@ def _failed_commands(outcome: CellOutcome, body: str) -> list[dict]:
     failed = list(outcome.failed_commands)
     # The cell's own `eval` is reported last when the cell fails; it is not a
     # command the student wrote.
-    if failed and failed[-1].command.startswith(("eval ", "builtin eval ")) and len(failed[-1].command) >= len(body):
+    if failed and failed[-1].command.startswith("builtin eval ") and len(failed[-1].command) >= len(body):
         failed.pop()
     return [{"line": f.line, "status": f.status, "command": f.command} for f in failed]
 
@@ -692,33 +693,27 @@ class _UnencryptedTCPNotice(logging.Filter):
         return "without encryption" not in record.getMessage()
 
 
-def _app_class():
-    from ipykernel.kernelapp import IPKernelApp
+class WorkshopKernelApp(IPKernelApp):
+    """ipykernel's app, without its warning about unencrypted TCP when the
+    kernel's ports are on loopback (as Jupyter and `workshop run` start it): it
+    would print on every headless run, and only this machine's own users can
+    reach those ports. Elsewhere the warning stays."""
 
-    class WorkshopKernelApp(IPKernelApp):
-        """ipykernel's app, without its warning about unencrypted TCP when the
-        kernel's ports are on loopback (as Jupyter and `workshop run` start it):
-        it would print on every headless run, and only this machine's own users
-        can reach those ports. Elsewhere the warning stays."""
-
-        def init_sockets(self) -> None:
-            notice = _UnencryptedTCPNotice()
-            quiet = self.ip in LOOPBACK
-            if quiet:
-                self.log.addFilter(notice)
-            try:
-                super().init_sockets()
-            finally:
-                self.log.removeFilter(notice)
-
-    return WorkshopKernelApp
+    def init_sockets(self) -> None:
+        notice = _UnencryptedTCPNotice()
+        if self.ip in LOOPBACK:
+            self.log.addFilter(notice)
+        try:
+            super().init_sockets()
+        finally:
+            self.log.removeFilter(notice)
 
 
 def main() -> None:
     # The kernel writes nothing to Python's stdout, so no OutStream forwarding:
     # it saves two threads, and ipykernel's control thread can otherwise hang at
     # shutdown flushing a stream whose I/O thread has already stopped.
-    _app_class().launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
+    WorkshopKernelApp.launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
 
 
 if __name__ == "__main__":

@@ -378,15 +378,14 @@ class VM:
         deadline = time.monotonic() + timeout
         last_note = 0.0
         while True:
+            # on any failure here, _boot stops the VM
             if not _pid_alive(pid):
-                self._forget(port)
                 reason = self._console_tail()
                 if accel == "kvm":
                     raise _KVMFailed("the guest stopped while booting")
                 raise VMError(f"the VM '{self.name}' stopped while booting; its console:\n{reason}")
             runstate = self.runstate()
             if runstate in ("internal-error", "guest-panicked", "shutdown"):
-                self._stop(lambda text: None)
                 if accel == "kvm":
                     raise _KVMFailed(f"KVM internal error (qemu state {runstate})" if runstate == "internal-error" else runstate)
                 raise VMError(f"the VM '{self.name}' failed while booting ({runstate}); its console:\n{self._console_tail()}")
@@ -394,7 +393,6 @@ class VM:
                 break
             now = time.monotonic()
             if now > deadline:
-                self._stop(lambda text: None)
                 if accel == "kvm":
                     raise _KVMFailed(f"no SSH within {timeout:.0f} s")
                 raise VMError(
