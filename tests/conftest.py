@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import KernelHarness  # noqa: E402
+from harness import KernelHarness, clean_env  # noqa: E402
 from sshd import find_sshd, start_sshd  # noqa: E402
 
 _STATE = Path(tempfile.mkdtemp(prefix="workshop-tests-"))
@@ -48,11 +48,7 @@ def sshd():
 
 
 def kernel_env(target: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["WORKSHOP_TARGET"] = target
-    env.pop("JPY_SESSION_NAME", None)
-    env.update(extra)
-    return env
+    return clean_env(WORKSHOP_TARGET=target, **extra)
 
 
 @pytest.fixture

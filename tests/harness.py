@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from dataclasses import dataclass, field
 
 from jupyter_client.manager import KernelManager
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without what would choose a notebook or target
+    for a kernel started from it, plus ``extra``."""
+    env = dict(os.environ)
+    env.pop("JPY_SESSION_NAME", None)
+    env.pop("WORKSHOP_TARGET", None)
+    env.update(extra)
+    return env
 
 RECORD_MIME = "application/vnd.workshop.record+json"
 

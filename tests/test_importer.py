@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from harness import clean_env
 
 from workshop.checks import cell_checks
 from workshop.importer import LiteralError, convert, file_mode, parse_attributes, translate_failed_when
@@ -118,23 +118,16 @@ def test_unmapped_things_are_visible():
     assert broken.cell_type == "markdown" and "echo broken attributes" in broken.source
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("JPY_SESSION_NAME", None)
-    env.pop("WORKSHOP_TARGET", None)
-    return env
-
-
 def test_cli_import_then_run_round_trip(tmp_path, installed_kernelspec):
     out = tmp_path / "imported.ipynb"
     done = subprocess.run([sys.executable, "-m", "workshop", "import", str(DATA / "docable-workshop.md"), "-o", str(out)],
-                          capture_output=True, text=True, env=_env(), timeout=60)
+                          capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout
     nb = nbformat.read(str(out), as_version=4)
     nbformat.validate(nb)
     ran = subprocess.run([sys.executable, "-m", "workshop", "run", str(out), "--out", str(tmp_path / "ran")],
-                         capture_output=True, text=True, env=_env(), timeout=300, cwd=tmp_path)
+                         capture_output=True, text=True, env=clean_env(), timeout=300, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "10/10 checks passed" in ran.stderr
     assert not (tmp_path / "hello.sh").exists()  # the last cell removed what the first wrote
@@ -142,9 +135,9 @@ def test_cli_import_then_run_round_trip(tmp_path, installed_kernelspec):
 
 def test_cli_import_reports_notes_and_missing_files(tmp_path):
     done = subprocess.run([sys.executable, "-m", "workshop", "import", str(DATA / "docable-unmapped.md"),
-                           "-o", str(tmp_path / "u.ipynb")], capture_output=True, text=True, env=_env(), timeout=60)
+                           "-o", str(tmp_path / "u.ipynb")], capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("note: ") == 6
     missing = subprocess.run([sys.executable, "-m", "workshop", "import", str(tmp_path / "nope.md")],
-                             capture_output=True, text=True, env=_env(), timeout=60)
+                             capture_output=True, text=True, env=clean_env(), timeout=60)
     assert missing.returncode != 0 and "nope.md" in missing.stderr

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from harness import clean_env
 
 RECORD = "application/vnd.workshop.record+json"
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop", "language": "bash"}
@@ -34,19 +34,12 @@ FAILING = (
 )
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e.pop("JPY_SESSION_NAME", None)
-    e.pop("WORKSHOP_TARGET", None)
-    return e
-
-
 def test_nbconvert_execute_keeps_records_and_checks(tmp_path, installed_kernelspec):
     nb = make_notebook(tmp_path / "nb.ipynb", *PASSING, *FAILING)
     done = subprocess.run(
         [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
          "--ExecutePreprocessor.kernel_name=workshop", "--output", "executed.ipynb", str(nb)],
-        capture_output=True, text=True, timeout=180, env=env(),
+        capture_output=True, text=True, timeout=180, env=clean_env(),
     )
     assert done.returncode == 0, done.stderr  # failed checks do not stop nbconvert
     executed = json.loads((tmp_path / "executed.ipynb").read_text())
@@ -72,7 +65,7 @@ def test_workshop_run_timeout_and_failed_check_exit_status(tmp_path, installed_k
     done = subprocess.run(
         [sys.executable, "-m", "workshop", "run", "--timeout", "1", "--out", str(tmp_path / "out"),
          "--junit", str(tmp_path / "junit.xml"), str(good), str(slow)],
-        capture_output=True, text=True, timeout=120, env=env(),
+        capture_output=True, text=True, timeout=120, env=clean_env(),
     )
     assert done.returncode == 1
     assert "✔" in done.stderr and "slow.ipynb" in done.stderr
@@ -94,7 +87,7 @@ def test_pytest_plugin_passing_notebook(tmp_path, installed_kernelspec):
     make_notebook(folder / "lab.ipynb", *PASSING)
     make_notebook(folder / "nochecks.ipynb", "echo nothing to check")
     done = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, "--workshop", str(folder), "-vv"],
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env())
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path, env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "lab.ipynb::cell2:stdout /^hello/ PASSED" in done.stdout
     assert "lab.ipynb::cell3:made PASSED" in done.stdout
@@ -104,7 +97,7 @@ def test_pytest_plugin_passing_notebook(tmp_path, installed_kernelspec):
 def test_pytest_plugin_failing_notebook(tmp_path, installed_kernelspec):
     nb = make_notebook(tmp_path / "broken.ipynb", *PASSING, *FAILING)
     done = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, "--workshop", str(nb)],
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env())
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path, env=clean_env())
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
     assert "2 failed, 3 passed" in out
@@ -124,7 +117,7 @@ def test_workshop_run_bad_notebooks(tmp_path, content, message):
     path = tmp_path / "bad.ipynb"
     path.write_text(content)
     done = subprocess.run([sys.executable, "-m", "workshop", "run", "--junit", str(tmp_path / "j.xml"), str(path)],
-                          capture_output=True, text=True, timeout=60, env=env())
+                          capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == 1
     assert message in done.stderr
     assert (tmp_path / "j.xml").read_text().count("<error") == 1
@@ -140,7 +133,7 @@ def test_run_of_an_old_notebook_without_cell_ids_still_checks(tmp_path, installe
     path = tmp_path / "old.ipynb"
     path.write_text(json.dumps(nb))
     done = subprocess.run([sys.executable, "-m", "workshop", "run", str(path)],
-                          capture_output=True, text=True, timeout=120, env=env())
+                          capture_output=True, text=True, timeout=120, env=clean_env())
     assert done.returncode == 1, done.stderr
     assert "0/1 checks passed" in done.stderr
 
@@ -149,17 +142,17 @@ def test_run_never_overwrites_its_source_and_errors_are_sentences(tmp_path, inst
     path = make_notebook(tmp_path / "lab.ipynb", "echo hi")
     before = path.read_text()
     done = subprocess.run([sys.executable, "-m", "workshop", "run", str(path), "--out", str(tmp_path / "." / "")],
-                          capture_output=True, text=True, timeout=120, env=env())
+                          capture_output=True, text=True, timeout=120, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert path.read_text() == before and (tmp_path / "lab.out.ipynb").exists()
     # the kernel's ports are on loopback: no warning about eavesdroppers on every run
     assert "without encryption" not in done.stderr
     bad = subprocess.run([sys.executable, "-m", "workshop", "run", str(path), "--junit", "/nonexistent/dir/j.xml"],
-                         capture_output=True, text=True, timeout=120, env=env())
+                         capture_output=True, text=True, timeout=120, env=clean_env())
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "/nonexistent/dir/j.xml: No such file or directory" in bad.stderr
     target = subprocess.run([sys.executable, "-m", "workshop", "run", str(path), "--target", "bogus:x"],
-                            capture_output=True, text=True, timeout=120, env=env())
+                            capture_output=True, text=True, timeout=120, env=clean_env())
     assert target.returncode == 1 and "--target bogus:x: unknown target" in target.stderr
 
 
@@ -168,7 +161,7 @@ def test_a_malformed_record_does_not_stop_grading(tmp_path, installed_kernelspec
 
     ref = make_notebook(tmp_path / "ref.ipynb", "%expect stdout /^hello/\necho hello")
     subprocess.run([sys.executable, "-m", "workshop", "run", str(ref), "--out", str(tmp_path / "out")],
-                   capture_output=True, timeout=120, env=env(), check=True)
+                   capture_output=True, timeout=120, env=clean_env(), check=True)
     good = tmp_path / "out" / "ref.ipynb"
     data = json.loads(good.read_text())
     for output in data["cells"][0]["outputs"]:
@@ -189,7 +182,7 @@ def test_the_unencrypted_tcp_warning_stays_for_ports_off_loopback(installed_kern
 
     manager = KernelManager(kernel_name="workshop", ip=ip, connection_file=str(tmp_path / "kernel.json"))
     log = open(tmp_path / "kernel.log", "wb")
-    manager.start_kernel(stdout=log, stderr=log, env=env())
+    manager.start_kernel(stdout=log, stderr=log, env=clean_env())
     client = manager.client()
     client.start_channels()
     try:
