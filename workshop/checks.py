@@ -42,6 +42,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from .errors import CheckSyntaxError
 from .records import sha256_text
 
 EXPECT_USAGE = (
@@ -80,10 +81,6 @@ EXPECT_HELP = f"""\
 
 CHECK_OUTPUT_KEEP = 2000  # characters of a check script's output kept in the record
 _STREAMS = ("stdout", "stderr")
-
-
-class CheckSyntaxError(ValueError):
-    """A %expect or %%check line that cannot be parsed."""
 
 
 @dataclass

@@ -42,13 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import CheckSyntaxError, Expectation, cell_checks, evaluate, is_check_line, split_checks
+from .errors import GradingError
 from .records import RECORD_MIME, fold_overwrites, sha256_text
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
-
-
-class GradingError(Exception):
-    """A reference or submission that cannot be graded; the message is one line."""
 
 
 # ---- reading notebooks -------------------------------------------------------

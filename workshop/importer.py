@@ -38,17 +38,15 @@ from pathlib import Path
 
 import nbformat
 
+from .errors import ImporterError
+
 KERNELSPEC = {"display_name": "Workshop (bash)", "language": "bash", "name": "workshop"}
 NOTE = "**Note (import):**"
 
 
-class ImporterError(ValueError):
-    """A Markdown file that cannot be imported (the message says where)."""
-
-
 # ---- JS-ish object literals --------------------------------------------------
-class LiteralError(ValueError):
-    pass
+class LiteralError(ImporterError):
+    """A JavaScript-style object literal that cannot be read."""
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}

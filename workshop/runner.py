@@ -14,12 +14,9 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from .errors import NotebookError
 from .grading import cell_record
 from .targets import TargetError, parse_target
-
-
-class NotebookError(Exception):
-    """A notebook that cannot be read or is not for this kernel."""
 
 
 @dataclass

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
-class MagicError(Exception):
-    """Bad use of a magic; the message says what is wrong and shows usage."""
+from ..errors import MagicError
 
 
 @dataclass

@@ -13,14 +13,12 @@ import signal
 import subprocess
 from abc import ABC, abstractmethod
 
+from ..errors import ChannelClosed
+
 STDOUT = 1
 STDERR = 2
 _F_SETPIPE_SZ = 1031  # from <linux/fcntl.h>; bigger pipes mean fewer wakeups
 _READ_SIZE = 1 << 20
-
-
-class ChannelClosed(Exception):
-    """The shell's pipes are gone (the shell exited or the connection dropped)."""
 
 
 class Channel(ABC):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import ShellError
 from .channels import STDERR, STDOUT, Channel, ChannelClosed
 from .framing import (
     Marker,
@@ -34,10 +35,6 @@ _TTY_NOISE = re.compile(rb"^bash: \[\d+: \d+ \(\d+\)\] tcsetattr: [^\n]*\n", re.
 
 OutputCallback = Callable[[str, bytes], None]  # ("stdout"|"stderr", data)
 InputCallback = Callable[[str, bool], "str | None"]  # (prompt, password) -> line or None for EOF
-
-
-class ShellError(Exception):
-    """The shell could not be started or answered nonsense."""
 
 
 @dataclass

@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..errors import TargetError
+
 TARGET_USAGE = (
     "targets: local | ssh://USER@HOST[:PORT][?key=PATH][&sudo=1] | ssh:HOSTALIAS[?sudo=1] (from ~/.ssh/config)"
     " | qemu:NAME (the built-in micro VM) | bakerx:NAME | vagrant:NAME"
 )
-
-
-class TargetError(Exception):
-    """A target spec that cannot be used; the message says how to fix it."""
 
 
 @dataclass

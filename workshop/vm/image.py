@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VMError
 from ..paths import data_dir
 from .initrd import INIT, make_initrd
 from .lock import FileLock
@@ -52,7 +53,7 @@ CONFIG_VERSION = "4"
 Progress = Callable[[str], None]
 
 
-class ImageError(Exception):
+class ImageError(VMError):
     """The image cannot be built; the message says how to fix it."""
 
 

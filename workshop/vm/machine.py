@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VMError
 from ..paths import data_dir, known_hosts_file
 from .image import Image, ImageError, build_image
 from .lock import FileLock
@@ -53,10 +54,6 @@ def init_system() -> str:
     if choice not in INIT_ARGS:
         raise VMError(f"WORKSHOP_VM_INIT={choice}: choose one of {', '.join(INIT_ARGS)}")
     return choice
-
-
-class VMError(Exception):
-    """A VM that cannot be started, found or stopped; the message says what to do."""
 
 
 def vms_dir() -> Path:

@@ -6,9 +6,11 @@ import json
 import socket
 from pathlib import Path
 
+from ..errors import VMError
 
-class QMPError(Exception):
-    pass
+
+class QMPError(VMError):
+    """The VM's monitor did not answer as expected."""
 
 
 class QMP:
