@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from .errors import CheckSyntaxError
 from .records import sha256_text
+from .text import first_line, tail
 
 EXPECT_USAGE = (
     "%expect exit N | %expect stdout|stderr /REGEX/[imsx] | "
@@ -256,10 +257,10 @@ def evaluate(exp: Expectation, exit_status: int, stdout: str, stderr: str) -> tu
         ok = exit_status == exp.value
         return ok, ("" if ok else f"exit status {exit_status}, expected {exp.value}"), f"exit status {exit_status}"
     text = stdout if exp.stream == "stdout" else stderr
-    got = _tail(text, 400) if text else f"(empty {exp.stream})"
+    got = tail(text, 400) if text else f"(empty {exp.stream})"
     if exp.kind == "empty":
         ok = text == ""
-        return ok, ("" if ok else f"{exp.stream} is not empty: {_first_line(text)}"), got
+        return ok, ("" if ok else f"{exp.stream} is not empty: {first_line(text)}"), got
     if exp.kind == "contains":
         ok = str(exp.value) in text
         return ok, ("" if ok else f"{exp.stream} does not contain {exp.value!r}"), got
@@ -295,7 +296,7 @@ def script_result(check: ScriptCheck, status: int, output: str, points: float = 
     elif reasons:
         message = "; ".join(reasons)
     else:
-        message = f"exit status {status}" + (f": {_first_line(_tail(output, 400))}" if output.strip() else "")
+        message = f"exit status {status}" + (f": {first_line(tail(output, 400))}" if output.strip() else "")
     return {
         "id": check.id,
         "kind": "check",
@@ -306,16 +307,5 @@ def script_result(check: ScriptCheck, status: int, output: str, points: float = 
         "got": f"exit status {status}" if not note else note,
         "points": points,
         "digest": check.digest,
-        "output": _tail(output, CHECK_OUTPUT_KEEP),
+        "output": tail(output, CHECK_OUTPUT_KEEP),
     }
-
-
-def _tail(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return ""

@@ -44,6 +44,7 @@ from pathlib import Path
 from .checks import CheckSyntaxError, Expectation, cell_checks, evaluate, is_check_line, split_checks
 from .errors import GradingError
 from .records import RECORD_MIME, fold_overwrites, sha256_text
+from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
 
@@ -214,10 +215,6 @@ def _flag(flags: list[dict], kind: str, cell: str | None, message: str) -> None:
     flags.append({"kind": kind, "cell": cell, "message": message})
 
 
-def _tail(text: str, limit: int = TAIL) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 def grade_submission(ref: Reference, path: Path | str, student: str | None = None) -> dict:
     """Grade one executed notebook; the result is plain data (JSON, pickle).
 
@@ -320,9 +317,9 @@ def _grade_submission(ref: Reference, path: Path | str, student: str | None = No
         if failing:
             result["cells"][label] = {
                 "exit_status": record.get("exit_status") if record else None,
-                "stdout": _tail(stdout),
-                "stderr": _tail(stderr),
-                "source": _tail(source),
+                "stdout": tail(stdout, TAIL),
+                "stderr": tail(stderr, TAIL),
+                "source": tail(source, TAIL),
             }
     _order_flags(ran, flags)
     result["total"] = sum(c["earned"] for c in result["checks"].values())
