@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .checks import CheckSyntaxError, Expectation, cell_checks, evaluate, is_check_line, split_checks
 from .errors import GradingError
-from .records import RECORD_MIME, fold_overwrites, sha256_text
+from .records import cell_record, cell_streams, multiline_text, sha256_text, stream_matches
 from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
@@ -71,10 +71,6 @@ def read_notebook_json(path: Path) -> dict:
     return nb
 
 
-def _text(value) -> str:
-    return "".join(value) if isinstance(value, list) else (value or "")
-
-
 def _workshop_meta(cell: dict) -> dict:
     meta = (cell.get("metadata") or {}).get("workshop")
     return meta if isinstance(meta, dict) else {}
@@ -83,35 +79,6 @@ def _workshop_meta(cell: dict) -> dict:
 def _locked(cell: dict) -> bool:
     meta = cell.get("metadata") or {}
     return bool(_workshop_meta(cell).get("locked")) or meta.get("editable") is False
-
-
-def cell_streams(cell: dict) -> tuple[str, str]:
-    """All stdout and all stderr a cell shows (consecutive outputs may be merged)."""
-    out: list[str] = []
-    err: list[str] = []
-    for output in cell.get("outputs") or ():
-        if output.get("output_type") == "stream":
-            (err if output.get("name") == "stderr" else out).append(_text(output.get("text")))
-    return "".join(out), "".join(err)
-
-
-def cell_record(cell: dict) -> dict | None:
-    for output in cell.get("outputs") or ():
-        data = output.get("data")
-        if data and RECORD_MIME in data:
-            record = data[RECORD_MIME]
-            return record if isinstance(record, dict) else None
-    return None
-
-
-def stream_matches(text: str, stream: dict | None) -> bool:
-    """Whether shown text is what the kernel sent (or that, with overwrites folded)."""
-    if not isinstance(stream, dict):
-        return False
-    if sha256_text(text) == stream.get("digest"):
-        return True
-    folded = stream.get("digest_folded")
-    return bool(folded) and sha256_text(fold_overwrites(text)) == folded
 
 
 # ---- the reference -----------------------------------------------------------
@@ -172,7 +139,7 @@ def load_reference(path: Path | str) -> Reference:
         if cell.get("cell_type") != "code":
             continue
         ordinal += 1
-        source = _text(cell.get("source"))
+        source = multiline_text(cell.get("source"))
         meta = _workshop_meta(cell)
         try:
             found = cell_checks(source)
@@ -266,7 +233,7 @@ def _grade_submission(ref: Reference, path: Path | str, student: str | None = No
             for check in ref_cell.checks:
                 result["checks"][check.key] = _check_entry(check, False, "the cell was deleted", "missing")
             continue
-        source = _text(cell.get("source"))
+        source = multiline_text(cell.get("source"))
         record = cell_record(cell)
         zero = None  # why this cell's checks earn nothing
         if ref_cell.locked:
@@ -461,7 +428,7 @@ def restore_reference(ref: Reference, nb: dict) -> None:
         ref_lines = ref_cell.source.split("\n")
         ref_expects = [line for line in ref_lines if line.strip().startswith("%expect")]
         ref_checks = next((ref_lines[i:] for i, line in enumerate(ref_lines) if is_check_line(line)), [])
-        lines = _text(cell.get("source")).split("\n")
+        lines = multiline_text(cell.get("source")).split("\n")
         for i, line in enumerate(lines):
             if is_check_line(line):
                 lines = lines[:i]

@@ -284,3 +284,42 @@ def _duration(seconds: float) -> str:
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
+
+
+# ---- reading records back from a saved notebook --------------------------------
+# A notebook read as plain JSON (or as nbformat nodes, which are dicts too).
+
+
+def multiline_text(value) -> str:
+    """A notebook's multi-line string: saved either as one string or as a list of lines."""
+    return "".join(value) if isinstance(value, list) else (value or "")
+
+
+def cell_streams(cell: dict) -> tuple[str, str]:
+    """All stdout and all stderr a cell shows (consecutive outputs may be merged)."""
+    out: list[str] = []
+    err: list[str] = []
+    for output in cell.get("outputs") or ():
+        if output.get("output_type") == "stream":
+            (err if output.get("name") == "stderr" else out).append(multiline_text(output.get("text")))
+    return "".join(out), "".join(err)
+
+
+def cell_record(cell: dict) -> dict | None:
+    """The record a cell's outputs carry, or None (not run, outputs cleared, or not an object)."""
+    for output in cell.get("outputs") or ():
+        data = output.get("data")
+        if data and RECORD_MIME in data:
+            record = data[RECORD_MIME]
+            return record if isinstance(record, dict) else None
+    return None
+
+
+def stream_matches(text: str, stream: dict | None) -> bool:
+    """Whether shown text is what the kernel sent (or that, with overwrites folded)."""
+    if not isinstance(stream, dict):
+        return False
+    if sha256_text(text) == stream.get("digest"):
+        return True
+    folded = stream.get("digest_folded")
+    return bool(folded) and sha256_text(fold_overwrites(text)) == folded

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .errors import NotebookError
-from .grading import cell_record
+from .records import cell_record
 from .targets import TargetError, parse_target
 
 
