@@ -16,7 +16,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from workshop.grading import GradingError, grade, load_reference, restore_reference, to_csv
+from workshop.errors import GradingError, NoChecksError
+from workshop.grading import grade, load_reference, restore_reference, to_csv
 
 RECORD = "application/vnd.workshop.record+json"
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop", "language": "bash"}
@@ -255,8 +256,10 @@ def test_grade_cli_errors(lab, tmp_path):
     assert done.returncode == 2 and "not a readable notebook" in done.stderr
     done = workshop_grade(lab["subs"] / "python.ipynb", lab["subs"] / "good.ipynb")
     assert done.returncode == 2 and "for the 'python3' kernel" in done.stderr
-    with pytest.raises(GradingError):
+    with pytest.raises(NoChecksError, match="has no checks"):
         load_reference(plain)
+    with pytest.raises(GradingError, match="not a readable notebook"):
+        load_reference(lab["subs"] / "corrupt.ipynb")
 
 
 def test_restore_reference_puts_checks_back(lab):

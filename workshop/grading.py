@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import CheckSyntaxError, Expectation, cell_checks, evaluate, is_check_line, split_checks
-from .errors import GradingError
+from .errors import GradingError, NoChecksError
 from .records import cell_record, cell_streams, multiline_text, sha256_text, stream_matches
 from .text import tail
 
@@ -173,7 +173,7 @@ def load_reference(path: Path | str) -> Reference:
             checks.append(check)
         cells.append(ref_cell)
     if not checks:
-        raise GradingError(f"{path}: the reference has no checks (%expect or %%check); nothing to grade")
+        raise NoChecksError(f"{path}: the reference has no checks (%expect or %%check); nothing to grade")
     return Reference(path, cells, checks)
 
 
@@ -595,6 +595,6 @@ def write_reports(report: Report, csv_path: Path | None = None, html_path: Path 
 
 
 __all__ = [
-    "GradingError", "Reference", "Report", "grade", "grade_submission", "load_reference", "print_table",
+    "GradingError", "NoChecksError", "Reference", "Report", "grade", "grade_submission", "load_reference", "print_table",
     "rerun_submission", "restore_reference", "to_csv", "to_html", "to_json", "write_reports",
 ]
