@@ -27,7 +27,6 @@ from sshd import start_sshd  # noqa: E402
 from workshop.shell.channels import LocalChannel  # noqa: E402
 from workshop.shell.session import ShellSession  # noqa: E402
 from workshop.targets import parse_target  # noqa: E402
-from workshop.targets.ssh import SSHConnection  # noqa: E402
 
 MB = 1_000_000
 
@@ -72,7 +71,7 @@ def main() -> None:
     print(measure("local", LocalChannel, args.cells, args.size), flush=True)
     sshd = start_sshd()
     try:
-        conn = SSHConnection(parse_target(sshd.url))
+        conn = parse_target(sshd.url).open()
         print(measure("ssh (paramiko, loopback sshd)", conn.channel, args.cells, args.size), flush=True)
         conn.close()
     finally:

@@ -184,10 +184,10 @@ rmdir /sys/fs/cgroup/wsdemo
 
 
 def test_container_magics_in_the_vm(vm_kernel):
-    from workshop.magics import REGISTRY, load_all
+    from workshop.magics import load_all, names
 
     load_all()
-    if not {"unshare", "cgroup"} <= set(REGISTRY):
+    if not {"unshare", "cgroup"} <= names():
         pytest.skip("the %%unshare / %%cgroup magics are not there")
     result = vm_kernel.run("%%cgroup --memory 64M --pids 20\n%%unshare -u --hostname inside\nhostname", timeout=120)
     assert result.status == "ok", result.stderr

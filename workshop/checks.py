@@ -38,11 +38,15 @@ that exit status the expected one: the cell is not an error when it ends so.
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from dataclasses import dataclass, field
 
-from .errors import CheckSyntaxError
+from . import cell as cell_grammar
+from .arguments import MagicArguments
+from .cell import is_check_line, parse_magic_line  # noqa: F401 (is_check_line: for the grader)
+from .errors import CheckSyntaxError, MagicError
 from .records import sha256_text
 from .text import first_line, tail
 
@@ -50,9 +54,8 @@ EXPECT_USAGE = (
     "%expect exit N | %expect stdout|stderr /REGEX/[imsx] | "
     "%expect stdout|stderr-contains TEXT | %expect stdout|stderr empty"
 )
-CHECK_USAGE = "%%check [--points N] [--name NAME]"
-CHECK_HELP = f"""\
-{CHECK_USAGE}
+CHECK_HELP = """\
+%%check [--points N] [--name NAME]
     A shell script run on the target right after the cell; exit 0 passes, a line
     'FAIL: reason' gives the reason shown when it fails.  Write it below the
     cell's code: the first line starting with %%check ends the code and starts
@@ -179,73 +182,62 @@ def parse_expect(args: str) -> Expectation:
     return Expectation("regex", stream, pattern, flags, spec=f"{stream} /{pattern}/{flags}")
 
 
+def _check_arguments() -> MagicArguments:
+    parser = MagicArguments("%%check")
+    parser.add_argument("--points", type=_points, metavar="N")
+    parser.add_argument("--name", type=_check_name, metavar="NAME")
+    return parser
+
+
+def _points(text: str) -> float:
+    try:
+        points = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--points takes a number, not '{text}'") from None
+    if points < 0:
+        raise argparse.ArgumentTypeError("--points must not be negative")
+    return points
+
+
+def _check_name(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"a check name has no spaces: '{text}'")
+    return text
+
+
+CHECK_ARGUMENTS = _check_arguments()
+CHECK_USAGE = CHECK_ARGUMENTS.usage_line()
+
+
 def parse_check_line(line: str) -> tuple[str | None, float | None]:
     """Parse ``%%check [--points N] [--name NAME]`` -> (name, points)."""
     try:
-        words = shlex.split(line.strip()[len("%%check"):])
-    except ValueError as exc:
-        raise CheckSyntaxError(f"{line.strip()}: {exc}; usage: {CHECK_USAGE}") from None
-    name = points = None
-    i = 0
-    while i < len(words):
-        word, value = words[i], None
-        if "=" in word and word.startswith("--"):
-            word, value = word.split("=", 1)
-        elif i + 1 < len(words):
-            value = words[i + 1]
-            i += 1
-        i += 1
-        if word not in ("--points", "--name") or value is None:
-            raise CheckSyntaxError(f"{line.strip()}: unexpected '{word}'; usage: {CHECK_USAGE}")
-        if word == "--name":
-            name = value
-            if not name or any(c.isspace() for c in name):
-                raise CheckSyntaxError(f"a check name has no spaces: '{name}'; usage: {CHECK_USAGE}")
-        else:
-            try:
-                points = float(value)
-            except ValueError:
-                raise CheckSyntaxError(f"--points takes a number, not '{value}'; usage: {CHECK_USAGE}") from None
-            if points < 0:
-                raise CheckSyntaxError(f"--points must not be negative; usage: {CHECK_USAGE}")
-    return name, points
-
-
-def is_check_line(line: str) -> bool:
-    stripped = line.strip()
-    return stripped == "%%check" or stripped.startswith("%%check ") or stripped.startswith("%%check\t")
+        call = parse_magic_line(line, cell=True)
+        options = CHECK_ARGUMENTS.parse(call.args)
+    except MagicError as exc:
+        raise CheckSyntaxError(f"{line.strip()}: {exc}") from None
+    return options.name, options.points
 
 
 def split_checks(code: str) -> tuple[str, list[ScriptCheck]]:
     """Split a cell into (its code, the %%check scripts written below it)."""
-    if "%%check" not in code:
-        return code, []
-    lines = code.split("\n")
-    starts = [i for i, line in enumerate(lines) if is_check_line(line)]
-    if not starts:
-        return code, []
+    code, sections = cell_grammar.split_checks(code)
     scripts: list[ScriptCheck] = []
-    names: set[str] = set()
-    for n, start in enumerate(starts):
-        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        name, points = parse_check_line(lines[start])
+    for n, section in enumerate(sections):
+        name, points = parse_check_line(section.line)
         name = name or f"check-{n + 1}"
-        if name in names:
+        if any(s.name == name for s in scripts):
             raise CheckSyntaxError(f"two checks named '{name}' in one cell; give each its own --name")
-        names.add(name)
-        script = "\n".join(lines[start + 1 : end]).strip("\n")
-        if not script.strip():
-            raise CheckSyntaxError(f"{lines[start].strip()} has no script below it; usage: {CHECK_USAGE}")
-        scripts.append(ScriptCheck(script, name, points, lines[start].strip()))
-    return "\n".join(lines[: starts[0]]), scripts
+        if not section.script.strip():
+            raise CheckSyntaxError(f"{section.line} has no script below it; usage: {CHECK_USAGE}")
+        scripts.append(ScriptCheck(section.script, name, points, section.line))
+    return code, scripts
 
 
 def cell_checks(source: str) -> CellChecks:
     """All checks written in a cell's source (for the grader and the runner)."""
-    from .magics import split_cell
-
     code, scripts = split_checks(source)
-    line_magics, _, _ = split_cell(code, strict=False)
+    line_magics, _, _ = cell_grammar.split_cell(code, strict=False)
     expectations = [parse_expect(" ".join(call.args)) for call in line_magics if call.name == "expect"]
     return CellChecks(expectations, scripts)
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .settings import Settings
 
 
 def data_dir() -> Path:
     """``$WORKSHOP_DATA_DIR``, else ``$XDG_DATA_HOME/workshop`` (~/.local/share/workshop)."""
-    explicit = os.environ.get("WORKSHOP_DATA_DIR")
-    if explicit:
-        path = Path(explicit)
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        path = Path(base) / "workshop"
+    path = Path(Settings().data_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

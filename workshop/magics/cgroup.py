@@ -14,23 +14,45 @@ removed (with ``--name`` it stays for later cells until %cleanup).
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
 
-from . import Magic, MagicCall, MagicError, register, usage_error
-from .container import SAFE_NAME, parse_args, q, run_script, stack, token
+from ..errors import MagicError
+from . import Magic, arguments, register
+from .container import q, safe_name, token
+from .context import CellContext
 
-USAGE = "%%cgroup [--memory 100M] [--swap 0] [--pids 10] [--cpu-weight N] [--name N] [--v1|--v2]"
 STATS = ("memory", "pids")  # controllers joined for the record even without limits
 _SIZE = re.compile(r"^(\d+)([KMGT]?)(i?B)?$", re.I)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def size(text: str, what: str) -> int:
+def size(text: str) -> int:
     match = _SIZE.match(text.strip())
     if not match:
-        raise usage_error(MAGIC, f"{what} takes a size such as 100M, 1G or 65536, not {text!r}")
+        raise argparse.ArgumentTypeError(f"takes a size such as 100M, 1G or 65536, not {text!r}")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def _bounded(low: int, high: int | None = None):
+    def number(text: str) -> int:
+        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+            span = f"from {low} to {high}" if high else "positive"
+            raise argparse.ArgumentTypeError(f"takes a {'number ' + span if high else span + ' number'}, not {text!r}")
+        return int(text)
+    return number
+
+
+ARGS = arguments("cgroup", cell=True)
+ARGS.add_argument("--memory", type=size, metavar="100M")
+ARGS.add_argument("--swap", type=size, metavar="0")
+ARGS.add_argument("--pids", type=_bounded(1), metavar="10")
+ARGS.add_argument("--cpu-weight", type=_bounded(1, 10000), metavar="N")
+ARGS.add_argument("--name", type=safe_name, metavar="N")
+_VERSION = ARGS.add_mutually_exclusive_group()
+_VERSION.add_argument("--v1", action="store_true")
+_VERSION.add_argument("--v2", action="store_true")
 
 
 @dataclass
@@ -41,7 +63,7 @@ class Hierarchies:
     own: dict[str, str] = field(default_factory=dict)  # controller (or "" for v2) -> the shell's cgroup
 
 
-def detect(ctx) -> Hierarchies:
+def detect(ctx: CellContext) -> Hierarchies:
     script = """
 while read -r dev mnt type opts rest; do
   case "$type" in
@@ -52,7 +74,7 @@ done < /proc/self/mounts
 sed 's/^/own /' /proc/self/cgroup
 """
     found = Hierarchies()
-    for line in run_script(ctx, script, "%%cgroup: could not look at the cgroup hierarchies").splitlines():
+    for line in ctx.run_script(script, "%%cgroup: could not look at the cgroup hierarchies").splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "v2" and found.v2 is None:
             mnt, _, controllers = rest.partition(" ")
@@ -101,133 +123,111 @@ def choose(found: Hierarchies, needed: set[str], version: int | None) -> int:
     return max(usable, key=lambda v: (stats(v), v))
 
 
-def run(ctx, call: MagicCall, body: str) -> str:
-    opts = parse_args(
-        MAGIC,
-        call.args,
-        valued=("--memory", "--swap", "--pids", "--cpu-weight", "--name"),
-        flags=("--v1", "--v2"),
-    )
-    if opts.get("--v1") and opts.get("--v2"):
-        raise usage_error(MAGIC, "choose one of --v1 and --v2")
-    version = 1 if opts.get("--v1") else 2 if opts.get("--v2") else None
-    memory = size(opts.get("--memory"), "--memory") if opts.get("--memory") is not None else None
-    swap = size(opts.get("--swap"), "--swap") if opts.get("--swap") is not None else None
-    pids = opts.get("--pids")
-    if pids is not None and not (pids.isdigit() and int(pids) > 0):
-        raise usage_error(MAGIC, f"--pids takes a positive number, not {pids!r}")
-    weight = opts.get("--cpu-weight")
-    if weight is not None and not (weight.isdigit() and 1 <= int(weight) <= 10000):
-        raise usage_error(MAGIC, f"--cpu-weight takes a number from 1 to 10000, not {weight!r}")
-    name = opts.get("--name")
-    if name is not None and not SAFE_NAME.match(name):
-        raise usage_error(MAGIC, f"--name takes letters, digits, '.', '_' and '-', not {name!r}")
+@dataclass
+class Plan:
+    """Where the cgroup goes and the shell code that makes it with its limits."""
+
+    version: int
+    where: dict[str, str]  # controller (or "" for v2 without one) -> cgroup directory
+    setup: list[str]
+
+    @property
+    def dirs(self) -> list[str]:
+        return list(dict.fromkeys(self.where.values()))
+
+
+def _needed(args: argparse.Namespace) -> set[str]:
     needed = set()
-    if memory is not None or swap is not None:
+    if args.memory is not None or args.swap is not None:
         needed.add("memory")
-    if pids is not None:
+    if args.pids is not None:
         needed.add("pids")
-    if weight is not None:
+    if args.cpu_weight is not None:
         needed.add("cpu")
+    return needed
 
+
+def _plan_v2(found: Hierarchies, needed: set[str], name: str, args: argparse.Namespace) -> Plan:
+    assert found.v2 is not None
+    controllers = sorted((needed | set(STATS)) & found.v2_controllers)
+    path = f"{found.v2}/{name}"
+    control = q(found.v2 + "/cgroup.subtree_control")
+    d = q(path)
+    setup = [
+        f'for c in {" ".join(controllers)}; do grep -qw "$c" {control} || '
+        f'echo "+$c" > {control} || exit 1; done',
+        f"mkdir -p {d}",
+    ]
+    for value, file in ((args.memory, "memory.max"), (args.swap, "memory.swap.max"), (args.pids, "pids.max"),
+                        (args.cpu_weight, "cpu.weight")):
+        if value is not None:
+            setup.append(f"echo {value} > {d}/{file}")
+    return Plan(2, {c: path for c in controllers} or {"": path}, setup)
+
+
+def _plan_v1(found: Hierarchies, needed: set[str], name: str, args: argparse.Namespace) -> Plan:
+    controllers = sorted(needed | (set(STATS) & set(found.v1))) or [sorted(found.v1)[0]]
+    where = {c: found.v1[c] + found.own.get(c, "/").rstrip("/") + "/" + name for c in controllers}
+    setup = [f"mkdir -p {q(d)}" for d in dict.fromkeys(where.values())]
+    memory, swap = args.memory, args.swap
+    if memory is not None:
+        setup.append(f"echo {memory} > {q(where['memory'])}/memory.limit_in_bytes")
+    if swap is not None:
+        if memory is None:
+            raise MAGIC.usage_error("on cgroup v1, --swap needs --memory (it limits memory + swap)")
+        m, total = q(where["memory"]), memory + swap
+        setup.append(
+            f"if [ -e {m}/memory.memsw.limit_in_bytes ]; then "
+            f"echo {total} > {m}/memory.memsw.limit_in_bytes || "
+            f"{{ echo {total} > {m}/memory.memsw.limit_in_bytes && "
+            f"echo {memory} > {m}/memory.limit_in_bytes; }}; "
+            "else echo 'workshop: no swap accounting on this kernel (swapaccount=1);"
+            " --swap not applied' >&2; fi"
+        )
+    if args.pids is not None:
+        setup.append(f"echo {args.pids} > {q(where['pids'])}/pids.max")
+    if args.cpu_weight is not None:
+        shares = max(2, args.cpu_weight * 1024 // 100)
+        setup.append(f"echo {shares} > {q(where['cpu'])}/cpu.shares")
+    return Plan(1, where, setup)
+
+
+def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
+    needed = _needed(args)
     found = detect(ctx)
-    version = choose(found, needed, version)
-    cg_name = name or f"workshop-{token()}"
-    if version == 2:
-        assert found.v2 is not None
-        controllers = sorted((needed | set(STATS)) & found.v2_controllers)
-        dirs = [f"{found.v2}/{cg_name}"]
-        control = q(found.v2 + "/cgroup.subtree_control")
-        setup = [
-            f'for c in {" ".join(controllers)}; do grep -qw "$c" {control} || '
-            f'echo "+$c" > {control} || exit 1; done'
-        ]
-        setup.append(f"mkdir -p {q(dirs[0])}")
-        d = q(dirs[0])
-        if memory is not None:
-            setup.append(f"echo {memory} > {d}/memory.max")
-        if swap is not None:
-            setup.append(f"echo {swap} > {d}/memory.swap.max")
-        if pids is not None:
-            setup.append(f"echo {pids} > {d}/pids.max")
-        if weight is not None:
-            setup.append(f"echo {weight} > {d}/cpu.weight")
-        where = {c: dirs[0] for c in controllers} or {"": dirs[0]}
-    else:
-        controllers = sorted(needed | (set(STATS) & set(found.v1)))
-        if not controllers:
-            controllers = [sorted(found.v1)[0]]
-        where = {}
-        for c in controllers:
-            parent = found.v1[c] + found.own.get(c, "/").rstrip("/")
-            where[c] = f"{parent}/{cg_name}"
-        dirs = list(dict.fromkeys(where.values()))
-        setup = [f"mkdir -p {q(d)}" for d in dirs]
-        if memory is not None:
-            m = q(where["memory"])
-            setup.append(f"echo {memory} > {m}/memory.limit_in_bytes")
-        if swap is not None:
-            if memory is None:
-                raise usage_error(MAGIC, "on cgroup v1, --swap needs --memory (it limits memory + swap)")
-            m = q(where["memory"])
-            total = memory + swap
-            setup.append(
-                f"if [ -e {m}/memory.memsw.limit_in_bytes ]; then "
-                f"echo {total} > {m}/memory.memsw.limit_in_bytes || "
-                f"{{ echo {total} > {m}/memory.memsw.limit_in_bytes && "
-                f"echo {memory} > {m}/memory.limit_in_bytes; }}; "
-                "else echo 'workshop: no swap accounting on this kernel (swapaccount=1);"
-                " --swap not applied' >&2; fi"
-            )
-        if pids is not None:
-            setup.append(f"echo {pids} > {q(where['pids'])}/pids.max")
-        if weight is not None:
-            shares = max(2, int(weight) * 1024 // 100)
-            setup.append(f"echo {shares} > {q(where['cpu'])}/cpu.shares")
-
-    remove = _remove_code(dirs, version)
+    version = choose(found, needed, 1 if args.v1 else 2 if args.v2 else None)
+    cg_name = args.name or f"workshop-{token()}"
+    plan = (_plan_v2 if version == 2 else _plan_v1)(found, needed, cg_name, args)
+    remove = _remove_code(plan.dirs, version)
     key = f"cgroup {cg_name} (v{version})"
-    ctx.kernel.register_cleanup(key, remove)
+    ctx.register_cleanup(key, remove)
     try:
-        run_script(ctx, "set -e\n" + "\n".join(setup), f"%%cgroup: could not make the cgroup {cg_name}")
+        ctx.run_script("set -e\n" + "\n".join(plan.setup), f"%%cgroup: could not make the cgroup {cg_name}")
     except MagicError:
         if ctx.run_hidden(remove).status == 0:
-            ctx.kernel.forget_cleanup(key)
+            ctx.forget_cleanup(key)
         raise
+    limits = {"memory": args.memory, "swap": args.swap, "pids": args.pids, "cpu_weight": args.cpu_weight}
 
-    def after(ctx, outcome) -> None:
+    def after(ctx: CellContext, outcome) -> None:
         try:
-            _report(
-                ctx,
-                version,
-                cg_name,
-                where,
-                name is not None,
-                {
-                    "memory": memory,
-                    "swap": swap,
-                    "pids": int(pids) if pids else None,
-                    "cpu_weight": int(weight) if weight else None,
-                },
-            )
+            _report(ctx, version, cg_name, plan.where, args.name is not None, limits)
         finally:
-            if name is None:
+            if args.name is None:
                 if ctx.run_hidden(remove, timeout=30).status == 0:
-                    ctx.kernel.forget_cleanup(key)
+                    ctx.forget_cleanup(key)
                 else:
                     ctx.notice(f"could not remove the cgroup {cg_name} yet; %cleanup retries")
 
     ctx.after(after)
-    procs = " ".join(q(f"{d}/cgroup.procs") for d in dirs)
-    state = stack(ctx)
-    inner = f"exec {body}" if state.get("command") == body else f"eval {q(body)}"
+    procs = " ".join(q(f"{d}/cgroup.procs") for d in plan.dirs)
+    inner = f"exec {body}" if ctx.stack.get("command") == body else f"eval {q(body)}"
     enter = (
         f"for __ws_f in {procs}; do sh -c 'echo $PPID' > \"$__ws_f\" || "
         f"{{ echo 'workshop: could not enter the cgroup {cg_name}' >&2; exit 125; }}; done"
     )
-    code = f"( {enter}\n{inner}\n)"
-    state.pop("command", None)
-    return code
+    ctx.stack.pop("command", None)
+    return f"( {enter}\n{inner}\n)"
 
 
 def _remove_code(dirs: list[str], version: int) -> str:
@@ -245,7 +245,7 @@ def _remove_code(dirs: list[str], version: int) -> str:
     return "( ok=0; " + "; ".join(parts) + "; exit $ok )"
 
 
-def _read_stats(ctx, version: int, where: dict[str, str]) -> dict[str, str]:
+def _read_stats(ctx: CellContext, version: int, where: dict[str, str]) -> dict[str, str]:
     files = []
     if version == 2:
         d = next(iter(where.values()))
@@ -288,7 +288,7 @@ def _field(text: str, key: str) -> int | None:
     return None
 
 
-def _report(ctx, version, cg_name, where, named, limits) -> None:
+def _report(ctx: CellContext, version, cg_name, where, named, limits) -> None:
     stats = _read_stats(ctx, version, where)
     peak = stats.get("peak", "").strip()
     info = {
@@ -317,11 +317,6 @@ def _report(ctx, version, cg_name, where, named, limits) -> None:
 
 
 MAGIC = register(
-    Magic(
-        "cgroup",
-        USAGE,
-        "run the body in a new cgroup with memory/pids/cpu limits; records OOM kills",
-        run,
-        cell=True,
-    )
+    Magic("cgroup", "run the body in a new cgroup with memory/pids/cpu limits; records OOM kills", run, ARGS,
+          cell=True)
 )

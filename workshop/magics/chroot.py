@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from . import Magic, MagicCall, register
-from .container import chroot_command, parse_args, resolve_root, stack
+from argparse import Namespace
 
-USAGE = "%%chroot ROOTFS"
+from . import Magic, arguments, register
+from .container import chroot_command, resolve_root
+from .context import CellContext
+
+ARGS = arguments("chroot", cell=True)
+ARGS.add_argument("rootfs", metavar="ROOTFS")
 
 
-def run(ctx, call: MagicCall, body: str) -> str:
-    opts = parse_args(MAGIC, call.args, npos=(1, 1))
-    root = resolve_root(ctx, opts.positional[0], "%%chroot")
+def run(ctx: CellContext, args: Namespace, body: str) -> str:
+    root = resolve_root(ctx, args.rootfs, "%%chroot")
     code = chroot_command(root, body)
-    state = stack(ctx)
-    state["root"] = root
-    state["command"] = code
+    ctx.stack["root"] = root
+    ctx.stack["command"] = code
     return code
 
 
-MAGIC = register(
-    Magic("chroot", USAGE, "run the cell body chrooted into ROOTFS, with its own /bin/sh", run, cell=True)
-)
+register(Magic("chroot", "run the cell body chrooted into ROOTFS, with its own /bin/sh", run, ARGS, cell=True))

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from . import Magic, MagicCall, MagicError, register
+from argparse import Namespace
 
-USAGE = "%cleanup"
+from ..errors import MagicError
+from . import Magic, arguments, register
+from .context import CellContext
+
+ARGS = arguments("cleanup")
 
 
-def run(ctx, call: MagicCall) -> None:
-    if call.args:
-        raise MagicError(f"%cleanup takes no arguments\nusage: {USAGE}")
-    keys = list(ctx.kernel.cleanups)
+def run(ctx: CellContext, args: Namespace) -> None:
+    keys = ctx.runner.cleanup_keys()
     if not keys:
         ctx.print("nothing to clean up\n")
         return
-    failed = ctx.kernel.run_cleanups(ctx)
-    done = [k for k in keys if k not in failed]
-    for key in reversed(done):
+    failed = ctx.runner.run_cleanups()
+    for key in reversed([k for k in keys if k not in failed]):
         ctx.print(f"removed {key}\n")
     if failed:
         raise MagicError("could not undo: " + ", ".join(failed) + " (run %cleanup again to retry)")
 
 
-register(Magic("cleanup", USAGE, "undo what the magics made (mounts, cgroups, snapshots)", run))
+register(Magic("cleanup", "undo what the magics made (mounts, cgroups, snapshots)", run, ARGS))

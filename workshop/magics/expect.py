@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from ..checks import EXPECT_HELP, EXPECT_USAGE, CheckSyntaxError, parse_expect
-from . import Magic, MagicCall, MagicError, register
+from argparse import Namespace
+
+from ..checks import EXPECT_HELP, EXPECT_USAGE, parse_expect
+from ..errors import MagicError
+from . import Magic, arguments, register
+from .context import CellContext
+
+# The cell grammar hands %expect its arguments as one raw string: a regex is not shell words.
+ARGS = arguments("expect")
+ARGS.add_argument("spec", nargs="?", default="")
 
 
-def run(ctx, call: MagicCall) -> None:
-    if not call.args:
+def run(ctx: CellContext, args: Namespace) -> None:
+    if not args.spec:
         raise MagicError(f"usage: {EXPECT_USAGE}")
-    try:
-        expectation = parse_expect(call.args[0])
-    except CheckSyntaxError as exc:
-        raise MagicError(str(exc)) from None
-    ctx.expect(expectation)
+    ctx.expect(parse_expect(args.spec))
 
 
-register(Magic("expect", EXPECT_USAGE, "state what the cell's result must be (exit, stdout, stderr)", run,
-               doc=EXPECT_HELP))
+register(Magic("expect", "state what the cell's result must be (exit, stdout, stderr)", run, ARGS,
+               doc=EXPECT_HELP, usage_text=EXPECT_USAGE))

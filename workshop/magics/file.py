@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
-from . import Magic, MagicCall, register, usage_error
-from .container import parse_args, q
+from . import Magic, arguments, register
+from .container import q
+from .context import CellContext
 
-USAGE = "%%file PATH [--mode 755]"
+
+def _mode(text: str) -> str:
+    if not re.fullmatch(r"[0-7]{3,4}", text):
+        raise argparse.ArgumentTypeError(f"--mode takes an octal mode such as 644 or 0755, not {text!r}")
+    return text
 
 
-def run(ctx, call: MagicCall, body: str) -> str:
-    opts = parse_args(MAGIC, call.args, valued=("--mode",), npos=(1, 1))
-    path = opts.positional[0]
-    mode = opts.get("--mode")
-    if mode is not None and not re.fullmatch(r"[0-7]{3,4}", mode):
-        raise usage_error(MAGIC, f"--mode takes an octal mode such as 644 or 0755, not {mode!r}")
+ARGS = arguments("file", cell=True)
+ARGS.add_argument("path", metavar="PATH")
+ARGS.add_argument("--mode", type=_mode, metavar="755")
+
+
+def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
     if "\0" in body:
-        raise usage_error(MAGIC, "the body contains a NUL character, which a shell cannot write")
+        raise MAGIC.usage_error("the body contains a NUL character, which a shell cannot write")
     # printf '%s' writes its argument byte for byte: no escapes, no added newline.
-    code = f"printf '%s' {q(body)} > {q(path)}"
-    if mode is not None:
-        code += f" && chmod {mode} {q(path)}"
+    code = f"printf '%s' {q(body)} > {q(args.path)}"
+    if args.mode is not None:
+        code += f" && chmod {args.mode} {q(args.path)}"
     size = len(body.encode("utf-8", "surrogateescape"))
 
-    def report(ctx, outcome) -> None:
+    def report(ctx: CellContext, outcome) -> None:
         if outcome is not None and outcome.status == 0:
-            ctx.print(f"wrote {size} bytes to {path}\n")
+            ctx.print(f"wrote {size} bytes to {args.path}\n")
 
     ctx.after(report)
     return code
 
 
-MAGIC = register(Magic("file", USAGE, "write the cell body to PATH on the target, exactly", run, cell=True))
+MAGIC = register(Magic("file", "write the cell body to PATH on the target, exactly", run, ARGS, cell=True))

@@ -12,17 +12,26 @@ are overlayfs whiteouts: character devices 0/0).
 
 from __future__ import annotations
 
-from . import Magic, MagicCall, MagicError, magic_state, register, usage_error
-from .container import SAFE_NAME, chroot_command, parse_args, q, resolve_root, run_script, stack, token
+from argparse import Namespace
 
-CELL_USAGE = "%%overlay ROOTFS [--name NAME]"
-LINE_USAGE = "%overlay ls | %overlay rm NAME"
+from ..errors import MagicError
+from . import Magic, arguments, register
+from .container import chroot_command, q, resolve_root, safe_name, token
+from .context import CellContext
+
+CELL_ARGS = arguments("overlay", cell=True)
+CELL_ARGS.add_argument("rootfs", metavar="ROOTFS")
+CELL_ARGS.add_argument("--name", type=safe_name, metavar="NAME")
+LINE_ARGS = arguments("overlay")
+_ACTIONS = LINE_ARGS.add_subparsers(dest="action", required=True, metavar="ls|rm")
+_ACTIONS.add_parser("ls", prog="%overlay ls")
+_ACTIONS.add_parser("rm", prog="%overlay rm").add_argument("name", type=safe_name, metavar="NAME")
 SHOWN = 40  # changes listed after a cell; the record keeps up to KEPT of each kind
 KEPT = 1000
 
 
-def base_dir(kernel) -> str:
-    return f"/var/tmp/workshop-{magic_state(kernel, 'token', token)}/overlay"
+def base_dir(ctx: CellContext) -> str:
+    return f"/var/tmp/workshop-{ctx.state('token', token)}/overlay"
 
 
 def _remove_code(snap: str, base: str) -> str:
@@ -40,13 +49,10 @@ def _cleanup_key(snap: str) -> str:
     return f"overlay snapshot {snap}"
 
 
-def run_cell(ctx, call: MagicCall, body: str) -> str:
-    opts = parse_args(CELL, call.args, valued=("--name",), npos=(1, 1))
-    name = opts.get("--name")
-    if name is not None and not SAFE_NAME.match(name):
-        raise usage_error(CELL, f"--name takes letters, digits, '.', '_' and '-', not {name!r}")
-    root = resolve_root(ctx, opts.positional[0], "%%overlay")
-    base = base_dir(ctx.kernel)
+def run_cell(ctx: CellContext, args: Namespace, body: str) -> str:
+    name = args.name
+    root = resolve_root(ctx, args.rootfs, "%%overlay")
+    base = base_dir(ctx)
     snap = f"{base}/{name or 'cell-' + token()}"
     setup = f"""
 d={q(snap)}; root={q(root)}
@@ -59,7 +65,7 @@ mountpoint -q "$d/merged" && exit 0
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
 mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/merged"
 """
-    ctx.kernel.register_cleanup(_cleanup_key(snap), _remove_code(snap, base))
+    ctx.register_cleanup(_cleanup_key(snap), _remove_code(snap, base))
     result = ctx.run_hidden("(\n" + setup + "\n)")
     if result.status != 0:
         if result.status != 7:  # 7: a named snapshot of another root, left as it was
@@ -77,21 +83,20 @@ mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work
 
     ctx.after(after)
     code = chroot_command(merged, body)
-    state = stack(ctx)
-    state["root"] = merged
-    state["command"] = code
+    ctx.stack["root"] = merged
+    ctx.stack["command"] = code
     return code
 
 
-def _remove(ctx, snap: str, base: str) -> None:
+def _remove(ctx: CellContext, snap: str, base: str) -> None:
     result = ctx.run_hidden(_remove_code(snap, base))
     if result.status == 0:
-        ctx.kernel.forget_cleanup(_cleanup_key(snap))
+        ctx.forget_cleanup(_cleanup_key(snap))
     else:
         ctx.notice(f"could not remove the snapshot {snap} yet; %cleanup retries")
 
 
-def changes(ctx, snap: str) -> dict[str, list[str]]:
+def changes(ctx: CellContext, snap: str) -> dict[str, list[str]]:
     script = f"""
 d={q(snap)}
 cd "$d/upper" || exit 1
@@ -103,7 +108,7 @@ find . -mindepth 1 | LC_ALL=C sort | while IFS= read -r p; do
   else echo "A $p"; fi
 done
 """
-    out = run_script(ctx, script, "%%overlay: could not read the snapshot's changes")
+    out = ctx.run_script(script, "%%overlay: could not read the snapshot's changes")
     found: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
     kinds = {"A": "added", "M": "modified", "D": "deleted"}
     for line in out.splitlines():
@@ -113,7 +118,7 @@ done
     return found
 
 
-def _report(ctx, snap: str, name: str | None) -> None:
+def _report(ctx: CellContext, snap: str, name: str | None) -> None:
     found = changes(ctx, snap)
     ctx.record.extra["overlay"] = {
         "snapshot": name,
@@ -140,15 +145,23 @@ def _report(ctx, snap: str, name: str | None) -> None:
     ctx.print("\n".join(lines) + "\n")
 
 
-def run_line(ctx, call: MagicCall) -> None:
-    if not call.args:
-        raise usage_error(LINE, "say what to do: ls or rm NAME")
-    action, rest = call.args[0], call.args[1:]
-    base = base_dir(ctx.kernel)
-    if action == "ls":
-        if rest:
-            raise usage_error(LINE, "%overlay ls takes no arguments")
-        script = f"""
+def run_line(ctx: CellContext, args: Namespace) -> None:
+    base = base_dir(ctx)
+    if args.action == "ls":
+        _list(ctx, base)
+        return
+    snap = f"{base}/{args.name}"
+    if ctx.run_hidden(f"[ -d {q(snap)} ]").status != 0:
+        raise MagicError(f"no snapshot named {args.name} (%overlay ls lists them)")
+    result = ctx.run_hidden(_remove_code(snap, base))
+    if result.status != 0:
+        raise MagicError(f"could not remove snapshot {args.name}: {result.stderr.strip() or 'busy?'}")
+    ctx.forget_cleanup(_cleanup_key(snap))
+    ctx.print(f"removed snapshot {args.name}\n")
+
+
+def _list(ctx: CellContext, base: str) -> None:
+    script = f"""
 cd {q(base)} 2>/dev/null || exit 0
 for d in *; do
   [ -d "$d" ] || continue
@@ -158,36 +171,15 @@ for d in *; do
   printf '%s\\t%s\\t%s\\t%s\\n' "$d" "$(readlink "$d/lower")" "$n" "$m"
 done
 """
-        out = run_script(ctx, script, "%overlay ls")
-        rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
-        if not rows:
-            ctx.print("no named snapshots\n")
-            return
-        for snap, lower, count, mounted in rows:
-            ctx.print(f"{snap}\tof {lower}\t{count} entries in upper\t{mounted}\n")
-    elif action == "rm":
-        if len(rest) != 1 or not SAFE_NAME.match(rest[0]):
-            raise usage_error(LINE, "%overlay rm takes one snapshot name")
-        snap = f"{base}/{rest[0]}"
-        exists = ctx.run_hidden(f"[ -d {q(snap)} ]").status == 0
-        if not exists:
-            raise MagicError(f"no snapshot named {rest[0]} (%overlay ls lists them)")
-        result = ctx.run_hidden(_remove_code(snap, base))
-        if result.status != 0:
-            raise MagicError(f"could not remove snapshot {rest[0]}: {result.stderr.strip() or 'busy?'}")
-        ctx.kernel.forget_cleanup(_cleanup_key(snap))
-        ctx.print(f"removed snapshot {rest[0]}\n")
-    else:
-        raise usage_error(LINE, f"unknown action {action!r}")
+    out = ctx.run_script(script, "%overlay ls")
+    rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
+    if not rows:
+        ctx.print("no named snapshots\n")
+        return
+    for snap, lower, count, mounted in rows:
+        ctx.print(f"{snap}\tof {lower}\t{count} entries in upper\t{mounted}\n")
 
 
-CELL = register(
-    Magic(
-        "overlay",
-        CELL_USAGE,
-        "run the body in a fresh overlayfs snapshot of ROOTFS (kept with --name); shows the changes",
-        run_cell,
-        cell=True,
-    )
-)
-LINE = register(Magic("overlay", LINE_USAGE, "list or remove named overlay snapshots", run_line))
+register(Magic("overlay", "run the body in a fresh overlayfs snapshot of ROOTFS (kept with --name); shows the changes",
+               run_cell, CELL_ARGS, cell=True))
+register(Magic("overlay", "list or remove named overlay snapshots", run_line, LINE_ARGS))

@@ -18,17 +18,17 @@ prepare a root filesystem on the target.
 
 from __future__ import annotations
 
-import base64
+import argparse
 import os
 import posixpath
 import shutil
 import struct
 
-from . import Magic, MagicCall, MagicError, register, usage_error
-from .container import parse_args, q, run_script
+from ..errors import MagicError
+from . import Magic, arguments, register
+from .container import q
+from .context import CellContext
 
-USAGE = "%rootfs DIR [--from busybox | --from oci:IMAGE | --from tar:FILE] [--upload]"
-CHUNK = 384 * 1024  # base64 characters per upload step
 TRANSPORTS = (
     "docker://",
     "oci:",
@@ -41,23 +41,32 @@ TRANSPORTS = (
 OCI_TOOLS = "needs skopeo and umoci on the target (Debian/Ubuntu: apt-get install skopeo umoci)"
 
 
-def run(ctx, call: MagicCall) -> None:
-    opts = parse_args(MAGIC, call.args, valued=("--from",), flags=("--upload",), npos=(1, 1))
-    directory = _absolute(ctx, opts.positional[0])
-    source = opts.get("--from", "busybox")
-    if opts.get("--upload") and source != "busybox":
-        raise usage_error(MAGIC, "--upload goes with --from busybox")
+def _source(text: str) -> str:
+    if text == "busybox" or (text.startswith(("oci:", "tar:")) and len(text) > 4):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown source {text!r}: write busybox, oci:IMAGE or tar:FILE")
+
+
+ARGS = arguments("rootfs")
+ARGS.add_argument("dir", metavar="DIR")
+ARGS.add_argument("--from", dest="source", type=_source, default="busybox", metavar="busybox|oci:IMAGE|tar:FILE")
+ARGS.add_argument("--upload", action="store_true")
+
+
+def run(ctx: CellContext, args: argparse.Namespace) -> None:
+    directory = _absolute(ctx, args.dir)
+    source = args.source
+    if args.upload and source != "busybox":
+        raise MAGIC.usage_error("--upload goes with --from busybox")
     if source == "busybox":
-        _busybox(ctx, directory, upload=bool(opts.get("--upload")))
-    elif source.startswith("oci:") and len(source) > 4:
+        _busybox(ctx, directory, upload=args.upload)
+    elif source.startswith("oci:"):
         _oci(ctx, directory, _skopeo_ref(source[4:]))
-    elif source.startswith("tar:") and len(source) > 4:
-        _tar(ctx, directory, source[4:])
     else:
-        raise usage_error(MAGIC, f"unknown source {source!r}")
+        _tar(ctx, directory, source[4:])
 
 
-def _absolute(ctx, directory: str) -> str:
+def _absolute(ctx: CellContext, directory: str) -> str:
     """DIR relative to the shell's current directory, as the student means it
     (the scripts below change directory, and an upload starts elsewhere)."""
     if directory.startswith("/"):
@@ -95,7 +104,7 @@ echo "$n"
 """
 
 
-def _busybox(ctx, directory: str, upload: bool) -> None:
+def _busybox(ctx: CellContext, directory: str, upload: bool) -> None:
     found = not upload
     if not upload:
         script = f"""
@@ -129,8 +138,8 @@ echo "from $src"
     if not found:
         local = _local_static_busybox()
         _upload(ctx, local, directory)
-        out = run_script(
-            ctx, f"dir={q(directory)}\nsrc={q('uploaded ' + local)}\n{_LINKS}", f"%rootfs {directory}"
+        out = ctx.run_script(
+            f"dir={q(directory)}\nsrc={q('uploaded ' + local)}\n{_LINKS}", f"%rootfs {directory}"
         )
         ctx.print(f"{directory}: busybox (uploaded from {local}) with {out.strip()} applet links\n")
 
@@ -177,49 +186,14 @@ def _local_static_busybox() -> str:
     )
 
 
-def _upload(ctx, local: str, directory: str) -> None:
-    """Send a file to the target: a copy when the target is this machine, a
-    ``cat`` over the kernel's SSH connection, else base64 through the shell."""
-    dest = f"{directory}/bin/busybox"
-    run_script(ctx, f"dir={q(directory)}\n{_LAYOUT}", f"%rootfs {directory}")
+def _upload(ctx: CellContext, local: str, directory: str) -> None:
+    """Send this machine's busybox into the new root filesystem on the target."""
+    ctx.run_script(f"dir={q(directory)}\n{_LAYOUT}", f"%rootfs {directory}")
     with open(local, "rb") as f:
         data = f.read()
-    if ctx.kernel.target.is_local:
-        with open(dest, "wb") as out:
-            out.write(data)
-        return
-    if _send_over_ssh(ctx, data, dest):
-        return
-    text = base64.b64encode(data).decode()
-    staging = f"{dest}.b64"
-    run_script(ctx, f": > {q(staging)}", "%rootfs: upload")
-    for start in range(0, len(text), CHUNK):
-        run_script(ctx, f"printf '%s' '{text[start : start + CHUNK]}' >> {q(staging)}", "%rootfs: upload")
-    run_script(
-        ctx,
-        f"base64 -d < {q(staging)} > {q(dest)} && rm -f {q(staging)} || {{ rm -f {q(staging)}; exit 1; }}",
-        "%rootfs: upload (the target needs base64)",
-    )
-
-
-def _send_over_ssh(ctx, data: bytes, dest: str) -> bool:
-    """Write ``data`` to ``dest`` with ``cat`` on an exec channel of the kernel's
-    SSH connection; False when there is no such connection."""
-    conn = getattr(ctx.kernel, "_ssh", None)
-    if conn is None:
-        return False
-    try:
-        client = conn.connect()
-        stdin, stdout, stderr = client.exec_command(f"cat > {q(dest)}", timeout=120)
-        stdin.write(data)
-        stdin.channel.shutdown_write()
-        status = stdout.channel.recv_exit_status()
-    except Exception as exc:  # paramiko and socket errors: fall back to the shell
-        ctx.notice(f"sending busybox over SSH failed ({exc}); sending it through the shell")
-        return False
-    if status != 0:
-        raise MagicError(f"%rootfs: could not write {dest}: {stderr.read().decode(errors='replace').strip()}")
-    return True
+    result = ctx.upload(f"{directory}/bin/busybox", data, mode="755")
+    if not result.ok:
+        raise MagicError(f"%rootfs: could not send busybox to the target: {result.problem()}")
 
 
 # ---- OCI images and tarballs -------------------------------------------------
@@ -253,12 +227,12 @@ echo ok
 """
 
 
-def _oci(ctx, directory: str, ref: str) -> None:
-    run_script(ctx, _oci_script(directory, ref), f"%rootfs {directory} --from {ref}", timeout=600)
+def _oci(ctx: CellContext, directory: str, ref: str) -> None:
+    ctx.run_script(_oci_script(directory, ref), f"%rootfs {directory} --from {ref}", timeout=600)
     ctx.print(f"{directory}: root filesystem of {ref}\n")
 
 
-def _tar(ctx, directory: str, tarball: str) -> None:
+def _tar(ctx: CellContext, directory: str, tarball: str) -> None:
     script = f"""
 dir={q(directory)}; file={q(tarball)}
 [ -f "$file" ] || {{ echo "no such file on the target: $file" >&2; exit 1; }}
@@ -268,7 +242,7 @@ mkdir -p "$dir" || exit 1
 tar -xf "$file" -C "$dir" --numeric-owner 2>/dev/null || tar -xf "$file" -C "$dir" || exit 1
 echo flat
 """
-    kind = run_script(ctx, script, f"%rootfs {directory} --from tar:{tarball}", timeout=600).strip()
+    kind = ctx.run_script(script, f"%rootfs {directory} --from tar:{tarball}", timeout=600).strip()
     if kind == "image":
         # `docker save` output: layers and a manifest, unpacked as an image.
         try:
@@ -282,6 +256,4 @@ echo flat
     ctx.print(f"{directory}: root filesystem from {tarball}\n")
 
 
-MAGIC = register(
-    Magic("rootfs", USAGE, "prepare a root filesystem: static busybox, OCI image or tarball", run)
-)
+MAGIC = register(Magic("rootfs", "prepare a root filesystem: static busybox, OCI image or tarball", run, ARGS))

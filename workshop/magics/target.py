@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from ..targets import TARGET_USAGE, TargetError, parse_target
-from . import Magic, MagicCall, MagicError, register
+from argparse import Namespace
+
+from ..errors import MagicError, TargetError
+from ..targets import parse_target
+from . import Magic, arguments, register
+from .context import CellContext
+
+ARGS = arguments("target")
+ARGS.add_argument("spec", nargs="?", metavar="SPEC")
 
 
-def run(ctx, call: MagicCall) -> None:
-    if not call.args:
-        ctx.print(f"target: {ctx.kernel.target.spec} ({ctx.kernel.target_source})\n")
+def run(ctx: CellContext, args: Namespace) -> None:
+    if args.spec is None:
+        ctx.print(f"target: {ctx.target.spec} ({ctx.runner.target_source})\n")
         return
-    if len(call.args) != 1:
-        raise MagicError(f"usage: %target SPEC; {TARGET_USAGE}")
     try:
-        target = parse_target(call.args[0])
+        target = parse_target(args.spec)
     except TargetError as exc:
         raise MagicError(str(exc)) from None
-    ctx.kernel.switch_target(target, source="%target")
+    ctx.runner.switch_target(target, source="%target")
     ctx.print(f"target: {target.spec}\n")
 
 
-register(Magic("target", "%target [SPEC]", "show or choose where cells run", run))
+register(Magic("target", "show or choose where cells run", run, ARGS))

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-from . import Magic, MagicCall, MagicError, register
+import argparse
 
-USAGE = "%timeout SECONDS | %timeout off"
+from . import Magic, arguments, register
+from .context import CellContext
 
 
-def run(ctx, call: MagicCall) -> None:
-    if not call.args:
-        current = ctx.kernel.cell_timeout
+def _seconds(text: str) -> float | None:
+    if text in ("off", "none", "0"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the timeout must be positive")
+    return seconds
+
+
+ARGS = arguments("timeout")
+ARGS.add_argument("seconds", nargs="?", type=_seconds, default=False, metavar="SECONDS|off")
+
+
+def run(ctx: CellContext, args: argparse.Namespace) -> None:
+    if args.seconds is False:  # no argument: say what it is
+        current = ctx.runner.timeout
         ctx.print(f"timeout: {f'{current:g} s' if current else 'off'}\n")
         return
-    if len(call.args) != 1:
-        raise MagicError(f"usage: {USAGE}")
-    value = call.args[0]
-    if value in ("off", "none", "0"):
-        ctx.kernel.cell_timeout = None
-        return
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise MagicError(f"'{value}' is not a number of seconds; usage: {USAGE}") from None
-    if seconds <= 0:
-        raise MagicError(f"the timeout must be positive; usage: {USAGE}")
-    ctx.kernel.cell_timeout = seconds
+    ctx.runner.timeout = args.seconds
 
 
-register(
-    Magic("timeout", USAGE, "interrupt this and later cells after N seconds (off to disable)", run)
-)
+register(Magic("timeout", "interrupt this and later cells after N seconds (off to disable)", run, ARGS))

@@ -14,6 +14,7 @@ import subprocess
 from abc import ABC, abstractmethod
 
 from ..errors import ChannelClosed
+from .result import CommandResult
 
 STDOUT = 1
 STDERR = 2
@@ -30,8 +31,9 @@ class Channel(ABC):
         """Wait up to ``timeout`` s; return (stream, data) pairs, b"" for EOF."""
 
     @abstractmethod
-    def run_aside(self, command: str, stdin: bytes = b"") -> int:
-        """Run a short command on the same target, beside the shell."""
+    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
+        """Run a short command on the same target, beside the shell (its
+        output is not kept: side commands speak through files and status)."""
 
     @abstractmethod
     def exit_status(self) -> int | None:
@@ -43,6 +45,60 @@ class Channel(ABC):
     def lost_reason(self) -> str | None:
         """Why the channel died, when it was not the shell exiting."""
         return None
+
+
+class Transport(ABC):
+    """How a target is reached: it opens the shell's channel and uploads files."""
+
+    # The remote host's key, once connected (None on this machine).
+    host_key_fingerprint: str | None = None
+
+    @abstractmethod
+    def channel(self, command: str) -> Channel:
+        """Start ``command`` (a shell) with byte pipes to it."""
+
+    @abstractmethod
+    def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
+        """Write ``data`` to ``path`` on the target (``mode``: octal, e.g. "755")."""
+
+    @abstractmethod
+    def exec(self, command: str, stdin: bytes = b"", timeout: float = 60) -> CommandResult:
+        """Run one command (sh syntax) on the target, outside any shell session, and wait."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let go of the connection (shells opened on it end)."""
+
+
+class LocalTransport(Transport):
+    """This machine: shells are child processes, uploads are plain writes."""
+
+    def channel(self, command: str) -> Channel:
+        return LocalChannel(command)
+
+    def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+            if mode:
+                os.chmod(path, int(mode, 8))
+        except OSError as exc:
+            return CommandResult(1, stderr=f"cannot write {path}: {exc.strerror or exc}")
+        return CommandResult(0)
+
+    def exec(self, command: str, stdin: bytes = b"", timeout: float = 60) -> CommandResult:
+        try:
+            done = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return CommandResult(124, timed_out=True, stderr=f"no answer within {timeout:g} s")
+        except OSError as exc:
+            return CommandResult(127, stderr=str(exc))
+        return CommandResult(done.returncode, done.stdout.decode("utf-8", "replace"),
+                             done.stderr.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        pass  # each shell is a child process; LocalChannel.close ends it
 
 
 def _default_signals() -> None:
@@ -95,14 +151,14 @@ class LocalChannel(Channel):
                 del self._fds[fd]
         return out
 
-    def run_aside(self, command: str, stdin: bytes = b"") -> int:
+    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
         try:
             done = subprocess.run(
                 ["/bin/sh", "-c", command], input=stdin, capture_output=True, check=False, timeout=30
             )
         except subprocess.TimeoutExpired:
-            return 124
-        return done.returncode
+            return CommandResult(124, timed_out=True)
+        return CommandResult(done.returncode)
 
     def exit_status(self) -> int | None:
         return self.proc.poll()

@@ -20,6 +20,7 @@ cannot print one by accident, and NUL never appears in a shell string.
 from __future__ import annotations
 
 import secrets
+import shlex
 from dataclasses import dataclass, field
 
 # File descriptors the driver keeps for the real stdout / stderr, so that a
@@ -31,11 +32,6 @@ FDS = {"bash": (50, 51), "sh": (8, 9)}
 
 def new_nonce() -> str:
     return secrets.token_hex(8)
-
-
-def quote_posix(text: str) -> str:
-    """Quote ``text`` as one POSIX single-quoted word (may span lines)."""
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def quote_bash_line(text: str) -> str:
@@ -85,7 +81,7 @@ def driver_script(nonce: str, flavour: str, state_dir: str) -> str:
     mark = f"\\0WS{nonce}:"
     STDOUT_FD, STDERR_FD = FDS[flavour]
     common = f"""
-__ws_dir={quote_posix(state_dir)}
+__ws_dir={shlex.quote(state_dir)}
 mkdir -p "$__ws_dir" && chmod 700 "$__ws_dir"
 rm -f "$__ws_dir/abort"
 __ws_stdin= __ws_n=0
@@ -197,7 +193,7 @@ def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str)
         post = f"\\__ws_post {seq}; {{ :; }} 2>/dev/null || builtin eval ';' 2>/dev/null"
     else:
         body = (
-            f"\\__ws_pre '{flag}'; {{ \\eval {quote_posix(code)}; }}"
+            f"\\__ws_pre '{flag}'; {{ \\eval {shlex.quote(code)}; }}"
             f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}"
         )
         mark = f"\\0WS{nonce}:end:{seq}"

@@ -7,7 +7,6 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..errors import ShellError
 from .channels import STDERR, STDOUT, Channel, ChannelClosed
@@ -20,6 +19,7 @@ from .framing import (
     hello_line,
     new_nonce,
 )
+from .result import CommandResult, FailedCommand
 
 # Seconds between SIGINT and the harder steps of an interrupt.
 INTERRUPT_GRACE = 0.3
@@ -35,24 +35,6 @@ _TTY_NOISE = re.compile(rb"^bash: \[\d+: \d+ \(\d+\)\] tcsetattr: [^\n]*\n", re.
 
 OutputCallback = Callable[[str, bytes], None]  # ("stdout"|"stderr", data)
 InputCallback = Callable[[str, bool], "str | None"]  # (prompt, password) -> line or None for EOF
-
-
-@dataclass
-class FailedCommand:
-    line: int
-    status: int
-    command: str
-
-
-@dataclass
-class CellOutcome:
-    status: int
-    interrupted: bool = False
-    timed_out: bool = False
-    failed_commands: list[FailedCommand] = field(default_factory=list)
-    # Set when the shell ended during the cell (exit, exec, lost connection).
-    shell_ended: str | None = None
-    duration: float = 0.0
 
 
 class ShellSession:
@@ -131,7 +113,7 @@ class ShellSession:
         on_output: OutputCallback,
         on_input: InputCallback | None = None,
         timeout: float | None = None,
-    ) -> CellOutcome:
+    ) -> CommandResult:
         """Run one cell; stream its output; return its outcome."""
         if self.channel is None:
             raise ShellError("the shell is not running")
@@ -139,7 +121,7 @@ class ShellSession:
         seq = str(self._seq)
         started = time.monotonic()
         deadline = started + timeout if timeout else None
-        outcome = CellOutcome(status=0)
+        outcome = CommandResult(status=0)
         with self._lock:
             self._interrupt_at = None
             self._running = True
@@ -147,7 +129,7 @@ class ShellSession:
             try:
                 self.channel.write(cell_lines(code, self._seq, self.flavour, on_input is not None, self.nonce).encode())
             except ChannelClosed:
-                return self._ended(outcome, started)
+                return self._ended(outcome)
             done_out = done_err = False
             escalated = 0
             while not (done_out and done_err):
@@ -163,35 +145,22 @@ class ShellSession:
                 if interrupt_at is not None:
                     outcome.interrupted = True
                     if now - interrupt_at >= UNRESPONSIVE_AFTER:
-                        return self._stop_unresponsive(outcome, started)
+                        return self._stop_unresponsive(outcome)
                     escalated = self._escalate(interrupt_at, escalated)
                     wait = min(wait, 0.05)
                 try:
                     events = self.channel.read(wait)
                 except ChannelClosed:
                     events = [(STDOUT, b""), (STDERR, b"")]
+                closed = {stream for stream, data in events if not data}
                 for stream, data in events:
-                    if not data:
-                        return self._ended(outcome, started)
-                    name = "stdout" if stream == STDOUT else "stderr"
-                    scanner = self._out if stream == STDOUT else self._err
-                    for item in scanner.feed(data):
-                        if isinstance(item, bytes):
-                            if stream == STDERR and b"tcsetattr" in item:
-                                item = _TTY_NOISE.sub(b"", item)
-                                if not item:
-                                    continue
-                            on_output(name, item)
-                        elif item.kind == "end" and item.fields[0] == seq:
-                            if stream == STDOUT:
-                                done_out = True
-                                outcome.status = int(item.fields[1])
-                                outcome.failed_commands = _parse_failed(item.fields[2])
-                            else:
-                                done_err = True
-                        elif item.kind == "in" and stream == STDOUT:
-                            self._answer_input(item.fields[0], on_input)
-                        # stale markers from an earlier, interrupted cell are dropped
+                    if data:
+                        ended = self._take(stream, data, seq, outcome, on_output, on_input)
+                        done_out, done_err = done_out or ended == STDOUT, done_err or ended == STDERR
+                if closed:
+                    # the shell is gone: what it wrote on the other stream before it went still counts
+                    self._drain(closed, seq, outcome, on_output)
+                    return self._ended(outcome)
         finally:
             with self._lock:
                 if self._interrupt_at is not None:
@@ -202,10 +171,49 @@ class ShellSession:
             if outcome.status == 0:
                 outcome.status = 130
             self._reap()
-        outcome.duration = time.monotonic() - started
         return outcome
 
-    def _ended(self, outcome: CellOutcome, started: float) -> CellOutcome:
+    def _take(self, stream: int, data: bytes, seq: str, outcome: CommandResult,
+              on_output: OutputCallback, on_input: InputCallback | None) -> int | None:
+        """Pass a chunk's output on and act on its markers; the stream whose
+        end marker for cell ``seq`` it held, else None."""
+        name = "stdout" if stream == STDOUT else "stderr"
+        scanner = self._out if stream == STDOUT else self._err
+        ended = None
+        for item in scanner.feed(data):
+            if isinstance(item, bytes):
+                if stream == STDERR and b"tcsetattr" in item:
+                    item = _TTY_NOISE.sub(b"", item)
+                    if not item:
+                        continue
+                on_output(name, item)
+            elif item.kind == "end" and item.fields[0] == seq:
+                ended = stream
+                if stream == STDOUT:
+                    outcome.status = int(item.fields[1])
+                    outcome.failed_commands = _parse_failed(item.fields[2])
+            elif item.kind == "in" and stream == STDOUT:
+                self._answer_input(item.fields[0], on_input)
+            # stale markers from an earlier, interrupted cell are dropped
+        return ended
+
+    def _drain(self, closed: set[int], seq: str, outcome: CommandResult, on_output: OutputCallback,
+               patience: float = 1.0) -> None:
+        """Read what is left on the streams of a shell that ended, up to their EOF."""
+        assert self.channel is not None
+        deadline = time.monotonic() + patience
+        while len(closed) < 2 and time.monotonic() < deadline:
+            try:
+                events = self.channel.read(0.05)
+            except ChannelClosed:
+                return
+            for stream, data in events:
+                if data:
+                    self._take(stream, data, seq, outcome, on_output, None)
+                else:
+                    closed.add(stream)
+
+    def _ended(self, outcome: CommandResult) -> CommandResult:
         assert self.channel is not None
         # Drain what is left so the exit status is known.
         for _ in range(100):
@@ -215,11 +223,10 @@ class ShellSession:
         status = self.channel.exit_status()
         outcome.shell_ended = self._ended_text("the shell ended")
         outcome.status = status if status is not None else 255
-        outcome.duration = time.monotonic() - started
         self.close()  # also removes the state directory the driver made
         return outcome
 
-    def _stop_unresponsive(self, outcome: CellOutcome, started: float) -> CellOutcome:
+    def _stop_unresponsive(self, outcome: CommandResult) -> CommandResult:
         assert self.channel is not None
         self.channel.run_aside(f"kill -KILL -{self.pid} 2>/dev/null")
         outcome.shell_ended = (
@@ -227,7 +234,6 @@ class ShellSession:
             "so it was stopped"
         )
         outcome.status = outcome.status or 130
-        outcome.duration = time.monotonic() - started
         self.close()
         return outcome
 

@@ -1,48 +1,63 @@
-"""Where cells run: a target spec names this machine or an SSH connection."""
+"""Where cells run: a target spec names this machine or a machine reached over SSH.
+
+Each kind of target is one module of this package, found by the spec's
+prefix: ``local`` → :mod:`.local`, ``ssh://…`` and ``ssh:ALIAS`` → :mod:`.ssh`,
+``qemu:NAME`` → :mod:`.qemu`, and so on.  A kind's module has ``USAGE`` (one
+line for the help text) and ``parse(spec) -> Target``; its Target subclass
+says how to get the machine ready (``prepare``) and how to reach it
+(``open``).  A new kind is a new module, nothing else.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 
 from ..errors import TargetError
+from ..shell.channels import Transport
+from ..shell.ssh import Endpoint, SSHConnection
 
-TARGET_USAGE = (
-    "targets: local | ssh://USER@HOST[:PORT][?key=PATH][&sudo=1] | ssh:HOSTALIAS[?sudo=1] (from ~/.ssh/config)"
-    " | qemu:NAME (the built-in micro VM) | bakerx:NAME | vagrant:NAME"
-)
+Progress = Callable[[str], None]
+
+__all__ = ["Target", "TargetError", "parse_target", "target_usage"]
 
 
 @dataclass
 class Target:
+    """A machine reached over SSH; subclasses say how it is found."""
+
     spec: str
-    kind: str  # "local", "ssh", "ssh-config"
+    kind: str
     name: str = ""
     host: str = ""
     port: int = 22
     user: str = ""
     key: str | None = None
-    # Run the shell as root through passwordless sudo when the login user is not
-    # root: the workshop's mounts, namespaces and cgroups need root.
+    # Run the shell as root through passwordless sudo when the login user is not root.
     sudo: bool = False
     # filled in once connected
     host_key_fingerprint: str | None = None
-    extra: dict = field(default_factory=dict)
+    # False for kinds that may boot a machine or ask a slow tool before a shell
+    # can start: nothing but a cell should pay for that (never a Tab key).
+    quick_to_start = True
 
     @property
     def is_local(self) -> bool:
         return self.kind == "local"
 
     def describe(self) -> str:
-        if self.is_local:
-            return "local"
         return f"{self.user}@{self.host}:{self.port}" if self.user else f"{self.host}:{self.port}"
 
-    def prepare(self, progress=None) -> None:
+    def prepare(self, progress: Progress | None = None) -> None:
         """Make the target ready before a shell starts on it (a VM boots, a
         port is looked up); ``progress(text)`` reports steps. Raises TargetError."""
+
+    def open(self) -> Transport:
+        """A connection to the target (not yet logged in: the first channel logs in)."""
+        return SSHConnection(Endpoint(self.host, self.port, self.user, self.key, self.sudo))
 
     def point_at(self, info: dict) -> None:
         """Connect through ``info``, in the fields ``bakerx ssh-info --format json``
@@ -51,109 +66,49 @@ class Target:
         self.user, self.key = info["user"], info["private_key"]
 
     def as_record(self) -> dict:
+        local = self.is_local
         return {
             "kind": self.kind,
             "name": self.name or self.spec,
-            "host": None if self.is_local else self.host,
-            "port": None if self.is_local else self.port,
-            "user": None if self.is_local else self.user,
+            "host": None if local else self.host,
+            "port": None if local else self.port,
+            "user": None if local else self.user,
             "sudo": self.sudo,
             "host_key_fingerprint": self.host_key_fingerprint,
         }
 
 
-def parse_target(spec: str) -> Target:
-    """Turn a target spec into a Target, resolving ssh:ALIAS from ~/.ssh/config."""
-    spec = spec.strip()
+def _kind_of(spec: str) -> str:
     if spec in ("", "local"):
-        return Target(spec="local", kind="local", name="local")
-    if spec.startswith("ssh://"):
-        return _parse_ssh_url(spec)
+        return "local"
     if spec.startswith("ssh:"):
-        return _from_ssh_config(spec, spec[4:])
-    kind, _, name = spec.partition(":")
-    if kind == "qemu":
-        from .qemu import qemu_target
-
-        return qemu_target(spec, name)
-    if kind == "bakerx":
-        from .bakerx import bakerx_target
-
-        return bakerx_target(spec, name)
-    if kind == "vagrant":
-        from .vagrant import vagrant_target
-
-        return vagrant_target(spec, name)
-    raise TargetError(f"unknown target '{spec}'; {TARGET_USAGE}")
+        return "ssh"
+    return spec.partition(":")[0]
 
 
-def _parse_ssh_url(spec: str) -> Target:
-    parts = urlsplit(spec)
-    if not parts.hostname:
-        raise TargetError(f"'{spec}' names no host; write ssh://USER@HOST[:PORT][?key=PATH]")
+def _module(kind: str) -> ModuleType | None:
+    if not kind.isidentifier() or kind.startswith("_"):
+        return None
     try:
-        port = parts.port or 22
-    except ValueError:
-        raise TargetError(f"'{spec}' has a bad port; write ssh://USER@HOST:PORT") from None
-    query = parse_qs(parts.query)
-    key = query.get("key", [None])[0]
-    unknown = set(query) - {"key", "sudo"}
-    if unknown:
-        raise TargetError(
-            f"'{spec}': unknown option(s) {', '.join(sorted(unknown))}; the options are ?key=PATH and &sudo=1"
-        )
-    user = unquote(parts.username) if parts.username else _default_user()
-    return Target(
-        spec=spec,
-        kind="ssh",
-        name=spec,
-        host=parts.hostname,
-        port=port,
-        user=user,
-        key=os.path.expanduser(key) if key else None,
-        sudo=_sudo_option(spec, query),
-    )
+        return importlib.import_module(f"{__name__}.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{kind}":
+            raise
+        return None
 
 
-def _sudo_option(spec: str, query: dict[str, list[str]]) -> bool:
-    value = query.get("sudo", ["0"])[-1].lower()
-    if value in ("1", "yes", "true"):
-        return True
-    if value in ("0", "no", "false"):
-        return False
-    raise TargetError(f"'{spec}': sudo={value} is not a choice; write sudo=1 or sudo=0")
+def target_usage() -> str:
+    """One line per kind, from the kinds' own modules."""
+    kinds = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    order = {"local": 0, "ssh": 1}
+    usages = [_module(kind).USAGE for kind in sorted(kinds, key=lambda k: (order.get(k, 2), k))]
+    return "targets: " + " | ".join(usages)
 
 
-def _from_ssh_config(spec: str, alias: str) -> Target:
-    import paramiko
-
-    alias, _, options = alias.partition("?")
-    query = parse_qs(options)
-    if set(query) - {"sudo"}:
-        raise TargetError(f"'{spec}': the only option of ssh:HOSTALIAS is ?sudo=1")
-    if not alias:
-        raise TargetError("'ssh:' needs a host alias from ~/.ssh/config, e.g. ssh:myvm")
-    config_path = Path(os.environ.get("WORKSHOP_SSH_CONFIG", Path.home() / ".ssh" / "config"))
-    if not config_path.exists():
-        raise TargetError(f"'{spec}': {config_path} does not exist; add a 'Host {alias}' entry to it")
-    config = paramiko.SSHConfig.from_path(str(config_path))
-    if alias not in config.get_hostnames():
-        raise TargetError(f"'{spec}': no 'Host {alias}' entry in {config_path}")
-    entry = config.lookup(alias)
-    keys = entry.get("identityfile") or []
-    return Target(
-        spec=spec,
-        kind="ssh-config",
-        name=alias,
-        host=entry.get("hostname", alias),
-        port=int(entry.get("port", 22)),
-        user=entry.get("user") or _default_user(),
-        key=os.path.expanduser(keys[0]) if keys else None,
-        sudo=_sudo_option(spec, query),
-    )
-
-
-def _default_user() -> str:
-    import getpass
-
-    return getpass.getuser()
+def parse_target(spec: str) -> Target:
+    """Turn a target spec into a Target of its kind; raises TargetError saying how to fix it."""
+    spec = spec.strip()
+    module = _module(_kind_of(spec))
+    if module is None:
+        raise TargetError(f"unknown target '{spec}'; {target_usage()}")
+    return module.parse(spec)

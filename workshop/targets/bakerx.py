@@ -14,13 +14,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from . import Target, TargetError
+from ..errors import TargetError
+from . import Target
 
 INSTALL_HINT = "install it with `npm install -g ottomatica/bakerx` (it needs VirtualBox or hyperkit)"
 
 
+USAGE = "bakerx:NAME"
+
+
 @dataclass
 class BakerxTarget(Target):
+    quick_to_start = False
+
     def prepare(self, progress=None) -> None:
         self.point_at(bakerx_ssh_info(self.name))
 
@@ -75,3 +81,7 @@ def bakerx_ssh_info(name: str, timeout: float = 60) -> dict:
         "port": port,
         "private_key": key,
     }
+
+
+def parse(spec: str) -> BakerxTarget:
+    return bakerx_target(spec, spec.partition(":")[2])

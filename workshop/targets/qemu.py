@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import Target, TargetError
+from ..errors import TargetError
+from . import Target
+
+USAGE = "qemu:NAME (the built-in micro VM)"
 
 
 @dataclass
 class QemuTarget(Target):
+    quick_to_start = False
+
     def prepare(self, progress=None) -> None:
         """Boot the VM if it is not running (building its image the first time);
         instant when it runs. Points this target at its forwarded SSH port."""
@@ -32,3 +37,7 @@ def qemu_target(spec: str, name: str) -> QemuTarget:
     except VMError as exc:
         raise TargetError(str(exc)) from None
     return QemuTarget(spec=spec, kind="qemu", name=name, host="127.0.0.1", user="root")
+
+
+def parse(spec: str) -> QemuTarget:
+    return qemu_target(spec, spec.partition(":")[2])

@@ -12,13 +12,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from . import Target, TargetError
+from ..errors import TargetError
+from . import Target
 
 NOT_RUNNING = ("not yet ready for ssh", "not created", "poweroff", "is not running", "saved")
 
 
+USAGE = "vagrant:NAME"
+
+
 @dataclass
 class VagrantTarget(Target):
+    quick_to_start = False
+
     def prepare(self, progress=None) -> None:
         self.point_at(vagrant_ssh_config(self.name))
 
@@ -72,3 +78,7 @@ def vagrant_ssh_config(name: str, timeout: float = 120) -> dict:
         "port": port,
         "private_key": os.path.expanduser(keys[0].strip('"')) if keys else None,
     }
+
+
+def parse(spec: str) -> VagrantTarget:
+    return vagrant_target(spec, spec.partition(":")[2])

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import VMError
 from ..paths import data_dir
+from ..settings import Settings
 from .initrd import INIT, make_initrd
 from .lock import FileLock
 
@@ -59,14 +60,14 @@ class ImageError(VMError):
 
 def images_dir() -> Path:
     """``$WORKSHOP_VM_CACHE`` if set (a cache that outlives the data dir), else data_dir()/vms/images."""
-    explicit = os.environ.get("WORKSHOP_VM_CACHE")
+    explicit = Settings().vm_cache
     path = Path(explicit) if explicit else data_dir() / "vms" / "images"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _mirror() -> str:
-    return os.environ.get("WORKSHOP_VM_MIRROR", DEFAULT_MIRROR)
+    return Settings().vm_mirror or DEFAULT_MIRROR
 
 
 def _digest(*parts: str) -> str:

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VMError
+from ..errors import TargetError, VMError
 from ..paths import data_dir, known_hosts_file
+from ..settings import Settings
+from ..shell.ssh import Endpoint, SSHConnection, host_pattern
 from .image import Image, ImageError, build_image
 from .lock import FileLock
 from .qmp import QMP, QMPError
@@ -50,10 +52,7 @@ INIT_ARGS = {
 
 
 def init_system() -> str:
-    choice = os.environ.get("WORKSHOP_VM_INIT", "busybox")
-    if choice not in INIT_ARGS:
-        raise VMError(f"WORKSHOP_VM_INIT={choice}: choose one of {', '.join(INIT_ARGS)}")
-    return choice
+    return Settings().vm_init
 
 
 def vms_dir() -> Path:
@@ -84,7 +83,8 @@ def qemu_img_binary() -> str | None:
 
 def kvm_usable() -> tuple[bool, str]:
     """Whether /dev/kvm can be opened, and why not."""
-    if os.environ.get("WORKSHOP_VM_ACCEL", "auto") == "tcg":
+    accel = Settings().vm_accel
+    if accel == "tcg":
         return False, "WORKSHOP_VM_ACCEL=tcg"
     if not os.path.exists("/dev/kvm"):
         return False, "/dev/kvm does not exist"
@@ -94,7 +94,7 @@ def kvm_usable() -> tuple[bool, str]:
         return False, f"/dev/kvm cannot be opened ({exc.strerror})"
     os.close(fd)
     broken = _kvm_broken_file()
-    if broken.exists() and os.environ.get("WORKSHOP_VM_ACCEL", "auto") != "kvm":
+    if broken.exists() and accel != "kvm":
         reason = broken.read_text().strip()
         reason = reason if len(reason) < 90 else reason[:40] + "…" + reason[-45:]
         return False, f"a KVM guest failed here before ({reason}); remove {broken} to retry"
@@ -253,8 +253,9 @@ class VM:
             except ImageError as exc:
                 raise VMError(str(exc)) from None
             self._prepare_disk(image, say)
-            memory_mb = memory_mb or int(os.environ.get("WORKSHOP_VM_MEMORY", "1024"))
-            cpus = cpus or int(os.environ.get("WORKSHOP_VM_CPUS", str(min(2, os.cpu_count() or 1))))
+            settings = Settings()
+            memory_mb = memory_mb or settings.vm_memory
+            cpus = cpus or settings.vm_cpus
             use_kvm, why = kvm_usable()
             kvm_failure = None
             if use_kvm:
@@ -371,7 +372,7 @@ class VM:
 
     def _await_ssh(self, pid: int, port: int, accel: str, started: float, say: Progress) -> None:
         """Wait until the booting guest answers on SSH."""
-        timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else float(os.environ.get("WORKSHOP_VM_BOOT_TIMEOUT", TCG_BOOT_TIMEOUT))
+        timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else (Settings().vm_boot_timeout or TCG_BOOT_TIMEOUT)
         deadline = time.monotonic() + timeout
         last_note = 0.0
         while True:
@@ -403,27 +404,20 @@ class VM:
 
     def _verify_login(self, port: int, image: Image) -> None:
         """Log in once with the pinned host key (strict) and the client key."""
-        import paramiko
-
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(known_hosts_file()))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn = SSHConnection(Endpoint(HOST, port, USER, str(image.client_key)), connect_timeout=20, pin="strict")
         last: Exception | None = None
-        for _ in range(20):
-            try:
-                client.connect(
-                    HOST, port=port, username=USER, key_filename=str(image.client_key),
-                    look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=20, auth_timeout=20,
-                )
-                _, out, _ = client.exec_command("true")
-                out.channel.recv_exit_status()
-                client.close()
-                return
-            except paramiko.BadHostKeyException as exc:
-                raise VMError(f"the VM offered an unexpected host key on port {port}: {exc}") from None
-            except (paramiko.SSHException, OSError) as exc:
-                last = exc
+        try:
+            for _ in range(20):
+                try:
+                    if conn.exec("true").ok:
+                        return
+                except TargetError as exc:
+                    if "host key" in str(exc):
+                        raise VMError(f"the VM offered an unexpected host key on port {port}: {exc}") from None
+                    last = exc
                 time.sleep(0.5)
+        finally:
+            conn.close()
         raise VMError(f"could not log in to the VM '{self.name}' on port {port}: {last}")
 
     def _console_tail(self, lines: int = 20) -> str:
@@ -470,20 +464,13 @@ class VM:
 
     def _sync_guest(self, port: int, key: str | None) -> None:
         """Flush the guest's file systems so that stopping qemu loses nothing."""
-        import paramiko
-
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(known_hosts_file()))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn = SSHConnection(Endpoint(HOST, port, USER, key), connect_timeout=5, pin="strict")
         try:
-            client.connect(HOST, port=port, username=USER, key_filename=key, look_for_keys=False,
-                           allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5)
-            _, out, _ = client.exec_command("sync", timeout=10)
-            out.channel.recv_exit_status()
-        except Exception:
-            pass
+            conn.exec("sync", timeout=10)
+        except TargetError:
+            pass  # a guest that cannot be reached has nothing to flush that we could reach
         finally:
-            client.close()
+            conn.close()
 
     def _forget(self, port) -> None:
         state = self.state()
@@ -516,10 +503,6 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not _pid_alive(pid)
 
 
-def _host_pattern(port: int) -> str:
-    return f"[{HOST}]:{port}"
-
-
 def _pin_host_key(port: int, image: Image) -> None:
     """Write the guest's host key (made at build time) for its port in the tool's known_hosts."""
     import base64
@@ -530,7 +513,7 @@ def _pin_host_key(port: int, image: Image) -> None:
     with FileLock(path.with_name(".known_hosts.lock")):
         path.touch(mode=0o600, exist_ok=True)
         keys = paramiko.HostKeys(str(path))
-        pattern = _host_pattern(port)
+        pattern = host_pattern(HOST, port)
         if pattern in keys:
             del keys[pattern]
         kind, b64 = image.host_key_line()
@@ -546,7 +529,7 @@ def _unpin_port(port: int) -> None:
         return
     with FileLock(path.with_name(".known_hosts.lock")):
         keys = paramiko.HostKeys(str(path))
-        pattern = _host_pattern(port)
+        pattern = host_pattern(HOST, port)
         if pattern in keys:
             del keys[pattern]
             keys.save(str(path))

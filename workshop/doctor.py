@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+
+from .targets import Target, TargetError, parse_target
 
 
 @dataclass
@@ -36,8 +39,8 @@ def _version(cmd: list[str]) -> str | None:
 
 
 def host_checks(kind: str) -> list[Check]:
-    from .image import image_for
-    from .machine import kvm_usable
+    from .vm.image import image_for
+    from .vm.machine import kvm_usable
 
     checks: list[Check] = []
     flags = ""
@@ -110,38 +113,27 @@ echo "kernel=$(uname -sr)"
 """
 
 
-def _probe_output(target) -> tuple[str | None, str]:
+def _probe_output(target: Target) -> tuple[str | None, str]:
     """Run PROBE on the target; (output, error)."""
-    if target.is_local:
-        try:
-            done = subprocess.run(["sh", "-c", PROBE], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, str(exc)
-        return done.stdout, ""
-    import shlex
-
-    from ..targets.ssh import SSHConnection
-
-    conn = SSHConnection(target)
+    transport = target.open()
     try:
-        client = conn.connect()
-        _, out, _ = client.exec_command("sh -c " + shlex.quote(PROBE), timeout=60)
-        return out.read().decode(errors="replace"), ""
-    except Exception as exc:  # TargetError and paramiko's
+        result = transport.exec("sh -c " + shlex.quote(PROBE), timeout=60)
+    except TargetError as exc:
         return None, str(exc)
     finally:
-        conn.close()
+        transport.close()
+    if not result.stdout.strip():
+        return None, result.problem()
+    return result.stdout, ""
 
 
 def target_checks(spec: str) -> list[Check]:
-    from ..targets import TargetError, parse_target
-
     try:
         target = parse_target(spec)
     except TargetError as exc:
         return [Check("target", False, str(exc), "give a valid --target", True)]
     if target.kind == "qemu":
-        from .machine import VM
+        from .vm.machine import VM
 
         vm = VM(target.name)
         if not vm.running:

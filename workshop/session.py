@@ -1,0 +1,490 @@
+"""The cell runner: one target, one persistent shell, cells in, records out.
+
+A :class:`Session` knows nothing of Jupyter.  It owns where cells run (the
+target and its connection), the shell on it, what magics made and must undo
+(cleanups), their state between cells, and the cell timeout.  ``run_cell``
+runs one cell to a :class:`~workshop.records.Record`, passing output to a
+callback as it arrives.  The kernel is a thin adapter over it; anything else
+(a benchmark, a test, a script) can drive it the same way::
+
+    session = Session(Settings())
+    run = session.run_cell("echo hi", on_output=lambda stream, text: print(text, end=""))
+    run.record.exit_status, run.error
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import cell as cell_grammar
+from . import magics
+from .checks import expectation_result, script_result, split_checks
+from .errors import MagicError, ShellError, TargetError, WorkshopError
+from .magics.context import CellContext
+from .records import Record, StreamDigest, now
+from .settings import Settings
+from .shell.channels import Transport
+from .shell.result import CommandResult
+from .shell.session import InputCallback, ShellSession
+from .targets import Target, parse_target
+
+OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
+ProgressSink = Callable[[str], None]  # a step of getting the target ready
+
+log = logging.getLogger("workshop")
+
+
+class OutputStream:
+    """One of a cell's streams on its way to the user: decoded, digested, bounded."""
+
+    def __init__(self, name: str, digest: StreamDigest, limit: int, sink: OutputSink | None):
+        self.name = name
+        self.digest = digest
+        self.limit = limit
+        self.sink = sink
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write_bytes(self, data: bytes) -> None:
+        self.digest.total_bytes += len(data)
+        if self.digest.truncated:
+            return
+        self._show(self._decoder.decode(data))
+
+    def write_text(self, text: str) -> None:
+        """Text from workshop itself (notices); never truncated."""
+        self._send(text)
+
+    def close(self) -> None:
+        tail = self._decoder.decode(b"", final=True)
+        if tail and not self.digest.truncated:
+            self._show(tail)
+        if self.digest.truncated:
+            self._send(
+                f"\n[workshop: output truncated: {self.limit} characters shown of "
+                f"{self.digest.total_bytes} bytes; the record counts all of it]\n"
+            )
+
+    def _show(self, text: str) -> None:
+        if not text:
+            return
+        if self.limit and self.digest.shown_chars + len(text) > self.limit:
+            text = text[: max(self.limit - self.digest.shown_chars, 0)]
+            self.digest.truncated = True
+        self._send(text)
+
+    def _send(self, text: str) -> None:
+        if not text:
+            return
+        self.digest.add_shown(text)
+        if self.sink is not None:
+            self.sink(self.name, text)
+
+
+@dataclass
+class CellFailure:
+    """Why a cell is an error: what the user sees in red and the exit status kept."""
+
+    ename: str  # CellError, MagicError, TargetError, CheckFailed, InternalError
+    evalue: str
+    status: int
+
+
+class _Failed(Exception):
+    def __init__(self, failure: CellFailure):
+        super().__init__(failure.evalue)
+        self.failure = failure
+
+
+@dataclass
+class CellRun:
+    record: Record
+    error: CellFailure | None = None
+
+
+class Session:
+    """Runs cells on one target at a time; see the module docstring."""
+
+    def __init__(self, settings: Settings | None = None, *,
+                 blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.settings = settings or Settings()
+        self.timeout: float | None = self.settings.timeout
+        # Waits that only an exception ends (the input box, a VM booting): the
+        # kernel marks them so that an interrupt can raise KeyboardInterrupt.
+        self.blocking_wait = blocking_wait
+        self.target, self.target_source, self._target_error = initial_target(self.settings)
+        self.shell: ShellSession | None = None
+        self._transport: Transport | None = None
+        self._ended_notice: str | None = None
+        self._cleanups: dict[str, str] = {}
+        self._state: dict[str, Any] = {}
+        self._progress: ProgressSink | None = None
+        magics.load_all()
+
+    # ---- a cell ----------------------------------------------------------------
+    def run_cell(self, code: str, *, on_output: OutputSink | None = None, on_input: InputCallback | None = None,
+                 on_progress: ProgressSink | None = None, cell_id: str | None = None,
+                 execution_count: int = 0, session_id: str = "") -> CellRun:
+        """Run one cell; its output goes to ``on_output`` as it comes (None: not shown)."""
+        record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
+                        target=self.target.as_record(), started=now(), source=code)
+        limit = self.settings.output_limit
+        streams = {name: OutputStream(name, getattr(record, name), limit, on_output) for name in ("stdout", "stderr")}
+        ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
+        self._progress = on_progress
+        error: CellFailure | None = None
+        try:
+            self._execute(ctx, code, streams, on_input)
+        except _Failed as exc:
+            error = exc.failure
+        except MagicError as exc:
+            error = CellFailure("MagicError", str(exc), 2)
+        except TargetError as exc:
+            error = CellFailure("TargetError", str(exc), 255)
+        except Exception as exc:  # a bug of ours: still a record and a usable session
+            log.error("cell failed inside workshop", exc_info=True)
+            error = CellFailure("InternalError", f"{type(exc).__name__}: {exc}", 1)
+        finally:
+            self._progress = None
+        for stream in streams.values():
+            stream.close()
+        if error is not None:
+            record.exit_status = error.status
+        self._evaluate_checks(ctx, error)
+        error = error or self._failed_check_error(record)
+        record.duration = (now() - record.started).total_seconds()
+        record.target = self.target.as_record()
+        return CellRun(record, error)
+
+    def _execute(self, ctx: CellContext, code: str, streams: dict[str, OutputStream],
+                 on_input: InputCallback | None) -> None:
+        code, ctx.check_scripts = split_checks(code)
+        line_magics, cell_magics, body = cell_grammar.split_cell(code, magics.names())
+        calls = [(magics.lookup(call), call) for call in line_magics + cell_magics]
+        parsed = [(magic, magic.parse(call)) for magic, call in calls]  # usage errors first
+        ctx.record.magics.extend(call.line for _, call in calls)
+        try:
+            for magic, args in parsed:
+                if not magic.cell:
+                    magic.run(ctx, args)
+            for magic, args in reversed(parsed):  # cell magics wrap the body, innermost first
+                if magic.cell:
+                    body = magic.run(ctx, args, body)
+                    ctx.wrapped = True
+            if body.strip():
+                self._run_body(ctx, body, streams, on_input)
+        finally:
+            ctx.run_after_hooks(lambda exc: self._hook_failed(ctx, exc))
+
+    @staticmethod
+    def _hook_failed(ctx: CellContext, exc: Exception) -> None:
+        if not isinstance(exc, WorkshopError):
+            log.error("a magic's after-hook failed", exc_info=exc)
+        ctx.notice(str(exc))
+
+    def _run_body(self, ctx: CellContext, body: str, streams: dict[str, OutputStream],
+                  on_input: InputCallback | None) -> None:
+        shell = self._ensure_shell(ctx)
+        try:
+            outcome = shell.run(body, on_output=lambda stream, data: streams[stream].write_bytes(data),
+                                on_input=on_input, timeout=self.timeout)
+        except ShellError as exc:
+            self._close_shell(keep_connection=True)
+            raise TargetError(str(exc)) from None
+        ctx.outcome = outcome
+        self._finish(ctx, body, outcome)
+
+    def _finish(self, ctx: CellContext, body: str, outcome: CommandResult) -> None:
+        record = ctx.record
+        record.exit_status = outcome.status
+        record.interrupted = outcome.interrupted
+        record.timed_out = outcome.timed_out
+        # a wrapped body's only command the shell saw is the wrapper: not the student's
+        record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
+        if outcome.timed_out:
+            ctx.notice(f"the cell ran past the {self.timeout:g} s timeout and was interrupted")
+        if outcome.shell_ended:
+            self.shell = None
+            self._ended_notice = outcome.shell_ended
+            ctx.notice(f"{outcome.shell_ended}; the next cell starts a new shell "
+                       "(cwd, variables and functions are lost)")
+        if outcome.status != record.expected_exit:
+            text = _error_text(outcome, record.failed_commands)
+            if record.expected_exit:
+                text += f" (expected {record.expected_exit})"
+            raise _Failed(CellFailure("CellError", text, outcome.status))
+
+    # ---- checks ------------------------------------------------------------------
+    def _evaluate_checks(self, ctx: CellContext, error: CellFailure | None) -> None:
+        """Run the cell's %%check scripts, then its %expect lines; results go in the record."""
+        record = ctx.record
+        scripts = []
+        for check in ctx.check_scripts:
+            points = 1 if check.points is None else check.points
+            note = _why_not_run(error, ctx.outcome)
+            if note:
+                scripts.append(script_result(check, 1, "", points, note))
+                continue
+            try:
+                result = self.run_hidden(f"(\n{check.script}\n)", timeout=self.timeout or 60)
+            except (TargetError, ShellError) as exc:
+                scripts.append(script_result(check, 255, "", points, f"not run: {exc}"))
+                continue
+            scripts.append(script_result(check, result.status, result.output, points))
+        for expectation in ctx.expectations:
+            record.checks.append(
+                expectation_result(expectation, record.exit_status, record.stdout.text, record.stderr.text))
+        record.checks.extend(scripts)
+
+    def _failed_check_error(self, record: Record) -> CellFailure | None:
+        if self.settings.failed_check != "error":
+            return None
+        failed = [c for c in record.checks if not c["passed"]]
+        if not failed:
+            return None
+        text = "; ".join(f"{c['name']}: {c['message']}" for c in failed)
+        return CellFailure("CheckFailed", f"failed checks: {text}", record.exit_status)
+
+    # ---- what magics may do (magics.context.Runner) -----------------------------
+    def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult:
+        """Run shell code in the session's shell without showing its output."""
+        shell = self._ensure_shell(None)
+        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        outcome = shell.run(code, on_output=lambda stream, data: chunks[stream].append(data), timeout=timeout)
+        if outcome.shell_ended:
+            self.shell = None
+        outcome.stdout = b"".join(chunks["stdout"]).decode("utf-8", "replace")
+        outcome.stderr = b"".join(chunks["stderr"]).decode("utf-8", "replace")
+        return outcome
+
+    def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
+        """Write a file on the target: through its transport, else base64 through the shell."""
+        self._ensure_shell(None)
+        assert self._transport is not None
+        result = self._transport.upload(path, data, mode)
+        if result.ok:
+            return result
+        log.warning("upload of %s through the transport failed (%s); sending it through the shell",
+                    path, result.problem())
+        return upload_through_shell(self.run_hidden, path, data, mode)
+
+    def register_cleanup(self, key: str, shell_code: str) -> None:
+        self._cleanups[key] = shell_code
+
+    def forget_cleanup(self, key: str) -> None:
+        self._cleanups.pop(key, None)
+
+    def cleanup_keys(self) -> list[str]:
+        return list(self._cleanups)
+
+    def run_cleanups(self) -> list[str]:
+        """Run every registered cleanup, newest first; the keys that failed."""
+        failed = []
+        for key in reversed(list(self._cleanups)):
+            try:
+                result = self.run_hidden(self._cleanups[key])
+            except (TargetError, ShellError):
+                failed.append(key)
+                continue
+            if result.status == 0:
+                del self._cleanups[key]
+            else:
+                failed.append(key)
+        return failed
+
+    def state(self, key: str, factory: Callable[[], Any]) -> Any:
+        if key not in self._state:
+            self._state[key] = factory()
+        return self._state[key]
+
+    def switch_target(self, target: Target, source: str) -> None:
+        self._cleanup_if_alive()
+        self._close_shell()
+        self.target, self.target_source = target, source
+        self._ended_notice = None
+        self._target_error = None
+
+    # ---- the shell ---------------------------------------------------------------
+    def _ensure_shell(self, ctx: CellContext | None) -> ShellSession:
+        if self.shell is not None and self.shell.alive:
+            return self.shell
+        if self._target_error:
+            raise TargetError(self._target_error)
+        self._close_shell(keep_connection=True)
+        self._prepare_target()
+        if self._transport is None:
+            self._transport = self.target.open()
+        shell = ShellSession(self._transport.channel)
+        try:
+            shell.start()
+        except (ShellError, OSError) as exc:
+            shell.close()
+            raise TargetError(f"could not start a shell on {self.target.describe()}: "
+                              f"{exc or type(exc).__name__}") from None
+        self.target.host_key_fingerprint = self._transport.host_key_fingerprint
+        self.shell = shell
+        if self._ended_notice and ctx is not None:
+            ctx.notice(f"started a new shell on {self.target.describe()} ({self._ended_notice}); "
+                       "cwd, variables and functions from the old shell are gone")
+            self._ended_notice = None
+        return shell
+
+    def _prepare_target(self) -> None:
+        """Let the target get ready (a qemu VM boots on first use)."""
+        try:
+            with self.blocking_wait():
+                self.target.prepare(self._progress)
+        except KeyboardInterrupt:
+            raise TargetError(
+                f"{self.target.spec}: interrupted while getting ready (a VM that was booting was stopped); "
+                "run a cell again to start it"
+            ) from None
+
+    def _close_shell(self, keep_connection: bool = False) -> None:
+        if self.shell is not None:
+            try:
+                self.shell.close()
+            except Exception:
+                log.debug("closing the shell failed", exc_info=True)
+            self.shell = None
+        if not keep_connection and self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def _cleanup_if_alive(self) -> None:
+        """Cleanups when leaving a target, only through a live shell: what a dead
+        shell's magics made went with it (or with its machine), and a stopped VM
+        must not be booted again just to clean it."""
+        if not self._cleanups:
+            return
+        if self.shell is None or not self.shell.alive:
+            self._cleanups.clear()
+            return
+        try:
+            self.run_cleanups()
+        except Exception:
+            log.warning("cleanup failed", exc_info=True)
+
+    # ---- outside cells -------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the running cell (from any thread)."""
+        shell = self.shell
+        if shell is not None:
+            shell.interrupt()
+
+    def complete(self, token: str) -> list[str]:
+        """Completions of ``token`` from the target's shell; never boots a machine."""
+        try:
+            if (self.shell is None or not self.shell.alive) and not self.target.quick_to_start:
+                return []
+            result = self.run_hidden(f"__ws_complete {shlex.quote(token)}", timeout=5)
+        except (TargetError, ShellError):
+            return []
+        return list(dict.fromkeys(line for line in result.stdout.splitlines() if line.startswith(token)))
+
+    def close(self) -> None:
+        """Undo what magics made and end the shell (shutdown, restart)."""
+        self._cleanup_if_alive()
+        self._close_shell()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def upload_through_shell(run: Callable[..., CommandResult], path: str, data: bytes,
+                         mode: str | None = None, chunk: int = 384 * 1024) -> CommandResult:
+    """Write ``data`` to ``path`` with base64 text sent through the shell in chunks."""
+    import base64
+
+    text = base64.b64encode(data).decode()
+    staging = shlex.quote(f"{path}.b64")
+    steps = [f": > {staging}"]
+    steps += [f"printf '%s' '{text[i : i + chunk]}' >> {staging}" for i in range(0, len(text), chunk)]
+    finish = f"base64 -d < {staging} > {shlex.quote(path)} && rm -f {staging}"
+    if mode:
+        finish += f" && chmod {mode} {shlex.quote(path)}"
+    steps.append(f"{finish} || {{ rm -f {staging}; exit 1; }}")
+    for step in steps:
+        result = run(f"(\n{step}\n)", timeout=120)
+        if result.status != 0:
+            return result
+    return CommandResult(0)
+
+
+def _why_not_run(error: CellFailure | None, outcome: CommandResult | None) -> str:
+    """Why a check script is not run after this cell ("" when it should run)."""
+    if error is not None and error.ename in ("MagicError", "TargetError"):
+        return f"not run: the cell failed before its code ran ({error.ename})"
+    if outcome is not None and (outcome.interrupted or outcome.timed_out):
+        return "not run: the cell was interrupted"
+    if outcome is not None and outcome.shell_ended:
+        return "not run: the shell ended"
+    return ""
+
+
+def _failed_commands(outcome: CommandResult, body: str) -> list[dict]:
+    failed = list(outcome.failed_commands)
+    # The cell's own `eval` is reported last when the cell fails; it is not a
+    # command the student wrote.
+    if failed and failed[-1].command.startswith("builtin eval ") and len(failed[-1].command) >= len(body):
+        failed.pop()
+    return [{"line": f.line, "status": f.status, "command": f.command} for f in failed]
+
+
+def _error_text(outcome: CommandResult, failed: list[dict]) -> str:
+    if outcome.timed_out:
+        head = f"timed out (exit status {outcome.status})"
+    elif outcome.interrupted:
+        head = f"interrupted (exit status {outcome.status})"
+    elif outcome.shell_ended:
+        head = f"{outcome.shell_ended}"
+    else:
+        head = f"exit status {outcome.status}"
+    if failed:
+        listed = "; ".join(f"line {f['line']}: {f['command']} (exit {f['status']})" for f in failed[:5])
+        head += f"; failed commands: {listed}"
+    return head
+
+
+def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
+    """The notebook's metadata, then WORKSHOP_TARGET, then local (``%target`` overrides all).
+
+    A bad spec is not dropped silently: the first cell reports it (third item).
+    """
+    local = parse_target("local")
+    candidates = []
+    spec = notebook_target()
+    if spec:
+        candidates.append((spec, "notebook metadata"))
+    if settings.target:
+        candidates.append((settings.target, "WORKSHOP_TARGET"))
+    for spec, source in candidates:
+        try:
+            return parse_target(spec), source, None
+        except TargetError as exc:
+            return local, source, f"the target from {source} is not usable: {exc}; fix it or choose one with %target SPEC"
+    return local, "default", None
+
+
+def notebook_target() -> str | None:
+    """``metadata.workshop.target`` of the notebook a Jupyter server names in JPY_SESSION_NAME."""
+    import json
+    import os
+
+    path = os.environ.get("JPY_SESSION_NAME")
+    if not path or not path.endswith(".ipynb") or not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            spec = json.load(fh).get("metadata", {}).get("workshop", {}).get("target")
+    except (OSError, ValueError, AttributeError):  # an unreadable notebook is the frontend's problem
+        return None
+    return spec if isinstance(spec, str) and spec else None

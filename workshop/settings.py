@@ -1,0 +1,118 @@
+"""Every setting of workshop in one typed object, read from ``WORKSHOP_*``.
+
+Each trait names the environment variable it is read from (``env``).  A value
+there that does not fit the trait is not dropped silently: it is logged, and
+the default stays.  The kernel mixes these traits into its own class, so
+``--WorkshopKernel.timeout=30`` on the kernel's command line and a Jupyter
+config file work as for any traitlets setting, over the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from traitlets import Bool, Enum, Float, HasTraits, Integer, Unicode, default
+from traitlets.config import Configurable
+
+DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024  # characters per stream per cell shown in the notebook
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+class Settings(Configurable):
+    """What a cell runner, the VM and the tools read from the environment."""
+
+    target = Unicode("", help="Where cells run when the notebook does not say (WORKSHOP_TARGET).").tag(
+        config=True, env="WORKSHOP_TARGET")
+    timeout = Float(None, allow_none=True, help="Seconds before a cell is interrupted (WORKSHOP_TIMEOUT).").tag(
+        config=True, env="WORKSHOP_TIMEOUT")
+    output_limit = Integer(DEFAULT_OUTPUT_LIMIT, min=0,
+                           help="Characters per stream per cell shown; 0: no limit (WORKSHOP_OUTPUT_LIMIT).").tag(
+        config=True, env="WORKSHOP_OUTPUT_LIMIT")
+    records = Bool(True, help="Show each cell's record as an output (WORKSHOP_RECORDS=0 hides it).").tag(
+        config=True, env="WORKSHOP_RECORDS")
+    failed_check = Enum(["record", "error"], "record",
+                        help="'error': a failed check also fails the cell (WORKSHOP_FAILED_CHECK).").tag(
+        config=True, env="WORKSHOP_FAILED_CHECK")
+    ssh_config = Unicode(help="The ssh_config file ssh:ALIAS targets read (WORKSHOP_SSH_CONFIG).").tag(
+        config=True, env="WORKSHOP_SSH_CONFIG")
+    data_dir = Unicode(help="The tool's own state: known hosts, VMs (WORKSHOP_DATA_DIR).").tag(
+        config=True, env="WORKSHOP_DATA_DIR")
+    vm_cache = Unicode("", help="Where built VM images are kept (WORKSHOP_VM_CACHE).").tag(
+        config=True, env="WORKSHOP_VM_CACHE")
+    vm_accel = Enum(["auto", "kvm", "tcg"], "auto", help="qemu acceleration (WORKSHOP_VM_ACCEL).").tag(
+        config=True, env="WORKSHOP_VM_ACCEL")
+    vm_boot_timeout = Float(None, allow_none=True,
+                            help="Seconds a VM may take to answer on SSH (WORKSHOP_VM_BOOT_TIMEOUT).").tag(
+        config=True, env="WORKSHOP_VM_BOOT_TIMEOUT")
+    vm_cpus = Integer(min=1, help="Virtual CPUs of a new VM (WORKSHOP_VM_CPUS).").tag(
+        config=True, env="WORKSHOP_VM_CPUS")
+    vm_memory = Integer(1024, min=128, help="Memory of a new VM in MB (WORKSHOP_VM_MEMORY).").tag(
+        config=True, env="WORKSHOP_VM_MEMORY")
+    vm_init = Enum(["busybox", "systemd"], "busybox",
+                   help="The VM's init: the tool's busybox init or systemd (WORKSHOP_VM_INIT).").tag(
+        config=True, env="WORKSHOP_VM_INIT")
+    vm_mirror = Unicode("", help="The Debian mirror VM images are built from (WORKSHOP_VM_MIRROR).").tag(
+        config=True, env="WORKSHOP_VM_MIRROR")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        read_environment(self)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        base = _env("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(base, "workshop")
+
+    @default("vm_cpus")
+    def _default_vm_cpus(self) -> int:
+        return min(2, os.cpu_count() or 1)
+
+    @default("ssh_config")
+    def _default_ssh_config(self) -> str:
+        return os.path.join(os.path.expanduser("~"), ".ssh", "config")
+
+
+def read_environment(obj: HasTraits, log: logging.Logger | None = None) -> None:
+    """Set each trait tagged ``env`` from its variable, unless config already set it."""
+    log = log or logging.getLogger("workshop")
+    given = _configured(obj)
+    for name, trait in obj.traits(env=lambda v: v is not None).items():
+        variable = trait.metadata["env"]
+        text = _env(variable)
+        if text is None or name in given:
+            continue
+        try:
+            setattr(obj, name, _convert(trait, text))
+        except (ValueError, TypeError) as exc:
+            log.warning("%s=%r is not usable (%s); using %r", variable, text, exc, getattr(obj, name))
+
+
+def _configured(obj: HasTraits) -> set[str]:
+    """Traits that traitlets config (command line, config file) set on ``obj``."""
+    config = getattr(obj, "config", None)
+    if config is None:
+        return set()
+    names: set[str] = set()
+    for cls in type(obj).mro():
+        section = config.get(cls.__name__) if cls.__name__ in config else None
+        if section:
+            names.update(section)
+    return names
+
+
+def _convert(trait, text: str):
+    if isinstance(trait, Bool):
+        lowered = text.strip().lower()
+        if lowered not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError("write 1 or 0")
+        return lowered in ("1", "true", "yes", "on")
+    if isinstance(trait, Integer):
+        return int(text.strip())
+    if isinstance(trait, Float):
+        value = text.strip().lower()
+        return None if value in ("off", "none") else float(value)
+    return text
