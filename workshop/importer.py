@@ -359,94 +359,147 @@ COMMAND_KEYS = {"type", "failed_when", "success_message", "failure_message", "sh
 FILE_KEYS = {"type", "path", "permission", "block", "id", "mode"}
 
 
-def convert(text: str, target: str = "local", source: str = "README.md") -> Converted:
-    """Convert docable-style Markdown into a notebook for the workshop kernel."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {
-        "kernelspec": dict(KERNELSPEC),
-        "language_info": {"name": "bash"},
-        "workshop": {"target": target, "imported_from": Path(source).name},
-    }
-    notes: list[str] = []
-    counter = {"n": 0}
+def _comment(why: str) -> str:
+    """An import note as a shell comment at the top of a code cell."""
+    return f"# {NOTE[2:-2]} {why}"
 
-    def cell_id(kind: str) -> str:
-        counter["n"] += 1
-        return f"{kind}-{counter['n']:03d}"
 
-    def markdown(body: str) -> None:
+def _shell_word(text: str) -> str:
+    """``text`` as one shell word, quoted only when it needs to be."""
+    return _q(text) if re.search(r"[^\w@%+=:,./-]", text) else text
+
+
+def _fence_for(raw: str) -> str:
+    """A backtick fence longer than any run of backticks inside ``raw``."""
+    return "`" * max(3, max((len(r) for r in re.findall(r"`+", raw)), default=0) + 1)
+
+
+class _NotebookBuilder:
+    """The notebook being built, the notes for the command line and the cell counter."""
+
+    def __init__(self, target: str, source: str):
+        self.nb = nbformat.v4.new_notebook()
+        self.nb.metadata = {
+            "kernelspec": dict(KERNELSPEC),
+            "language_info": {"name": "bash"},
+            "workshop": {"target": target, "imported_from": Path(source).name},
+        }
+        self.notes: list[str] = []
+        self.count = 0
+
+    def finish(self) -> Converted:
+        nbformat.validate(self.nb)
+        return Converted(self.nb, self.notes)
+
+    # ---- cells and notes
+    def _cell_id(self, kind: str) -> str:
+        self.count += 1
+        return f"{kind}-{self.count:03d}"
+
+    def _code(self, source: str, kind: str) -> None:
+        self.nb.cells.append(nbformat.v4.new_code_cell(source, id=self._cell_id(kind)))
+
+    def _report(self, block: Block, why: str) -> str:
+        """Record ``why`` for the command line; -> ``why``."""
+        self.notes.append(f"line {block.line}: {why}")
+        return why
+
+    def _dropped_options(self, block: Block, attrs: dict, known: set[str]) -> list[str]:
+        """Report each docable option outside ``known``; -> the reasons."""
+        return [self._report(block, f"docable option {key}={attrs[key]!r} is not supported here and was dropped")
+                for key in sorted(set(attrs) - known)]
+
+    def markdown(self, body: str) -> None:
         if body.strip():
-            nb.cells.append(nbformat.v4.new_markdown_cell(body.strip("\n"), id=cell_id("md")))
+            self.nb.cells.append(nbformat.v4.new_markdown_cell(body.strip("\n"), id=self._cell_id("md")))
 
-    def note(block: Block, why: str) -> None:
-        notes.append(f"line {block.line}: {why}")
-        fence = "`" * max(3, max((len(r) for r in re.findall(r"`+", block.raw)), default=0) + 1)
-        markdown(f"> {NOTE} {why}\n\n{fence}\n{block.raw}\n{fence}")
+    def keep_as_note(self, block: Block, why: str) -> None:
+        """Keep a block that was not imported as quoted text under a note."""
+        self._report(block, why)
+        fence = _fence_for(block.raw)
+        self.markdown(f"> {NOTE} {why}\n\n{fence}\n{block.raw}\n{fence}")
 
-    for block in split_markdown(text):
+    # ---- blocks
+    def block(self, block: Block) -> None:
         if block.kind == "markdown":
-            markdown(block.text)
-            continue
+            self.markdown(block.text)
+            return
         try:
             attrs = parse_attributes(block.attrs_text or "{}")
         except LiteralError as exc:
-            note(block, f"the attribute block could not be read ({exc}); the cell was not imported")
-            continue
+            self.keep_as_note(block, f"the attribute block could not be read ({exc}); the cell was not imported")
+            return
         kind = attrs.get("type", "command")
-        comments: list[str] = []
         if kind == "command":
-            lines: list[str] = []
-            failed_when = attrs.get("failed_when")
-            if failed_when is None:
-                lines = ["%expect exit 0", "%expect stderr empty"]  # docable's default rule
-            else:
-                expects, unmapped = translate_failed_when(str(failed_when))
-                lines = expects
-                if unmapped:
-                    why = f"failed_when {failed_when!r} has no %expect form for: {' || '.join(unmapped)}"
-                    comments.append(f"# {NOTE[2:-2]} {why}; check it by hand or add a %%check")
-                    notes.append(f"line {block.line}: {why}")
-            for key in sorted(set(attrs) - COMMAND_KEYS):
-                why = f"docable option {key}={attrs[key]!r} is not supported here and was dropped"
-                comments.append(f"# {NOTE[2:-2]} {why}")
-                notes.append(f"line {block.line}: {why}")
-            if attrs.get("shell") not in (None, "bash", "sh"):
-                comments.append(f"# {NOTE[2:-2]} docable ran this with shell {attrs['shell']!r}; it runs in the kernel's shell")
-            source_lines = lines + comments + [block.text]
-            nb.cells.append(nbformat.v4.new_code_cell("\n".join(source_lines).rstrip("\n"), id=cell_id("cmd")))
+            self.command(block, attrs)
         elif kind == "file":
-            path = attrs.get("path")
-            if not path:
-                note(block, "a file cell without a path; not imported")
-                continue
-            for key in sorted(set(attrs) - FILE_KEYS):
-                why = f"docable option {key}={attrs[key]!r} is not supported here and was dropped"
-                comments.append(f"# {NOTE[2:-2]} {why}")
-                notes.append(f"line {block.line}: {why}")
-            body = block.text + "\n"
-            permission = attrs.get("permission")
-            mode = file_mode(permission) if permission is not None else None
-            if permission is not None and mode is None:
-                why = f"permission {permission!r} has no octal form; the file keeps its default mode"
-                comments.append(f"# {NOTE[2:-2]} {why}")
-                notes.append(f"line {block.line}: {why}")
-            if attrs.get("mode") == "append":
-                code = comments + [f"printf '%s' {_q(body)} >> {_q(str(path))}"]
-                if mode:
-                    code.append(f"chmod {mode} {_q(str(path))}")
-                nb.cells.append(nbformat.v4.new_code_cell("\n".join(code), id=cell_id("file")))
-                continue
-            words = ["%%file", _q(str(path)) if re.search(r"[^\w@%+=:,./-]", str(path)) else str(path)]
-            if mode:
-                words += ["--mode", mode]
-            if comments:
-                # %%file writes its whole body, so notes go to a Markdown cell before it.
-                markdown("\n".join(f"> {NOTE} {c[len('# Note (import): '):]}" for c in comments))
-            nb.cells.append(nbformat.v4.new_code_cell(" ".join(words) + "\n" + body, id=cell_id("file")))
+            self.file(block, attrs)
         else:
-            note(block, f"docable cell type {kind!r} has no equivalent here; kept as text")
-    nbformat.validate(nb)
-    return Converted(nb, notes)
+            self.keep_as_note(block, f"docable cell type {kind!r} has no equivalent here; kept as text")
+
+    def command(self, block: Block, attrs: dict) -> None:
+        expects, comments = self._expects(block, attrs.get("failed_when"))
+        comments += [_comment(why) for why in self._dropped_options(block, attrs, COMMAND_KEYS)]
+        shell = attrs.get("shell")
+        if shell not in (None, "bash", "sh"):
+            comments.append(_comment(f"docable ran this with shell {shell!r}; it runs in the kernel's shell"))
+        self._code("\n".join(expects + comments + [block.text]).rstrip("\n"), "cmd")
+
+    def _expects(self, block: Block, failed_when) -> tuple[list[str], list[str]]:
+        """-> (%expect lines, comments on what did not map) for a command's ``failed_when``."""
+        if failed_when is None:
+            return ["%expect exit 0", "%expect stderr empty"], []  # docable's default rule
+        expects, unmapped = translate_failed_when(str(failed_when))
+        if not unmapped:
+            return expects, []
+        why = self._report(block, f"failed_when {failed_when!r} has no %expect form for: {' || '.join(unmapped)}")
+        return expects, [_comment(f"{why}; check it by hand or add a %%check")]
+
+    def file(self, block: Block, attrs: dict) -> None:
+        path = attrs.get("path")
+        if not path:
+            self.keep_as_note(block, "a file cell without a path; not imported")
+            return
+        whys = self._dropped_options(block, attrs, FILE_KEYS)
+        mode = self._mode(block, attrs.get("permission"), whys)
+        body = block.text + "\n"
+        if attrs.get("mode") == "append":
+            self._append_file(str(path), body, mode, whys)
+        else:
+            self._write_file(str(path), body, mode, whys)
+
+    def _mode(self, block: Block, permission, whys: list[str]) -> str | None:
+        """The octal mode for ``permission``; a permission without one adds to ``whys``."""
+        if permission is None:
+            return None
+        mode = file_mode(permission)
+        if mode is None:
+            whys.append(self._report(block, f"permission {permission!r} has no octal form; "
+                                            "the file keeps its default mode"))
+        return mode
+
+    def _append_file(self, path: str, body: str, mode: str | None, whys: list[str]) -> None:
+        code = [_comment(why) for why in whys] + [f"printf '%s' {_q(body)} >> {_q(path)}"]
+        if mode:
+            code.append(f"chmod {mode} {_q(path)}")
+        self._code("\n".join(code), "file")
+
+    def _write_file(self, path: str, body: str, mode: str | None, whys: list[str]) -> None:
+        words = ["%%file", _shell_word(path)]
+        if mode:
+            words += ["--mode", mode]
+        if whys:
+            # %%file writes its whole body, so notes go to a Markdown cell before it.
+            self.markdown("\n".join(f"> {NOTE} {why}" for why in whys))
+        self._code(" ".join(words) + "\n" + body, "file")
+
+
+def convert(text: str, target: str = "local", source: str = "README.md") -> Converted:
+    """Convert docable-style Markdown into a notebook for the workshop kernel."""
+    builder = _NotebookBuilder(target, source)
+    for block in split_markdown(text):
+        builder.block(block)
+    return builder.finish()
 
 
 def import_markdown(path: Path, out: Path | None = None, target: str = "local") -> tuple[Path, list[str]]:
