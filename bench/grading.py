@@ -4,7 +4,7 @@ One 40-cell notebook with checks in every cell is executed once by the real
 kernel (``workshop run``); its executed copy is cloned into N submissions,
 every tenth with an edited output and every seventh with a failing result, so
 the grader does its full work (digests, regexes, flags).  Then
-``workshop.grading.grade`` runs over the folder, once in-process and once
+``workshop.batch.grade`` runs over the folder, once in-process and once
 with ``jobs`` worker processes, and the CLI end to end with CSV/HTML/JSON.
 
     python bench/grading.py [--submissions 1000] [--cells 40] [--jobs 2]
@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from workshop.grading import grade, to_csv, to_html, to_json
+    from workshop.batch import grade
+    from workshop.reports import to_csv, to_html, to_json
 
     tmp = Path(tempfile.mkdtemp(prefix="workshop-bench-grading-"))
     ref = tmp / "lab.ipynb"

@@ -16,8 +16,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from workshop.batch import grade
 from workshop.errors import GradingError, NoChecksError
-from workshop.grading import grade, load_reference, restore_reference, to_csv
+from workshop.grading import load_reference, restore_reference
+from workshop.reports import to_csv
 
 RECORD = "application/vnd.workshop.record+json"
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop", "language": "bash"}
@@ -353,3 +355,4 @@ def test_an_unreachable_dask_scheduler_is_one_sentence(lab):
     )
     assert done.returncode == 2
     assert "cannot reach the Dask scheduler" in done.stderr and "Traceback" not in done.stderr
+

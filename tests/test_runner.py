@@ -51,7 +51,7 @@ def test_nbconvert_execute_keeps_records_and_checks(tmp_path, installed_kernelsp
                       [("stdout /^bye/", False)], [("there", False)]]
     assert records[4]["checks"][0]["message"] == "the file is not there"
     # The saved notebook grades against itself like the kernel judged it live.
-    from workshop.grading import grade
+    from workshop.batch import grade
 
     report = grade(nb, [tmp_path / "executed.ipynb"])
     result = report.results[0]
@@ -157,7 +157,7 @@ def test_run_never_overwrites_its_source_and_errors_are_sentences(tmp_path, inst
 
 
 def test_a_malformed_record_does_not_stop_grading(tmp_path, installed_kernelspec):
-    from workshop.grading import grade
+    from workshop.batch import grade
 
     ref = make_notebook(tmp_path / "ref.ipynb", "%expect stdout /^hello/\necho hello")
     subprocess.run([sys.executable, "-m", "workshop", "run", str(ref), "--out", str(tmp_path / "out")],

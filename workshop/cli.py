@@ -78,7 +78,9 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .runner import NotebookError, NotebookResult, junit_xml, run_notebook
+    from .errors import NotebookError
+    from .reports import junit_xml
+    from .runner import NotebookResult, run_notebook
 
     console = Console(stderr=True, emoji=False)
     failed = 0
@@ -140,7 +142,9 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
     from rich.console import Console
     from rich.markup import escape
 
-    from .grading import GradingError, dask_executor, grade, print_table, write_reports
+    from .batch import dask_executor, grade
+    from .errors import GradingError
+    from .reports import print_table, write_reports
 
     if (target or timeout or executor_spec) and not rerun:
         raise click.UsageError("--target, --timeout and --executor apply to --rerun")
@@ -292,7 +296,7 @@ def doctor(spec: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .doctor import run_checks
+    from .vm.doctor import run_checks
 
     spec = spec or os.environ.get("WORKSHOP_TARGET") or "local"
     checks = run_checks(spec)

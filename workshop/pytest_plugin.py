@@ -65,7 +65,8 @@ class WorkshopNotebook(pytest.File):
         if cached is None:
             import tempfile
 
-            from .runner import NotebookError, run_notebook
+            from .errors import NotebookError
+            from .runner import run_notebook
 
             out_dir = Path(tempfile.mkdtemp(prefix="workshop-pytest-"))
             try:

@@ -1,4 +1,4 @@
-"""Headless execution of notebooks with the workshop kernel (nbclient)."""
+"""Headless execution of notebooks with the workshop kernel (nbclient), and their checks' results."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .errors import NoChecksError, NotebookError
+from .grading import GradingError, Reference, grade_submission, load_reference
 from .records import cell_record
 from .targets import TargetError, parse_target
 
@@ -184,8 +185,6 @@ def run_notebook(
 
 def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[CheckResult]:
     """Grade an executed notebook against its own source's checks."""
-    from .grading import GradingError, Reference, grade_submission, load_reference
-
     with tempfile.NamedTemporaryFile("w", suffix=".ipynb", delete=False, encoding="utf-8") as fh:
         nbformat.write(source, fh)
     try:
@@ -213,46 +212,3 @@ def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[Check
             points=check.points,
         ))
     return results
-
-
-def junit_xml(results: list[NotebookResult]) -> str:
-    """JUnit XML: a test suite per notebook, a test case per check (and per
-    failing cell without checks)."""
-    from xml.etree import ElementTree as ET
-
-    suites = ET.Element("testsuites")
-    for result in results:
-        suite = ET.SubElement(suites, "testsuite", name=str(result.path), time=f"{result.duration:.3f}")
-        tests = failures = errors = skipped = 0
-        classname = result.path.stem
-        if result.error and not result.cells:
-            case = ET.SubElement(suite, "testcase", classname=classname, name="notebook")
-            ET.SubElement(case, "error", message=result.error).text = result.error
-            tests, errors = 1, 1
-        for check in result.checks:
-            tests += 1
-            case = ET.SubElement(suite, "testcase", classname=classname, name=check.key)
-            if check.passed:
-                continue
-            detail = f"command:\n{check.command}\nexpected: {check.expected}\ngot: {check.got}\n"
-            if check.status == "missing":
-                skipped_el = ET.SubElement(case, "failure", message=f"not run: {check.message}", type="not-run")
-                skipped_el.text = detail
-            else:
-                ET.SubElement(case, "failure", message=check.message, type=check.status).text = detail
-            failures += 1
-        checked = {c.cell_index for c in result.checks}
-        for cell in result.cells:
-            if cell.status == "error" and cell.index not in checked:
-                tests += 1
-                errors += 1
-                case = ET.SubElement(suite, "testcase", classname=classname, name=f"cell[{cell.index}]")
-                record = cell.record or {}
-                message = f"exit status {record.get('exit_status')}"
-                ET.SubElement(case, "error", message=message).text = message
-        suite.set("tests", str(tests))
-        suite.set("failures", str(failures))
-        suite.set("errors", str(errors))
-        suite.set("skipped", str(skipped))
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
