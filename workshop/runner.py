@@ -14,10 +14,10 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .errors import NoChecksError, NotebookError
+from .errors import NoChecksError, NotebookError, TargetError
 from .grading import GradingError, Reference, grade_submission, load_reference
 from .records import cell_record
-from .targets import TargetError, parse_target
+from .targets import parse_target
 
 
 @dataclass
@@ -115,20 +115,10 @@ def run_notebook(
     started = time.monotonic()
     nb = read_notebook(path)
     _give_cells_ids(nb)
-    source = copy.deepcopy(nb)
-    env = dict(os.environ)
-    spec = target or nb.metadata.get("workshop", {}).get("target")
-    if spec:
-        try:
-            parse_target(spec)  # fail now, naming where the spec came from
-        except TargetError as exc:
-            where = "--target" if target else "metadata.workshop.target"
-            raise NotebookError(f"{path}: {where} {spec}: {exc}") from None
-        env["WORKSHOP_TARGET"] = spec
-    env.pop("JPY_SESSION_NAME", None)
-    if timeout:
-        env["WORKSHOP_TIMEOUT"] = str(timeout)
+    source = copy.deepcopy(nb)  # the checks as written, before any output
+    env = _kernel_env(path, nb, target, timeout)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    result = NotebookResult(path=path, out_path=None)
 
     def cell_executed(cell, cell_index, execute_reply):
         # The messaging protocol gives the kernel no cell id under nbclient:
@@ -146,30 +136,67 @@ def run_notebook(
         resources={"metadata": {"path": str(workdir or path.parent)}},
         on_cell_executed=cell_executed,
     )
-    result = NotebookResult(path=path, out_path=None)
+    result.error = _execute(client, env)
+    result.cells = _cell_results(nb)
+    if result.error is None:
+        # with allow_errors nothing raises: a target that could not be reached shows as an error output
+        result.error = _target_error(code_cells)
+    result.out_path = _write_executed(nb, path, out_dir or path.parent)
+    result.checks = notebook_checks(source, result.out_path)
+    result.duration = time.monotonic() - started
+    return result
+
+
+def _kernel_env(path: Path, nb: nbformat.NotebookNode, target: str | None, timeout: float | None) -> dict:
+    """The kernel's environment: where cells run and their timeout travel as variables."""
+    env = dict(os.environ)
+    spec = target or nb.metadata.get("workshop", {}).get("target")
+    if spec:
+        try:
+            parse_target(spec)  # fail now, naming where the spec came from
+        except TargetError as exc:
+            where = "--target" if target else "metadata.workshop.target"
+            raise NotebookError(f"{path}: {where} {spec}: {exc}") from None
+        env["WORKSHOP_TARGET"] = spec
+    env.pop("JPY_SESSION_NAME", None)
+    if timeout:
+        env["WORKSHOP_TIMEOUT"] = str(timeout)
+    return env
+
+
+def _execute(client: NotebookClient, env: dict) -> str | None:
+    """Run every cell; why the run stopped early, or None."""
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
-        result.error = _ANSI.sub("", getattr(exc, "evalue", "") or str(exc).strip().splitlines()[-1])
-        result.error = result.error or "a cell failed"
+        error = _ANSI.sub("", getattr(exc, "evalue", "") or str(exc).strip().splitlines()[-1])
+        return error or "a cell failed"
     except (CellTimeoutError, DeadKernelError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _cell_results(nb: nbformat.NotebookNode) -> list[CellResult]:
+    results = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         record = cell_record(cell)
         status = "not run" if record is None else record.get("status", "ok")
-        result.cells.append(CellResult(index, cell.get("id"), status, record))
-    if result.error is None:
-        # with allow_errors nothing raises: a target that could not be reached shows as an error output
-        for cell in code_cells:
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error" and output.get("ename") == "TargetError":
-                    result.error = output.get("evalue", "the target could not be used")
-                    break
-            if result.error:
-                break
-    out_dir = out_dir or path.parent
+        results.append(CellResult(index, cell.get("id"), status, record))
+    return results
+
+
+def _target_error(code_cells: list) -> str | None:
+    """The message of the first TargetError a cell showed, or None."""
+    for cell in code_cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") == "TargetError":
+                return output.get("evalue", "the target could not be used")
+    return None
+
+
+def _write_executed(nb: nbformat.NotebookNode, path: Path, out_dir: Path) -> Path:
     beside = out_dir.resolve() == path.resolve().parent  # never overwrite the source
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,10 +204,7 @@ def run_notebook(
         nbformat.write(nb, str(out_path))
     except OSError as exc:
         raise NotebookError(f"cannot write the executed notebook to {out_dir}: {exc.strerror or exc}") from None
-    result.out_path = out_path
-    result.checks = notebook_checks(source, out_path)
-    result.duration = time.monotonic() - started
-    return result
+    return out_path
 
 
 def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[CheckResult]:
