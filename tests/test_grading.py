@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import csv
 import json
@@ -356,3 +357,34 @@ def test_an_unreachable_dask_scheduler_is_one_sentence(lab):
     assert done.returncode == 2
     assert "cannot reach the Dask scheduler" in done.stderr and "Traceback" not in done.stderr
 
+
+PACKAGE = Path(__file__).parent.parent / "workshop"
+
+
+def imported_modules(module: str) -> set[str]:
+    """What a workshop module imports, anywhere in it (inside functions too), as absolute names."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(filter(None, ("workshop" if node.level else "", node.module)))
+            names.add(base)
+            names |= {f"{base}.{alias.name}" for alias in node.names}  # "from . import runner" names a module
+    return names
+
+
+def imports_module(names: set[str], module: str) -> bool:
+    return any(name.split(".")[:2] == ["workshop", module] for name in names)
+
+
+def test_grading_is_pure_and_the_runner_does_not_batch():
+    """grading <- runner <- batch: grading never reaches back to running or reporting."""
+    grading = imported_modules("grading")
+    for module in ("runner", "batch", "reports"):
+        assert not imports_module(grading, module), f"workshop/grading.py imports workshop.{module}"
+    assert not {"nbclient", "nbformat", "jinja2", "rich", "distributed"} & {n.split(".")[0] for n in grading}
+    runner = imported_modules("runner")
+    assert imports_module(runner, "grading")  # the parser sees runner's imports at all
+    assert not imports_module(runner, "batch"), "workshop/runner.py imports workshop.batch"
