@@ -184,10 +184,6 @@ class Record:
     extra: dict = field(default_factory=dict)
     expected_exit: int = 0  # from `%expect exit N`: that status is not an error
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_status == self.expected_exit and all(c.get("passed") for c in self.checks)
-
     def as_dict(self) -> dict:
         data = {
             "schema": SCHEMA_VERSION,

@@ -60,7 +60,7 @@ class Settings(Configurable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        read_environment(self)
+        read_environment(self, given=set(kwargs))
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -76,10 +76,11 @@ class Settings(Configurable):
         return os.path.join(os.path.expanduser("~"), ".ssh", "config")
 
 
-def read_environment(obj: HasTraits, log: logging.Logger | None = None) -> None:
-    """Set each trait tagged ``env`` from its variable, unless config already set it."""
+def read_environment(obj: HasTraits, log: logging.Logger | None = None, given: set[str] = frozenset()) -> None:
+    """Set each trait tagged ``env`` from its variable, unless config or the
+    constructor (``given``) already set it."""
     log = log or logging.getLogger("workshop")
-    given = _configured(obj)
+    given = set(given) | _configured(obj)
     for name, trait in obj.traits(env=lambda v: v is not None).items():
         variable = trait.metadata["env"]
         text = _env(variable)

@@ -229,10 +229,6 @@ class VM:
             raise VMError(f"the VM '{self.name}' is not running; start it with `workshop vm up {self.name}`")
         return SSHInfo(USER, HOST, int(state["port"]), state["private_key"])
 
-    def image(self) -> Image | None:
-        state = self.state()
-        return Image(Path(state["image"])) if state.get("image") else None
-
     # ---- up -----------------------------------------------------------
     def up(self, progress: Progress | None = None, memory_mb: int | None = None, cpus: int | None = None) -> SSHInfo:
         """Start the VM (building the image first if needed); instant if it runs."""

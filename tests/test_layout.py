@@ -1,0 +1,142 @@
+"""The package's shape: layers that point one way, no import circles, a thin
+kernel, short functions.  These hold the layout the README's Layout section
+describes; a change that breaks one should change the layout on purpose."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "workshop"
+
+# Lowest first.  A module may import its own layer and the ones below it.
+LAYERS = [
+    ("base", {"errors", "text", "settings", "paths", "records", "arguments", "cell", "checks", "grading"}),
+    ("shell", {"shell"}),
+    ("vm", {"vm"}),
+    ("targets", {"targets"}),
+    ("magics", {"magics"}),
+    ("runners", {"session", "runner", "batch", "reports", "importer", "doctor"}),
+    ("front ends", {"kernel", "cli", "pytest_plugin", "kernelspec_install", "__main__"}),
+]
+# Shell code written as Python strings: long because the shell program is.
+LONG_TEMPLATES = {("shell/framing.py", "driver_script")}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = path
+    return mods
+
+
+def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """Modules of the package that ``name`` imports anywhere (functions and
+    TYPE_CHECKING blocks included)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in mods and t != name)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {name: _imports(name, path, mods) for name, path in mods.items()}
+
+
+def _unit(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "workshop"
+
+
+def _layer(name: str) -> int:
+    unit = _unit(name)
+    for rank, (_, units) in enumerate(LAYERS):
+        if unit in units:
+            return rank
+    raise AssertionError(f"{name} belongs to no layer: add its unit to LAYERS in {__file__}")
+
+
+def test_every_module_has_a_layer_and_imports_only_downward():
+    upward = []
+    for name, imported in _graph().items():
+        if name == "workshop":
+            continue
+        for other in imported:
+            if other != "workshop" and _layer(other) > _layer(name):
+                upward.append(f"{name} ({LAYERS[_layer(name)][0]}) imports {other} ({LAYERS[_layer(other)][0]})")
+    assert not upward, "imports that point up the layers:\n" + "\n".join(sorted(upward))
+
+
+def test_no_import_circles_between_units():
+    graph = _graph()
+    # a package and its own submodules may lean on each other (registration);
+    # circles across units may not
+    units: dict[str, set[str]] = {}
+    for name, imported in graph.items():
+        units.setdefault(_unit(name), set()).update(_unit(o) for o in imported if _unit(o) != _unit(name))
+    units.pop("workshop", None)
+    for deps in units.values():
+        deps.discard("workshop")
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(unit: str, path: list[str]) -> None:
+        if state.get(unit) == 1:
+            cycles.append(path[path.index(unit):] + [unit])
+            return
+        if state.get(unit) == 2:
+            return
+        state[unit] = 1
+        for dep in sorted(units.get(unit, ())):
+            visit(dep, path + [unit])
+        state[unit] = 2
+
+    for unit in sorted(units):
+        visit(unit, [])
+    assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_nothing_imports_the_kernel():
+    users = sorted(name for name, imported in _graph().items() if "workshop.kernel" in imported)
+    assert users == [], f"the kernel is a front end; these import it: {users}"
+
+
+def test_the_kernel_is_a_thin_adapter():
+    lines = len((PACKAGE / "kernel.py").read_text().splitlines())
+    assert lines <= 300, f"workshop/kernel.py has {lines} lines; cell running belongs in session.py"
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (where, node.name) not in LONG_TEMPLATES:
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    long.append(f"{where}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
+
+
+def test_the_layer_test_sees_an_upward_import(tmp_path):
+    """The checker itself: an upward import in a module is found."""
+    mods = {"workshop.shell.x": tmp_path / "x.py", "workshop.kernel": PACKAGE / "kernel.py"}
+    mods["workshop.shell.x"].write_text("from ..kernel import WorkshopKernel\n")
+    found = _imports("workshop.shell.x", mods["workshop.shell.x"], mods)
+    assert found == {"workshop.kernel"}
+    assert _layer("workshop.kernel") > _layer("workshop.shell.x")
