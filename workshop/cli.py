@@ -296,7 +296,7 @@ def doctor(spec: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .vm.doctor import run_checks
+    from .doctor import run_checks
 
     spec = spec or os.environ.get("WORKSHOP_TARGET") or "local"
     checks = run_checks(spec)
