@@ -16,11 +16,13 @@ import shlex
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 
 from ..errors import ChannelClosed, TargetError
 from ..paths import known_hosts_file
+from . import known_hosts
 from .channels import STDERR, STDOUT, Channel, Transport
 from .result import CommandResult
 
@@ -58,8 +60,8 @@ class _PinOnFirstUse(paramiko.MissingHostKeyPolicy):
         self.path = path
 
     def missing_host_key(self, client, hostname, key):  # noqa: D401 - paramiko's API
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        client.save_host_keys(self.path)
+        # Under the file's lock: another kernel may have pinned this host meanwhile.
+        known_hosts.pin(hostname, key, Path(self.path))
 
 
 @dataclass

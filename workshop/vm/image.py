@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VMError
+from ..lock import FileLock
 from ..paths import data_dir
 from ..settings import Settings
 from .initrd import INIT, make_initrd
-from .lock import FileLock
 
 SUITE = "bookworm"
 PACKAGES = (

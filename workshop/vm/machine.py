@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TargetError, VMError
+from ..lock import FileLock
 from ..paths import data_dir, known_hosts_file
 from ..settings import Settings
+from ..shell import known_hosts
 from ..shell.ssh import Endpoint, SSHConnection, host_pattern
 from .image import Image, ImageError, build_image
-from .lock import FileLock
 from .qmp import QMP, QMPError
 
 Progress = Callable[[str], None]
@@ -505,30 +506,13 @@ def _pin_host_key(port: int, image: Image) -> None:
 
     import paramiko
 
-    path = known_hosts_file()
-    with FileLock(path.with_name(".known_hosts.lock")):
-        path.touch(mode=0o600, exist_ok=True)
-        keys = paramiko.HostKeys(str(path))
-        pattern = host_pattern(HOST, port)
-        if pattern in keys:
-            del keys[pattern]
-        kind, b64 = image.host_key_line()
-        keys.add(pattern, kind, paramiko.PKey.from_type_string(kind, base64.b64decode(b64)))
-        keys.save(str(path))
+    kind, b64 = image.host_key_line()
+    known_hosts.pin(host_pattern(HOST, port), paramiko.PKey.from_type_string(kind, base64.b64decode(b64)),
+                    replace=True)
 
 
 def _unpin_port(port: int) -> None:
-    import paramiko
-
-    path = known_hosts_file()
-    if not path.exists():
-        return
-    with FileLock(path.with_name(".known_hosts.lock")):
-        keys = paramiko.HostKeys(str(path))
-        pattern = host_pattern(HOST, port)
-        if pattern in keys:
-            del keys[pattern]
-            keys.save(str(path))
+    known_hosts.unpin(host_pattern(HOST, port))
 
 
 def list_vms() -> list[VM]:
