@@ -147,3 +147,19 @@ def test_the_kernel_takes_its_settings_from_the_command_line(installed_kernelspe
         assert "1 s timeout" in result.stderr
     finally:
         harness.shutdown()
+
+
+def test_a_locked_target_cannot_be_left(tmp_path, monkeypatch):
+    """Attack: a submission re-run for grading says `%target local` (or names a
+    target in its metadata) to escape the grader's target."""
+    notebook = tmp_path / "escape.ipynb"
+    notebook.write_text('{"cells": [], "metadata": {"workshop": {"target": "ssh://nobody@127.0.0.1:1"}}, '
+                        '"nbformat": 4, "nbformat_minor": 5}')
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    with Session(Settings(target="local", target_locked=True)) as session:
+        assert session.target.spec == "local" and session.target_source == "WORKSHOP_TARGET"
+        moved, _ = run(session, "%target ssh://nobody@127.0.0.1:1")
+        assert moved.error is not None and "the target is fixed for this run" in moved.error.evalue
+        assert session.target.spec == "local"
+    with Session(Settings()) as free:  # unlocked, the metadata counts
+        assert free.target.spec == "ssh://nobody@127.0.0.1:1"

@@ -297,8 +297,9 @@ def doctor(spec: str | None) -> None:
     from rich.table import Table
 
     from .doctor import run_checks
+    from .settings import Settings
 
-    spec = spec or os.environ.get("WORKSHOP_TARGET") or "local"
+    spec = spec or Settings().target or "local"
     checks = run_checks(spec)
     table = Table("", "check", "found", "fix", title=f"workshop doctor (target {spec})")
     failed = 0

@@ -303,6 +303,9 @@ class Session:
         return self._state[key]
 
     def switch_target(self, target: Target, source: str) -> None:
+        if self.settings.target_locked:
+            raise MagicError(f"the target is fixed for this run ({self.target.spec}); "
+                             f"cells cannot move to {target.spec}")
         self._cleanup_if_alive()
         self._close_shell()
         self.target, self.target_source = target, source
@@ -461,7 +464,7 @@ def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
     """
     local = parse_target("local")
     candidates = []
-    spec = notebook_target()
+    spec = None if settings.target_locked else notebook_target()
     if spec:
         candidates.append((spec, "notebook metadata"))
     if settings.target:

@@ -34,6 +34,9 @@ class Settings(Configurable):
         config=True, env="WORKSHOP_OUTPUT_LIMIT")
     records = Bool(True, help="Show each cell's record as an output (WORKSHOP_RECORDS=0 hides it).").tag(
         config=True, env="WORKSHOP_RECORDS")
+    target_locked = Bool(False, help="Cells cannot change where they run: %target is refused and the "
+                         "notebook's metadata ignored (WORKSHOP_TARGET_LOCKED=1; set by grading reruns).").tag(
+        config=True, env="WORKSHOP_TARGET_LOCKED")
     failed_check = Enum(["record", "error"], "record",
                         help="'error': a failed check also fails the cell (WORKSHOP_FAILED_CHECK).").tag(
         config=True, env="WORKSHOP_FAILED_CHECK")

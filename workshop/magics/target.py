@@ -21,7 +21,7 @@ def run(ctx: CellContext, args: Namespace) -> None:
         target = parse_target(args.spec)
     except TargetError as exc:
         raise MagicError(str(exc)) from None
-    ctx.runner.switch_target(target, source="%target")
+    ctx.runner.switch_target(target, source="%target")  # refused when the run fixed the target
     ctx.print(f"target: {target.spec}\n")
 
 
