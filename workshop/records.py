@@ -16,6 +16,10 @@ from datetime import datetime, timezone
 
 SCHEMA_VERSION = 1
 RECORD_MIME = "application/vnd.workshop.record+json"
+# A stream's record also holds digests of its first 64 Ki characters, 128 Ki,
+# 256 Ki and so on, doubling: a saved output that a client cut short can be
+# verified up to the last of these offsets it still holds.
+PREFIX_FIRST = 64 * 1024
 
 
 def _utf8(text: str) -> bytes:
@@ -54,8 +58,20 @@ class StreamDigest:
         self.shown_chars = 0
         self.total_bytes = 0
         self.truncated = False
+        self.prefix_digests: dict[int, str] = {}  # characters -> digest of the text's first characters
+        self._next_prefix = PREFIX_FIRST
 
     def add_shown(self, text: str) -> None:
+        while self.shown_chars + len(text) >= self._next_prefix:
+            head = self._next_prefix - self.shown_chars
+            self._add(text[:head])
+            text = text[head:]
+            self.prefix_digests[self._next_prefix] = self.hexdigest()
+            self._next_prefix *= 2
+        if text:
+            self._add(text)
+
+    def _add(self, text: str) -> None:
         self.shown_chars += len(text)
         if self.keep_text:
             self._parts.append(text)
@@ -224,8 +240,11 @@ def _stream_dict(digest: StreamDigest) -> dict:
     data = {
         "digest": digest.hexdigest(),
         "bytes": digest.total_bytes,
+        "chars": digest.shown_chars,
         "truncated": digest.truncated,
     }
+    if digest.prefix_digests:
+        data["prefix_digests"] = {str(n): d for n, d in digest.prefix_digests.items()}
     normalized = digest.normalized_hexdigest()
     if normalized:
         data["digest_folded"] = normalized
@@ -319,3 +338,53 @@ def stream_matches(text: str, stream: dict | None) -> bool:
         return True
     folded = stream.get("digest_folded")
     return bool(folded) and sha256_text(fold_overwrites(text)) == folded
+
+
+@dataclass(frozen=True)
+class StreamVerdict:
+    """How saved text compares with what the kernel sent on a stream."""
+
+    kind: str  # "exact", "truncated" (a verified prefix: a client cut it) or "edited"
+    kept: int = 0  # characters the notebook holds
+    verified: int = 0  # of them, how many the record's digests vouch for
+    shown: int | None = None  # characters the kernel sent, when the record says
+
+    def describe(self, name: str) -> str:
+        return (f"the notebook kept {self.kept} of the {self.shown} characters of {name} the kernel sent "
+                f"(the first {self.verified} verified against the record)")
+
+
+def classify_stream(text: str, stream: dict | None, dropped: bool = False) -> StreamVerdict:
+    """Saved text against a stream of the record: exactly what the kernel sent,
+    a prefix of it (a client kept only the start: the last prefix digest the
+    text reaches must match), or edited.  ``dropped``: the Jupyter server said
+    it dropped output of this cell (its rate limit), so what follows the longest
+    verified prefix may have gaps; any prefix digest that matches counts."""
+    if stream_matches(text, stream):
+        return StreamVerdict("exact", len(text), len(text), len(text))
+    shown = stream.get("chars") if isinstance(stream, dict) else None
+    prefixes = stream.get("prefix_digests") if isinstance(stream, dict) else None
+    if not isinstance(shown, int) or isinstance(shown, bool) or not isinstance(prefixes, dict) or len(text) >= shown:
+        return StreamVerdict("edited", len(text), 0, shown if isinstance(shown, int) else None)
+    offsets = sorted((int(key) for key in prefixes if str(key).isdigit() and int(key) <= len(text)), reverse=True)
+    for n in offsets if dropped else offsets[:1]:
+        if sha256_text(text[:n]) == prefixes.get(str(n)):
+            return StreamVerdict("truncated", len(text), n, shown)
+    if dropped:
+        return StreamVerdict("truncated", len(text), 0, shown)
+    return StreamVerdict("edited", len(text), 0, shown)
+
+
+# What jupyter_server (and the classic notebook server) write into a cell's
+# stderr when their IOPub rate limit drops its output.
+_SERVER_NOTICE = re.compile(
+    r"IOPub (?:data|message) rate exceeded\.\n[^\r]{0,600}?rate_limit_window=[^\n]*\n\n?")
+
+
+def classify_streams(record: dict, stdout: str, stderr: str) -> dict[str, StreamVerdict]:
+    """Both saved streams of a cell against its record; a Jupyter server's notice
+    that it dropped output is taken out of stderr and lets gaps through."""
+    stderr, notices = _SERVER_NOTICE.subn("", stderr)
+    dropped = notices > 0
+    return {"stdout": classify_stream(stdout, record.get("stdout"), dropped),
+            "stderr": classify_stream(stderr, record.get("stderr"), dropped)}
