@@ -1,14 +1,16 @@
 """The Jupyter kernel: messages in, cell-runner calls, messages out.
 
 Everything about running a cell lives in :mod:`workshop.session`; this module
-only speaks the protocol: it streams output to IOPub without outrunning it,
-shows the record, answers with the error or ok, turns interrupts into a
-stopped cell, and asks the shell for completions.
+only speaks the protocol: it streams output to IOPub without outrunning it (or
+a Jupyter server's rate limits), shows the record, answers with the error or
+ok, turns interrupts into a stopped cell, and asks the shell for completions.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import json
 import logging
 import os
 import re
@@ -16,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
@@ -31,6 +33,10 @@ from .settings import Settings
 # output is held back: the shell can print faster than messages leave, and an
 # unbounded queue would grow with the output.
 IOPUB_BACKLOG = 32
+# Pacing under jupyter_server's IOPub limits (StreamPacer): its window, the share
+# of its data limit paced output uses, the least gap between stream messages (the
+# server allows 1,000 a second), characters per message, bytes of a message's headers.
+SERVER_WINDOW, PACED_SHARE, MESSAGE_GAP, CHUNK, HEADERS = 3.0, 0.6, 0.02, 64 * 1024, 2048
 # Characters that end a word for completion purposes.
 _WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
@@ -62,10 +68,18 @@ class WorkshopKernel(Kernel, Settings):
         self._in_blocking_wait = False
         self.runner = Session(self, blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
+        self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not in the main thread (embedded use)
             pass
+
+    def _paced(self) -> bool:
+        """A Jupyter server (it sets JPY_SESSION_NAME) relays output under rate limits;
+        nbclient (`workshop run`) and jupyter console talk to the kernel directly."""
+        if self.iopub_pacing == "auto":
+            return bool(os.environ.get("JPY_SESSION_NAME"))
+        return self.iopub_pacing == "on"
 
     @contextlib.contextmanager
     def _blocking_wait(self) -> Iterator[None]:
@@ -80,9 +94,10 @@ class WorkshopKernel(Kernel, Settings):
                          user_expressions: dict | None = None, allow_stdin: bool = False, *,
                          cell_meta: dict | None = None, cell_id: str | None = None) -> dict:
         self._allow_stdin = allow_stdin  # what raw_input/getpass consult
+        pacer = None if silent else self._pacer
         run = self.runner.run_cell(
             code,
-            on_output=None if silent else self._stream,
+            on_output=None if silent else pacer.write if pacer else self._stream,
             on_input=self._input if allow_stdin else None,
             on_progress=None if silent else self._progress_display(),
             cell_id=cell_id,
@@ -90,6 +105,8 @@ class WorkshopKernel(Kernel, Settings):
             session_id=self.session.session if self.session else "",
         )
         self._last_record = run.record.as_dict()
+        if pacer:
+            pacer.settle()  # the record and the error must not fall to the server's limit
         if not silent:
             self._show(run)
         if run.error is not None:
@@ -180,6 +197,50 @@ class WorkshopKernel(Kernel, Settings):
     async def do_shutdown(self, restart: bool) -> dict:
         self.runner.close()
         return {"status": "ok", "restart": restart}
+
+
+class StreamPacer:
+    """Stream messages under a Jupyter server's IOPub rate limits.
+
+    jupyter_server counts, per browser connection, every IOPub message but status,
+    comm_open and execute_input, and the serialized bytes of stream messages, over
+    a sliding window (3 s); above 1,000 messages/s or its data limit (1,000,000
+    bytes/s) it drops all output, display_data too, until both rates are under 80 %.
+    Messages leave MESSAGE_GAP apart at least, bytes at PACED_SHARE of the limit (a
+    token bucket: delays on the way cannot fill a window either); meanwhile the
+    shell's output waits in its pipe, so a fast writer's comes in larger messages.
+    """
+
+    def __init__(self, send: Callable[[str, str], None], data_limit: int) -> None:
+        self._send, self.data_limit, self._rate = send, data_limit, data_limit * PACED_SHARE
+        self._tokens, self._last = float(CHUNK), 0.0  # bytes that may go at once, as of the last message
+        self._sent: collections.deque[tuple[float, int]] = collections.deque()  # (when, bytes)
+
+    def write(self, name: str, text: str) -> None:
+        for start in range(0, len(text), CHUNK):
+            part = text[start : start + CHUNK]
+            cost = len(json.dumps(part, ensure_ascii=False).encode("utf-8", "surrogatepass")) + HEADERS
+            debt = max(-self._tokens, 0.0) / self._rate if self._rate else 0.0
+            delay = self._last + max(MESSAGE_GAP, debt) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            if self._rate:
+                self._tokens = min(float(CHUNK), self._tokens + (now - self._last) * self._rate) - cost
+            self._last = now
+            self._recent(now).append((now, cost))
+            self._send(name, part)
+
+    def settle(self) -> None:
+        """Wait until the server would pass a message even had it gone over its
+        limit: the bytes of the last window (and slack) under 70 % of the limit."""
+        while self._rate and sum(c for _, c in self._recent(time.monotonic())) > 0.7 * SERVER_WINDOW * self.data_limit:
+            time.sleep(max(self._sent[0][0] + SERVER_WINDOW + 0.5 - time.monotonic(), 0.01))
+
+    def _recent(self, now: float) -> collections.deque[tuple[float, int]]:  # the window, 0.5 s slack
+        while self._sent and self._sent[0][0] < now - SERVER_WINDOW - 0.5:
+            self._sent.popleft()
+        return self._sent
 
 
 def is_complete(code: str) -> dict:

@@ -32,6 +32,14 @@ class Settings(Configurable):
     output_limit = Integer(DEFAULT_OUTPUT_LIMIT, min=0,
                            help="Characters per stream per cell shown; 0: no limit (WORKSHOP_OUTPUT_LIMIT).").tag(
         config=True, env="WORKSHOP_OUTPUT_LIMIT")
+    iopub_pacing = Enum(["auto", "on", "off"], "auto",
+                        help="Pace output to stay under a Jupyter server's IOPub rate limits; 'auto': when a "
+                        "server started the kernel (it sets JPY_SESSION_NAME) (WORKSHOP_IOPUB_PACING).").tag(
+        config=True, env="WORKSHOP_IOPUB_PACING")
+    iopub_data_rate_limit = Integer(1_000_000, min=0,
+                                    help="The server's ServerApp.iopub_data_rate_limit in bytes/s that paced "
+                                    "output stays well under; 0: no data limit (WORKSHOP_IOPUB_DATA_RATE_LIMIT).").tag(
+        config=True, env="WORKSHOP_IOPUB_DATA_RATE_LIMIT")
     records = Bool(True, help="Show each cell's record as an output (WORKSHOP_RECORDS=0 hides it).").tag(
         config=True, env="WORKSHOP_RECORDS")
     target_locked = Bool(False, help="Cells cannot change where they run: %target is refused and the "
