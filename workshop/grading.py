@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .checks import CellChecks, Expectation, cell_checks, evaluate, is_check_line, split_checks
 from .errors import CheckSyntaxError, GradingError, NoChecksError
-from .records import cell_record, cell_streams, multiline_text, sha256_text, stream_matches
+from .records import cell_record, cell_streams, classify_streams, multiline_text, sha256_text, stream_matches
 from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
@@ -262,14 +262,15 @@ def _grade_cell(result: dict, ref_cell: RefCell, cell: dict) -> dict | None:
         _flag(flags, "record-missing", ref_cell.label, "no record: the cell was not run or its outputs were cleared")
         zero = zero or "the cell has no record (not run?)"
         stdout = stderr = ""
+        cut = False
     else:
         stdout, stderr = cell_streams(cell)
-        untrusted = _untrusted_record(flags, ref_cell, record, stdout, stderr)  # flags even when zero is set
+        untrusted, cut = _untrusted_record(flags, ref_cell, record, stdout, stderr)  # flags even when zero is set
         zero = zero or untrusted
     recorded = {c.get("id"): c for c in (record or {}).get("checks", []) if isinstance(c, dict)}
     failing = False
     for check in ref_cell.checks:
-        entry = _grade_check(flags, check, record, recorded.get(check.id), zero, (stdout, stderr))
+        entry = _grade_check(flags, check, record, recorded.get(check.id), zero, None if cut else (stdout, stderr))
         failing = failing or not entry["passed"]
         result["checks"][check.key] = entry
     if failing:
@@ -293,39 +294,45 @@ def _locked_changed(flags: list[dict], ref_cell: RefCell, source: str, record: d
     return None
 
 
-def _untrusted_record(flags: list[dict], ref_cell: RefCell, record: dict, stdout: str, stderr: str) -> str | None:
-    """Flag a record of another cell and shown output that is not what ran; why nothing is earned."""
+def _untrusted_record(flags: list[dict], ref_cell: RefCell, record: dict, stdout: str,
+                      stderr: str) -> tuple[str | None, bool]:
+    """Flag a record of another cell and shown output that is not what ran; why nothing is earned,
+    and whether a client kept only a verified prefix of the output (the record's results count)."""
     label = ref_cell.label
     zero = None
     if record.get("cell_id") and record.get("cell_id") != ref_cell.id:
         _flag(flags, "record-moved", label, f"the record belongs to cell {record.get('cell_id')}")
         zero = "the record belongs to another cell"
-    edited = [name for name, text in (("stdout", stdout), ("stderr", stderr))
-              if not stream_matches(text, record.get(name))]
+    verdicts = classify_streams(record, stdout, stderr)
+    edited = [name for name, verdict in verdicts.items() if verdict.kind == "edited"]
+    cut = [verdict.describe(name) for name, verdict in verdicts.items() if verdict.kind == "truncated"]
     if edited:
         _flag(flags, "output-edited", label, f"shown {' and '.join(edited)} differ from the record")
         zero = zero or f"the shown {' and '.join(edited)} was edited after the run"
-    return zero
+    elif cut:  # not the student's doing: a client (a Jupyter server's rate limit) dropped output
+        _flag(flags, "output-truncated-by-client", label, "; ".join(cut) + "; checks graded from the record")
+    return zero, bool(cut) and not edited
 
 
 def _grade_check(flags: list[dict], check: RefCheck, record: dict | None, got: dict | None, zero: str | None,
-                 streams: tuple[str, str]) -> dict:
-    """One check's entry: evaluated again (%expect) or taken from the record (%%check, same script)."""
+                 streams: tuple[str, str] | None) -> dict:
+    """One check's entry: evaluated again (%expect) or taken from the record (%%check, same script;
+    %expect too when ``streams`` is None: the saved output is only a verified prefix)."""
     if got is None and record is not None:
         _flag(flags, "check-removed", check.label, f"the check '{check.name}' is not in the cell's record")
     if zero:
         return _check_entry(check, False, zero, "invalid")
-    if check.kind == "expect":  # record is set: a missing record means zero
+    if check.kind == "expect" and streams is not None:  # record is set: a missing record means zero
         passed, message, shown = evaluate(check.expectation, int(record.get("exit_status", -1)), *streams)
         return _check_entry(check, passed, message, "passed" if passed else "failed", shown)
     if got is None:
         return _check_entry(check, False, "the check did not run (removed from the cell?)", "missing")
-    if got.get("digest") != check.digest:
+    if check.kind == "check" and got.get("digest") != check.digest:
         _flag(flags, "check-edited", check.label, f"the script of check '{check.name}' was changed")
         return _check_entry(check, False, "the check script differs from the reference", "invalid")
     passed = bool(got.get("passed"))
     return _check_entry(check, passed, str(got.get("message") or ""), "passed" if passed else "failed",
-                        str(got.get("output") or ""))
+                        str(got.get("output") or got.get("got") or ""))
 
 
 def _order_flags(ran: list[tuple[int, str, dict]], flags: list[dict]) -> None:
