@@ -30,38 +30,227 @@ and executors live in :mod:`workshop.batch`; the reports in :mod:`workshop.repor
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import CellChecks, Expectation, cell_checks, evaluate, is_check_line, split_checks
 from .errors import CheckSyntaxError, GradingError, NoChecksError
-from .records import cell_record, cell_streams, classify_streams, multiline_text, sha256_text, stream_matches
+from .records import (
+    RECORD_MIME,
+    cell_record,
+    cell_streams,
+    classify_streams,
+    multiline_text,
+    sha256_text,
+    stream_matches,
+)
 from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
+MAX_NOTEBOOK_BYTES = 100 * 2**20  # larger files are refused unread: no real submission comes near
+MAX_DEPTH = 64  # a notebook's JSON is about 10 levels deep; deeper is a file built to hurt a parser
 
 
 # ---- reading notebooks -------------------------------------------------------
-def read_notebook_json(path: Path) -> dict:
-    """Read a notebook as plain JSON with the checks that matter for grading."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            nb = json.load(fh)
-    except FileNotFoundError:
-        raise GradingError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise GradingError(f"{path}: is a directory, not a notebook") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GradingError(f"{path}: not a readable notebook (invalid JSON: {exc})") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise GradingError(f"{path}: not a notebook (no list of cells)")
-    if nb.get("nbformat") != 4:
-        raise GradingError(f"{path}: notebook format {nb.get('nbformat')} is not supported (need 4)")
-    kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name")
+def display_path(path: Path | str) -> str:
+    """A path as text every report can hold: bytes of a name that are not UTF-8 become U+FFFD."""
+    return os.fsencode(str(path)).decode("utf-8", "replace")
+
+
+def read_notebook_json(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
+    """Read a notebook as plain JSON with the checks that matter for grading.
+
+    Whatever the file is, the outcome is a notebook or a GradingError whose
+    message is one sentence: FIFOs and devices are refused without being
+    opened for reading, huge files without being read, and numbers JSON cannot
+    carry (1e400, NaN), nesting no notebook has, or objects of the wrong type
+    where the grader reads are refused by name."""
+    shown = display_path(path)
+    if shown != str(path):
+        raise GradingError(f"{shown}: the file name is not valid UTF-8; rename the file and grade it again")
+    nb = _parse_json(_read_regular_file(Path(path), shown, max_bytes), shown)
+    problem = _format_problem(nb, shown) or _depth_problem(nb) or _structure_problem(nb)
+    if problem:
+        raise GradingError(f"{shown}: {problem}")
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     if kernel and kernel != "workshop":
-        raise GradingError(f"{path}: a notebook for the '{kernel}' kernel, not 'workshop'")
+        raise GradingError(f"{shown}: a notebook for the '{kernel}' kernel, not 'workshop'")
     return nb
+
+
+_KINDS = [(stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket")]
+
+
+def _read_regular_file(path: Path, shown: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file; anything else is refused before it is opened for reading."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise GradingError(f"{shown}: no such file") from None
+    except OSError as exc:
+        raise GradingError(f"{shown}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise GradingError(f"{shown}: is a directory, not a notebook")
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "special file")
+        raise GradingError(f"{shown}: is a {kind}, not a notebook file; refused without reading it")
+    if info.st_size > max_bytes:
+        raise GradingError(f"{shown}: {_mib(info.st_size)} is over the {_mib(max_bytes)} limit for a notebook; "
+                           "refused without reading it")
+    try:
+        # O_NONBLOCK: should the file have been swapped for a FIFO since stat(), open() still returns
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise GradingError(f"{shown}: cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise GradingError(f"{shown}: the file changed while it was opened; grade it again")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise GradingError(f"{shown}: over the {_mib(max_bytes)} limit for a notebook")
+    return data
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size} bytes"
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(text)
+    return value
+
+
+def _constant(name: str):
+    raise _BadNumber(name)
+
+
+def _parse_json(data: bytes, shown: str):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GradingError(f"{shown}: not a readable notebook (not UTF-8 text: byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except _BadNumber as exc:
+        raise GradingError(f"{shown}: holds the number {str(exc)[:20]}, which is not finite; "
+                           "no notebook the kernel saved has one") from None
+    except RecursionError:
+        raise GradingError(f"{shown}: nested too deeply to be a notebook") from None
+    except json.JSONDecodeError as exc:
+        raise GradingError(f"{shown}: not a readable notebook (invalid JSON: {exc})") from None
+    except ValueError:  # an integer of thousands of digits
+        raise GradingError(f"{shown}: holds a number with more digits than Python reads; "
+                           "no notebook the kernel saved has one") from None
+
+
+def _format_problem(nb, shown: str) -> str | None:
+    if not isinstance(nb, dict):
+        return f"not a notebook (the file holds a JSON {type(nb).__name__}, not an object)"
+    version = nb.get("nbformat")
+    if version in (1, 2, 3) or "worksheets" in nb:
+        return (f"a notebook in format {version if isinstance(version, int) else 3}, which has no list of cells; "
+                f"convert it with `jupyter nbconvert --to notebook --nbformat 4 '{shown}'` and grade the result")
+    if not isinstance(nb.get("cells"), list):
+        return "not a notebook (no list of cells)"
+    if version != 4:
+        return f"notebook format {str(version)[:20]} is not supported (need 4)"
+    return None
+
+
+def _depth_problem(nb) -> str | None:
+    stack = [(nb, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep, too deep to be a notebook"
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return None
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(s, str) for s in value))
+
+
+def _structure_problem(nb: dict) -> str | None:
+    """What is of the wrong type where the grader reads, as a phrase, or None."""
+    meta = nb.get("metadata", {})
+    if not isinstance(meta, dict):
+        return "its metadata is not an object"
+    for key in ("kernelspec", "workshop"):
+        if not isinstance(meta.get(key, {}), dict):
+            return f"metadata.{key} is not an object"
+    for number, cell in enumerate(nb["cells"], 1):
+        problem = _cell_problem(cell)
+        if problem:
+            return f"cell {number} {problem}"
+    return None
+
+
+def _cell_problem(cell) -> str | None:
+    if not isinstance(cell, dict):
+        return "is not an object"
+    if not isinstance(cell.get("id", ""), str) or not isinstance(cell.get("cell_type", ""), str):
+        return "has an id or type that is not text"
+    if not isinstance(cell.get("metadata", {}), dict):
+        return "has metadata that is not an object"
+    if not _is_text(cell.get("source", "")):
+        return "has a source that is not text"
+    outputs = cell.get("outputs", [])
+    if not isinstance(outputs, list):
+        return "has outputs that are not a list"
+    for output in outputs:
+        problem = _output_problem(output)
+        if problem:
+            return f"has an output that {problem}"
+    return None
+
+
+def _output_problem(output) -> str | None:
+    if not isinstance(output, dict):
+        return "is not an object"
+    if not isinstance(output.get("output_type", ""), str) or not isinstance(output.get("name", ""), str):
+        return "has a type or name that is not text"
+    if not _is_text(output.get("text", "")):
+        return "has text that is not text"
+    data = output.get("data", {})
+    if not isinstance(data, dict):
+        return "has data that is not an object"
+    return _record_problem(data[RECORD_MIME]) if RECORD_MIME in data else None
+
+
+_RECORD_FIELDS = {"exit_status": int, "execution_count": int, "session": str, "cell_id": str,
+                  "source_digest": str, "status": str}
+
+
+def _record_problem(record) -> str | None:
+    if not isinstance(record, dict):
+        return "carries a record that is not an object"
+    for key, kind in _RECORD_FIELDS.items():
+        value = record.get(key)
+        if value is None and key != "exit_status":
+            continue
+        if key in record and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"carries a record whose {key} is not {'a whole number' if kind is int else 'text'}"
+    for key in ("stdout", "stderr"):
+        if not isinstance(record.get(key) or {}, dict):
+            return f"carries a record whose {key} is not an object"
+    checks = record.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        return "carries a record whose checks are not a list of objects"
+    return None
 
 
 def _workshop_meta(cell: dict) -> dict:
@@ -200,15 +389,16 @@ def grade_submission(ref: Reference, path: Path | str, student: str | None = Non
     the grading of the others."""
     try:
         return _grade_submission(ref, Path(path), student)
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        return _unreadable(ref, Path(path), student,
-                           f"{path}: malformed notebook or record ({type(exc).__name__}: {exc})")
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
+        why = " ".join(str(exc).split())[:200]
+        return _unreadable(ref, Path(path), student, f"{display_path(path)}: the notebook or one of its records "
+                                                     f"is malformed ({type(exc).__name__}: {why})")
 
 
 def _empty_result(ref: Reference, path: Path, student: str | None, error: str | None = None) -> dict:
     return {
-        "student": student or path.stem,
-        "path": str(path),
+        "student": student or display_path(path.stem),
+        "path": display_path(path),
         "error": error,
         "total": 0.0,
         "max": ref.max_points,
@@ -343,7 +533,7 @@ def _order_flags(ran: list[tuple[int, str, dict]], flags: list[dict]) -> None:
     ran = sorted(ran, key=lambda item: item[0])
     late = []
     for (_, label_a, a), (_, label_b, b) in zip(ran, ran[1:], strict=False):
-        if a.get("session") == b.get("session") and a.get("execution_count", 0) >= b.get("execution_count", 0):
+        if a.get("session") == b.get("session") and (a.get("execution_count") or 0) >= (b.get("execution_count") or 0):
             late.append(f"{label_a} (#{a.get('execution_count')}) ran after {label_b} (#{b.get('execution_count')})")
     if late:
         _flag(flags, "out-of-order", None, "cells ran out of order: " + "; ".join(late[:5]))
@@ -386,10 +576,11 @@ def restore_reference(ref: Reference, nb: dict) -> None:
 
 # ---- naming submissions, and the graded class ----------------------------------
 def student_names(paths: Sequence[Path]) -> list[str]:
-    """File stems, or folder names when every file has the same name."""
-    stems = [p.stem for p in paths]
+    """File stems, or folder names when every file has the same name (as text every
+    report can hold: bytes of a name that are not UTF-8 become U+FFFD)."""
+    stems = [display_path(p.stem) for p in paths]
     if len(paths) > 1 and len(set(stems)) == 1:
-        parents = [p.resolve().parent.name for p in paths]
+        parents = [display_path(p.resolve().parent.name) for p in paths]
         if len(set(parents)) == len(parents):
             return parents
     seen: dict[str, int] = {}
@@ -401,15 +592,27 @@ def student_names(paths: Sequence[Path]) -> list[str]:
 
 
 def expand_paths(items: Iterable[Path | str]) -> list[Path]:
-    """The notebooks given: files as they are, folders searched for .ipynb (checkpoints skipped)."""
+    """The notebooks given: files as they are, folders searched for .ipynb.
+
+    Checkpoints are skipped and symbolic links to folders are not followed.  A
+    folder named like a notebook is one submission (graded unreadable), never
+    searched: what is inside it is not a notebook of its own."""
     paths: list[Path] = []
     for item in items:
         item = Path(item)
-        if item.is_dir():
-            paths.extend(sorted(p for p in item.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts))
+        if item.suffix != ".ipynb" and item.is_dir():
+            paths.extend(_notebooks_under(item))
         else:
             paths.append(item)
     return paths
+
+
+def _notebooks_under(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        found += [Path(root, name) for name in dirs + files if name.endswith(".ipynb")]
+        dirs[:] = [name for name in dirs if name != ".ipynb_checkpoints" and not name.endswith(".ipynb")]
+    return sorted(found)
 
 
 @dataclass
@@ -436,6 +639,6 @@ class Report:
 # names stay importable from here for older callers (tests/test_checks.py).
 __all__ = [
     "GradingError", "NoChecksError", "RefCell", "RefCheck", "Reference", "Report", "cell_record", "cell_streams",
-    "expand_paths", "grade_submission", "load_reference", "read_notebook_json", "restore_reference",
-    "stream_matches", "student_names",
+    "display_path", "expand_paths", "grade_submission", "load_reference", "read_notebook_json",
+    "restore_reference", "stream_matches", "student_names",
 ]
