@@ -154,7 +154,11 @@ def test_grade_flags_each_submission(lab):
     assert set(results) == {"good", "wrong", "deleted", "cheat", "locked", "disorder", "restarted", "edited",
                             "cleared", "corrupt", "python"}
     good = results["good"]
-    assert (good["total"], good["max"], good["flags"]) == (MAX, MAX, [])
+    assert (good["total"], good["max"]) == (MAX, MAX)
+    # "edited" and "cleared" below are copies of this notebook: the same run, so a replay
+    assert kinds(good) == {"replay"}
+    replay = next(f for f in good["flags"] if f["kind"] == "replay")
+    assert "edited" in replay["message"] and "cleared" in replay["message"] and "disorder" not in replay["message"]
 
     wrong = results["wrong"]
     assert wrong["total"] == MAX - 4 - 3 and kinds(wrong) == set()
@@ -162,7 +166,7 @@ def test_grade_flags_each_submission(lab):
     assert "hi" in wrong["cells"]["hello"]["stderr"]
 
     edited = results["edited"]
-    assert kinds(edited) == {"output-edited"}
+    assert kinds(edited) == {"output-edited", "replay"}
     assert edited["total"] == MAX - 6  # every check of the edited cell earns nothing
     assert edited["checks"]["hello:exit 0"]["status"] == "invalid"
 
@@ -183,7 +187,7 @@ def test_grade_flags_each_submission(lab):
     assert kinds(results["disorder"]) == {"out-of-order"}
     assert results["disorder"]["total"] == MAX  # a flag for the instructor, points kept
     assert "sessions" in kinds(results["restarted"])
-    assert kinds(results["cleared"]) == {"record-missing"}
+    assert kinds(results["cleared"]) == {"record-missing", "replay"}
     assert results["cleared"]["checks"]["cell4:exit 2"]["earned"] == 0
 
     assert kinds(results["corrupt"]) == {"unreadable"}
@@ -209,8 +213,8 @@ def test_grade_cli_reports(lab, tmp_path):
     assert header[0] == "student" and header[-3:] == ["total", "max", "flags"]
     assert len(header) == 1 + 6 + 3
     row = {r["student"]: r for r in rows}
-    assert row["good"]["total"] == f"{MAX:g}" and row["good"]["flags"] == ""
-    assert row["edited"]["flags"] == "output-edited" and row["edited"]["hello:stdout /^hello/"] == "0"
+    assert row["good"]["total"] == f"{MAX:g}" and row["good"]["flags"] == "replay"
+    assert row["edited"]["flags"] == "output-edited; replay" and row["edited"]["hello:stdout /^hello/"] == "0"
     assert row["wrong"]["cell3:rootfs"] == "0" and row["wrong"]["cell4:exit 2"] == "1"
 
     data = json.loads(json_path.read_text())
@@ -275,7 +279,8 @@ def test_restore_reference_puts_checks_back(lab):
 
 def test_rerun_grades_a_fresh_run(lab, tmp_path):
     subs = [lab["subs"] / "deleted.ipynb", lab["subs"] / "cheat.ipynb", lab["subs"] / "edited.ipynb"]
-    report = grade(lab["ref"], subs, rerun=True, target="local", jobs=2, timeout=60)
+    report = grade(lab["ref"], subs, rerun=True, target="local", run_student_code_on_this_machine=True, jobs=2,
+                   timeout=60)
     results = by_student(report)
     # The reference's checks run again whatever the submission did to them.
     assert results["deleted"]["checks"]["cell3:rootfs"]["status"] == "failed"
@@ -331,7 +336,7 @@ def test_rerun_on_a_dask_cluster(lab, tmp_path, dask_cluster):
     out = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "workshop", "grade", str(lab["ref"]), *map(str, subs), "--rerun", "--target", "local",
-         "--executor", f"dask:{dask_cluster}", "--timeout", "60", "--json", str(out), "--quiet"],
+         "--run-student-code-on-this-machine", "--executor", f"dask:{dask_cluster}", "--timeout", "60", "--json", str(out), "--quiet"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -351,7 +356,7 @@ def test_an_unreachable_dask_scheduler_is_one_sentence(lab):
     pytest.importorskip("distributed", reason="pip install distributed")
     done = subprocess.run(
         [sys.executable, "-m", "workshop", "grade", str(lab["ref"]), str(lab["subs"] / "good.ipynb"), "--rerun",
-         "--executor", "dask:tcp://127.0.0.1:1"],
+         "--target", "local", "--run-student-code-on-this-machine", "--executor", "dask:tcp://127.0.0.1:1"],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2

@@ -129,52 +129,75 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every result as JSON.")
 @click.option("--rerun", is_flag=True, help="Execute each submission again on a fresh target and grade that.")
-@click.option("--target", help="With --rerun: where submissions run (e.g. qemu:grader).")
+@click.option("--target", help="With --rerun (required): where submissions run again; qemu:NAME gives each "
+                               "submission a fresh VM.")
+@click.option("--run-student-code-on-this-machine", "on_this_machine", is_flag=True,
+              help="With --rerun --target local: yes, run every student's code on this machine, as this user.")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Submissions graded in parallel.")
-@click.option("--timeout", type=float, help="With --rerun: interrupt any cell after this many seconds.")
+@click.option("--timeout", type=float,
+              help="With --rerun: stop any cell after this many seconds (default 60; 0: no limit).")
+@click.option("--submission-timeout", type=float,
+              help="With --rerun: stop a submission's whole rerun after this many seconds (default 600; 0: no limit).")
 @click.option("--executor", "executor_spec", metavar="dask:ADDRESS",
               help="With --rerun: run the reruns on a Dask cluster's workers instead of --jobs local threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
 def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
-                  json_path: Path | None, rerun: bool, target: str | None, jobs: int, timeout: float | None,
-                  executor_spec: str | None, quiet: bool) -> None:
+                  json_path: Path | None, rerun: bool, target: str | None, on_this_machine: bool, jobs: int,
+                  timeout: float | None, submission_timeout: float | None, executor_spec: str | None,
+                  quiet: bool) -> None:
     """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
     from rich.console import Console
-    from rich.markup import escape
 
-    from .batch import dask_executor, grade
+    from .batch import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, check_rerun_target, sweep_leftovers
     from .errors import GradingError
-    from .reports import print_table, write_reports
+    from .reports import print_proof, print_table, terminal_text, write_reports
 
-    if (target or timeout or executor_spec) and not rerun:
-        raise click.UsageError("--target, --timeout and --executor apply to --rerun")
+    rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine)
+    if any(rerun_only) and not rerun:
+        raise click.UsageError("--target, --timeout, --submission-timeout, --executor and "
+                               "--run-student-code-on-this-machine apply to --rerun")
     console = Console(stderr=True, emoji=False)
-    executor = None
+    limits = (DEFAULT_CELL_TIMEOUT if timeout is None else timeout or None,
+              DEFAULT_SUBMISSION_TIMEOUT if submission_timeout is None else submission_timeout or None)
     try:
-        if executor_spec:
-            executor = dask_executor(executor_spec)
         if rerun:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(TextColumn("re-running"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console) as progress:
-                task = progress.add_task("rerun", total=None)
-                report = grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=timeout,
-                               executor=executor, on_result=lambda r: progress.update(task, advance=1))
-        else:
-            report = grade(reference, submissions, jobs=jobs)
+            check_rerun_target(target, on_this_machine)  # before anything runs, or a progress bar shows
+        sweep_leftovers()  # what the reruns of a grader killed earlier left running
+        report = _grade_with_progress(console, reference, submissions, rerun, target, on_this_machine, jobs,
+                                      limits, executor_spec)
     except GradingError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    for result in report.results:
+        if result["error"]:
+            console.print(f"[red]✘ {terminal_text(str(result['error']))}[/red]", highlight=False, soft_wrap=True)
+    if not quiet:
+        out = Console(emoji=False)
+        print_table(report, out)
+        print_proof(report, out)
+    write_reports(report, csv_path, html_path, json_path)
+
+
+def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...], rerun: bool, target: str | None,
+                         on_this_machine: bool, jobs: int, limits: tuple[float | None, float | None],
+                         executor_spec: str | None):
+    from .batch import dask_executor, grade
+
+    if not rerun:
+        return grade(reference, submissions, jobs=jobs)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    executor = dask_executor(executor_spec) if executor_spec else None
+    try:
+        with Progress(TextColumn("re-running"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("rerun", total=None)
+            return grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=limits[0],
+                         submission_timeout=limits[1], run_student_code_on_this_machine=on_this_machine,
+                         executor=executor, on_result=lambda r: progress.update(task, advance=1))
     finally:
         if executor is not None:
             executor.close()
-    for result in report.results:
-        if result["error"]:
-            console.print(f"[red]✘ {escape(str(result['error']))}[/red]", highlight=False, soft_wrap=True)
-    if not quiet:
-        print_table(report, Console(emoji=False))
-    write_reports(report, csv_path, html_path, json_path)
 
 
 # ---- the built-in micro VM ------------------------------------------------------

@@ -29,9 +29,11 @@ and executors live in :mod:`workshop.batch`; the reports in :mod:`workshop.repor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -293,6 +295,7 @@ class Reference:
     path: Path
     cells: list[RefCell]
     checks: list[RefCheck]
+    targets: set[str] = field(default_factory=set)  # its own %target lines and metadata target
 
     @property
     def max_points(self) -> float:
@@ -331,7 +334,10 @@ def load_reference(path: Path | str) -> Reference:
         cells.append(ref_cell)
     if not checks:
         raise NoChecksError(f"{path}: the reference has no checks (%expect or %%check); nothing to grade")
-    return Reference(path, cells, checks)
+    targets = {line for cell in nb["cells"] if cell.get("cell_type") == "code"
+               for line in _target_lines(multiline_text(cell.get("source")))}
+    spec = (nb.get("metadata", {}).get("workshop") or {}).get("target")
+    return Reference(path, cells, checks, targets | ({spec} if isinstance(spec, str) else set()))
 
 
 def _reference_cell(path: Path, cell: dict, index: int, ordinal: int) -> RefCell | None:
@@ -422,6 +428,7 @@ def _grade_submission(ref: Reference, path: Path, student: str | None) -> dict:
     except GradingError as exc:
         return _unreadable(ref, path, student, str(exc))
     result = _empty_result(ref, path, student)
+    result["evidence"] = run_evidence(nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
     positions = {cell.get("id"): i for i, cell in enumerate(nb["cells"])}
     ran: list[tuple[int, str, dict]] = []  # (position in submission, label, record) of checked cells
@@ -551,6 +558,85 @@ def _check_entry(check: RefCheck, passed: bool, message: str, status: str, got: 
     }
 
 
+# ---- what ties a submission to a run: sessions and records ---------------------
+def run_evidence(nb: dict) -> dict:
+    """The kernel sessions a notebook's records name and a digest of each record.
+
+    Two students' own runs never share either: a kernel session id is random
+    and a record holds its start time to the millisecond."""
+    sessions: set[str] = set()
+    records: set[str] = set()
+    for cell in nb["cells"]:
+        record = cell_record(cell) if cell.get("cell_type") == "code" else None
+        if not record:
+            continue
+        if isinstance(record.get("session"), str) and record["session"]:
+            sessions.add(record["session"])
+        canonical = json.dumps(record, sort_keys=True, ensure_ascii=True)
+        records.add("sha256:" + hashlib.sha256(canonical.encode()).hexdigest())
+    return {"sessions": sorted(sessions), "records": sorted(records)}
+
+
+def flag_shared_runs(results: list[dict]) -> None:
+    """Flag submissions of one class that share identical records (``replay``) or a
+    kernel session (``shared-session``) with others, naming them: a copy of an
+    executed notebook carries the run of the student it was copied from."""
+    owners: dict[tuple[str, str], set[int]] = {}
+    for i, result in enumerate(results):
+        evidence = result.get("evidence") or {}
+        for kind in ("records", "sessions"):
+            for value in evidence.get(kind, ()):
+                owners.setdefault((kind, value), set()).add(i)
+    for i, result in enumerate(results):
+        evidence = result.get("evidence") or {}
+        same = {kind: set().union(*(owners[(kind, v)] for v in evidence.get(kind, ()))) - {i}
+                for kind in ("records", "sessions")}
+        if same["records"]:
+            _flag(result["flags"], "replay", None,
+                  f"has records identical to those of {_names(results, same['records'])}: "
+                  "one executed notebook was copied into the other")
+        if same["sessions"] - same["records"]:
+            _flag(result["flags"], "shared-session", None,
+                  f"ran in the same kernel session as {_names(results, same['sessions'] - same['records'])}: "
+                  "one notebook was built from the other's run")
+
+
+def _names(results: list[dict], indexes: set[int]) -> str:
+    names = [str(results[j]["student"]) for j in sorted(indexes)]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+# ---- where a rerun runs ---------------------------------------------------------
+_TARGET_LINE = re.compile(r"^[ \t]*%target[ \t]+(\S.*?)[ \t]*$", re.M)
+
+
+def _target_lines(source: str) -> list[str]:
+    return [f"%target {m.group(1)}" for m in _TARGET_LINE.finditer(source)]
+
+
+def target_changes(ref: Reference, nb: dict, target: str) -> list[dict]:
+    """Flags for the ways a submission asks to run elsewhere than ``target``
+    (``%target SPEC`` in a cell, ``metadata.workshop.target``), beyond what the
+    reference itself says.  A rerun refuses them all; the flags say who tried."""
+    flags: list[dict] = []
+    fixed = f"the target is fixed for this run ({target})"
+    spec = (nb.get("metadata", {}).get("workshop") or {}).get("target")
+    if spec and spec != target and spec not in ref.targets:
+        _flag(flags, "target-change-refused", None, f"metadata.workshop.target asks for {str(spec)[:100]!r}; "
+                                                   f"ignored: {fixed}")
+    labels = {c.id: c.label for c in ref.cells}
+    ordinal = 0
+    for cell in nb["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        ordinal += 1
+        for line in _target_lines(multiline_text(cell.get("source"))):
+            if line not in ref.targets:
+                _flag(flags, "target-change-refused", labels.get(cell.get("id"), f"cell{ordinal}"),
+                      f"`{line[:100]}` in the cell was refused: {fixed}")
+    return flags
+
+
 # ---- restoring the reference's checks in a submission ------------------------
 def restore_reference(ref: Reference, nb: dict) -> None:
     """Put the reference's checks (and locked cells) back into a submission."""
@@ -621,10 +707,12 @@ class Report:
 
     reference: Reference
     results: list[dict]
+    rerun_target: str | None = None  # where the submissions ran again, for reruns
 
     def as_json(self) -> dict:
         return {
             "reference": str(self.reference.path),
+            "rerun_target": self.rerun_target,
             "max_points": self.reference.max_points,
             "checks": [
                 {"key": c.key, "cell_id": c.cell_id, "cell": c.label, "kind": c.kind, "name": c.name,
@@ -639,6 +727,6 @@ class Report:
 # names stay importable from here for older callers (tests/test_checks.py).
 __all__ = [
     "GradingError", "NoChecksError", "RefCell", "RefCheck", "Reference", "Report", "cell_record", "cell_streams",
-    "display_path", "expand_paths", "grade_submission", "load_reference", "read_notebook_json",
-    "restore_reference", "stream_matches", "student_names",
+    "display_path", "expand_paths", "flag_shared_runs", "grade_submission", "load_reference", "read_notebook_json",
+    "restore_reference", "run_evidence", "stream_matches", "student_names", "target_changes",
 ]

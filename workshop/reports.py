@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
@@ -19,20 +20,74 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+# ---- text a student controls ---------------------------------------------------------
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def csv_text(value: str) -> str:
+    """A CSV field a spreadsheet shows as text: one that starts (after spaces) with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``,
+    or it would run as a formula (student names come from file names, messages
+    from notebooks)."""
+    return "'" + value if value.lstrip(" ").startswith(_FORMULA_START) else value
+
+
+def terminal_text(value: str) -> str:
+    """Text for rich that shows as itself: markup (``[red]``, ``[link=...]``) escaped,
+    control characters (escape sequences, bidi overrides) made visible as U+FFFD."""
+    from rich.markup import escape
+
+    value = value.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from a JSON escape
+    value = value.replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
+    return escape(_CONTROL.sub("\ufffd", value))
+
+
+# ---- what a grade proves -------------------------------------------------------------
+def proof(report: Report) -> tuple[str, str]:
+    """A headline and a paragraph: what the grades in ``report`` are evidence of."""
+    if not any(r.get("rerun") for r in report.results):
+        return ("Graded from the saved records, not from a run",
+                "These grades show that each saved notebook is consistent with a run of the workshop kernel: "
+                "its outputs match the digests in its records and its checks are the reference's. Records are "
+                "not signed, so a student who recomputes the digests can make a consistent notebook without "
+                "running anything. Copies of another student's run are flagged (replay, shared-session). "
+                "For evidence about a run, grade again with --rerun --target qemu:NAME.")
+    where = report.rerun_target or "the target"
+    text = (f"Each submission was executed again on {where}, with the reference's checks put back and the target "
+            "fixed, so every check ran in that fresh run, not in the student's session; the records in the "
+            "student's notebook were not used for points. A student who is root on the target can still lie to "
+            "a check through the system itself (a replaced binary, a kernel module).")
+    if where == "local":
+        text += (" These reruns ran on the grader's own machine (--run-student-code-on-this-machine): each had a "
+                 "fresh directory, a cgroup and time limits, but no isolation from this machine or from each other.")
+    elif where.startswith("qemu:"):
+        text += " Each submission had a fresh VM of its own, destroyed afterwards."
+    return "Graded from a fresh rerun of every submission", text
+
+
+def print_proof(report: Report, console=None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    headline, text = proof(report)
+    console.print(f"[bold]{terminal_text(headline)}.[/bold] {terminal_text(text)}", highlight=False)
+
+
 # ---- grading reports -------------------------------------------------------------
 def to_csv(report: Report) -> str:
     """One row per student, one column per check (points earned), then the total."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     keys = [c.key for c in report.reference.checks]
-    writer.writerow(["student", *keys, "total", "max", "flags"])
+    writer.writerow([csv_text(k) for k in ["student", *keys, "total", "max", "flags"]])
     for r in report.results:
         writer.writerow([
-            r["student"],
+            csv_text(str(r["student"])),
             *(_num(r["checks"][k]["earned"]) for k in keys),
             _num(r["total"]),
             _num(r["max"]),
-            "; ".join(sorted({f["kind"] for f in r["flags"]})),
+            csv_text("; ".join(sorted({f["kind"] for f in r["flags"]}))),
         ])
     return buf.getvalue()
 
@@ -42,24 +97,25 @@ def to_json(report: Report) -> str:
 
 
 def to_html(report: Report) -> str:
-    """A self-contained page: the class overview, then every student's failing checks and cells."""
+    """A self-contained page: the class overview, then every student's failing checks and cells.
+    Every value is escaped, and the page's Content-Security-Policy allows no script at all."""
     import jinja2  # only the HTML report needs it
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("workshop", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-    )
+    env = jinja2.Environment(loader=jinja2.PackageLoader("workshop", "templates"), autoescape=True)
     template = env.get_template("report.html.j2")
     checks = report.reference.checks
     rates = {
         c.key: sum(1 for r in report.results if r["checks"][c.key]["passed"]) for c in checks
     }
+    headline, text = proof(report)
     return template.render(
         reference=report.reference,
         checks=checks,
         results=report.results,
         rates=rates,
         num=_num,
+        proof_headline=headline,
+        proof_text=text,
     )
 
 
@@ -69,8 +125,9 @@ def print_table(report: Report, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"{report.reference.path.name}: {len(report.results)} submissions, "
-                        f"{len(report.reference.checks)} checks, {_num(report.reference.max_points)} points")
+    table = Table(title=terminal_text(f"{report.reference.path.name}: {len(report.results)} submissions, "
+                                      f"{len(report.reference.checks)} checks, "
+                                      f"{_num(report.reference.max_points)} points"))
     table.add_column("student")
     table.add_column("points", justify="right")
     table.add_column("passed", justify="right")
@@ -82,16 +139,18 @@ def print_table(report: Report, console=None) -> None:
         passed = n - len(failed)
         shown = ", ".join(failed[:4]) + (f" +{len(failed) - 4}" if len(failed) > 4 else "")
         style = "red" if r["error"] else ("green" if not failed else None)
-        table.add_row(r["student"], f"{_num(r['total'])}/{_num(r['max'])}", f"{passed}/{n}", shown,
-                      ", ".join(sorted({f['kind'] for f in r['flags']})), style=style)
+        table.add_row(terminal_text(str(r["student"])), f"{_num(r['total'])}/{_num(r['max'])}", f"{passed}/{n}",
+                      terminal_text(shown), terminal_text(", ".join(sorted({f["kind"] for f in r["flags"]}))),
+                      style=style)
     console.print(table)
 
 
 def write_reports(report: Report, csv_path: Path | None = None, html_path: Path | None = None,
                   json_path: Path | None = None) -> None:
     for path, render in ((csv_path, to_csv), (html_path, to_html), (json_path, to_json)):
-        if path:
-            Path(path).write_text(render(report), encoding="utf-8", newline="" if render is to_csv else None)
+        if path:  # "replace": a lone surrogate a record's JSON escaped cannot stop a report
+            Path(path).write_text(render(report), encoding="utf-8", errors="replace",
+                                  newline="" if render is to_csv else None)
 
 
 # ---- headless runs -----------------------------------------------------------------
@@ -137,4 +196,7 @@ def _junit_suite(suites: ET.Element, result: NotebookResult) -> None:
         suite.set(name, str(count))
 
 
-__all__ = ["junit_xml", "print_table", "to_csv", "to_html", "to_json", "write_reports"]
+__all__ = [
+    "csv_text", "junit_xml", "print_proof", "print_table", "proof", "terminal_text", "to_csv", "to_html",
+    "to_json", "write_reports",
+]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import os
 import re
+import secrets
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -49,6 +53,7 @@ class NotebookResult:
     checks: list[CheckResult] = field(default_factory=list)
     error: str | None = None
     duration: float = 0.0
+    timed_out: bool = False  # stopped by ``run_timeout``
 
     @property
     def ok(self) -> bool:
@@ -104,6 +109,10 @@ def run_notebook(
     on_cell=None,
     allow_errors: bool = False,
     workdir: Path | None = None,
+    *,
+    lock_target: bool = False,
+    run_timeout: float | None = None,
+    contain: bool = False,
 ) -> NotebookResult:
     """Execute one notebook; write it to out_dir (or next to it as *.out.ipynb).
 
@@ -111,12 +120,18 @@ def run_notebook(
     ``allow_errors`` every cell runs even after one fails (as a grader re-run
     wants); otherwise execution stops at the first failing cell, as
     ``nbconvert --execute`` does.  Check results are read from the records.
+
+    For runs of code nobody vouches for (grading reruns): ``lock_target`` fixes
+    the target (``%target`` fails, notebook metadata is ignored), ``run_timeout``
+    stops the whole run after that many seconds, and ``contain`` starts the
+    kernel in a cgroup of its own that is emptied (everything in it killed)
+    before the executed notebook is written, and removed.
     """
     started = time.monotonic()
     nb = read_notebook(path)
     _give_cells_ids(nb)
     source = copy.deepcopy(nb)  # the checks as written, before any output
-    env = _kernel_env(path, nb, target, timeout)
+    env = _kernel_env(path, nb, target, timeout, lock_target, workdir or path.parent)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     result = NotebookResult(path=path, out_path=None)
 
@@ -129,14 +144,23 @@ def run_notebook(
         if on_cell:
             on_cell(cell, len(code_cells))
 
-    client = NotebookClient(
-        nb,
-        kernel_name="workshop",
-        allow_errors=allow_errors,
-        resources={"metadata": {"path": str(workdir or path.parent)}},
-        on_cell_executed=cell_executed,
-    )
-    result.error = _execute(client, env)
+    cgroup = KernelCgroup.create() if contain else None
+    try:
+        client = NotebookClient(
+            nb,
+            kernel_name="workshop",
+            allow_errors=allow_errors,
+            resources={"metadata": {"path": str(workdir or path.parent)}},
+            on_cell_executed=cell_executed,
+            timeout=timeout + 30 if timeout else None,  # the kernel stops a cell itself after ``timeout``
+            kernel_manager_class=_manager_in(cgroup) if cgroup else AsyncKernelManager,
+        )
+        result.error, result.timed_out = _execute_within(client, env, run_timeout, cgroup)
+        if cgroup:
+            cgroup.kill()  # nothing the notebook started may still write when its output is read
+    finally:
+        if cgroup:
+            cgroup.remove()
     result.cells = _cell_results(nb)
     if result.error is None:
         # with allow_errors nothing raises: a target that could not be reached shows as an error output
@@ -147,10 +171,13 @@ def run_notebook(
     return result
 
 
-def _kernel_env(path: Path, nb: nbformat.NotebookNode, target: str | None, timeout: float | None) -> dict:
+def _kernel_env(path: Path, nb: nbformat.NotebookNode, target: str | None, timeout: float | None,
+                lock_target: bool = False, workdir: Path | None = None) -> dict:
     """The kernel's environment: where cells run and their timeout travel as variables."""
     env = dict(os.environ)
-    spec = target or nb.metadata.get("workshop", {}).get("target")
+    spec = target if lock_target else target or nb.metadata.get("workshop", {}).get("target")
+    if lock_target and not spec:
+        raise NotebookError(f"{path}: a run with a fixed target needs --target")
     if spec:
         try:
             parse_target(spec)  # fail now, naming where the spec came from
@@ -161,7 +188,54 @@ def _kernel_env(path: Path, nb: nbformat.NotebookNode, target: str | None, timeo
     env.pop("JPY_SESSION_NAME", None)
     if timeout:
         env["WORKSHOP_TIMEOUT"] = str(timeout)
+    if lock_target:
+        env["WORKSHOP_TARGET_LOCKED"] = "1"
+        env.pop("OLDPWD", None)  # `cd -` must not lead back to where the grader was
+        if workdir:
+            env["PWD"] = str(Path(workdir).resolve())
     return env
+
+
+def _execute_within(client: NotebookClient, env: dict, run_timeout: float | None,
+                    cgroup: KernelCgroup | None) -> tuple[str | None, bool]:
+    """Run every cell, stopping the kernel (and all it started) after ``run_timeout``
+    seconds; why the run stopped early, or None, and whether the time ran out."""
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        if cgroup:
+            cgroup.kill()
+        else:
+            _kill_kernel(client)
+
+    timer = threading.Timer(run_timeout, stop) if run_timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        error = _execute(client, env)
+    except Exception:
+        if not stopped.is_set():
+            raise
+        error = None
+    finally:
+        if timer:
+            timer.cancel()
+    if stopped.is_set():
+        return f"stopped after {run_timeout:g} s, the time limit for the whole notebook", True
+    return error, False
+
+
+def _kill_kernel(client: NotebookClient) -> None:
+    """Kill the kernel's process group (when there is no cgroup to kill it all)."""
+    provisioner = getattr(client.km, "provisioner", None) if client.km else None
+    pgid = getattr(provisioner, "pgid", None)
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _execute(client: NotebookClient, env: dict) -> str | None:
@@ -205,6 +279,139 @@ def _write_executed(nb: nbformat.NotebookNode, path: Path, out_dir: Path) -> Pat
     except OSError as exc:
         raise NotebookError(f"cannot write the executed notebook to {out_dir}: {exc.strerror or exc}") from None
     return out_path
+
+
+# ---- a cgroup per kernel --------------------------------------------------------
+def _manager_in(cgroup: KernelCgroup) -> type[AsyncKernelManager]:
+    """A kernel manager whose kernel starts inside ``cgroup``, so do all its descendants."""
+
+    class ContainedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup.path), *cmd]
+
+    return ContainedKernelManager
+
+
+def _cgroup2_mount() -> Path | None:
+    """Where a cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields, _, fs = line.partition(" - ")
+        if fs.split(" ", 1)[0] == "cgroup2":
+            return Path(fields.split()[4].replace("\\040", " "))
+    return None
+
+
+def _start_time(pid: int) -> str:
+    """A process's start time in clock ticks since boot ("" when it is gone): with the
+    pid, it names one process even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+class KernelCgroup:
+    """A cgroup v2 that holds one kernel and everything it starts, whatever they do
+    (``setsid``, ``nohup``, double forks), so that all of it is killed at once.
+
+    They live under ``<cgroup2 mount>/workshop-runs/``, named ``PID-START-TOKEN``
+    after the process that made them.  One whose maker is gone (a grader killed
+    with SIGKILL) is emptied and removed by the next :meth:`sweep`."""
+
+    DIRNAME = "workshop-runs"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def parent(cls) -> Path | None:
+        mount = _cgroup2_mount()
+        return mount / cls.DIRNAME if mount else None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why no cgroup can be made here, or None."""
+        parent = cls.parent()
+        if parent is None:
+            return "no cgroup v2 hierarchy is mounted"
+        try:
+            parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            return f"cannot make cgroups under {parent.parent} ({exc.strerror or exc}; run as root)"
+        return None
+
+    @classmethod
+    def create(cls) -> KernelCgroup:
+        why = cls.unavailable()
+        parent = cls.parent()
+        if why or parent is None:
+            raise NotebookError(f"cannot contain the kernel in a cgroup: {why}")
+        path = parent / f"{os.getpid()}-{_start_time(os.getpid())}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise NotebookError(f"cannot make the cgroup {path}: {exc.strerror or exc}") from None
+        return cls(path)
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def populated(self) -> bool:
+        try:
+            return "populated 1" in (self.path / "cgroup.events").read_text()
+        except OSError:
+            return False
+
+    def kill(self, wait: float = 10.0) -> None:
+        """SIGKILL everything in the cgroup and wait until it is empty."""
+        deadline = time.monotonic() + wait
+        while self.populated() and time.monotonic() < deadline:
+            try:
+                (self.path / "cgroup.kill").write_text("1")  # Linux 5.14 and later
+            except OSError:
+                for pid in self.pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+
+    def remove(self) -> None:
+        self.kill()
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # EBUSY while the last processes exit
+                time.sleep(0.1)
+                self.kill()
+
+    @classmethod
+    def sweep(cls) -> int:
+        """Empty and remove the cgroups whose maker is gone; how many there were."""
+        parent = cls.parent()
+        try:
+            entries = list(parent.iterdir()) if parent else []
+        except OSError:
+            return 0
+        swept = 0
+        for path in entries:
+            pid, _, rest = path.name.partition("-")
+            if not path.is_dir() or (pid.isdigit() and _start_time(int(pid)) == rest.partition("-")[0]):
+                continue  # its maker still runs
+            cls(path).remove()
+            swept += 1
+        return swept
 
 
 def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[CheckResult]:
