@@ -186,6 +186,15 @@ def spawner(token: int) -> str:
             "echo started")
 
 
+def nester(token: int) -> str:
+    """A cell that makes a cgroup inside its own and starts a process in it."""
+    return ("mnt=$(findmnt -t cgroup2 -n -o TARGET | head -n 1)\n"
+            'own="$mnt$(sed -n \'s/^0:://p\' /proc/self/cgroup)"\n'
+            'mkdir "$own/nested"\n'
+            f"sh -c 'echo $$ > \"$1/cgroup.procs\" && exec sleep {token}5' sh \"$own/nested\" &\n"
+            "sleep 0.5; grep -q '/nested$' /proc/$!/cgroup && echo nested-ok")
+
+
 def survivors(token: int) -> list[int]:
     """Live processes running ``sleep TOKENn``."""
     found = []
@@ -221,8 +230,8 @@ def cgroup_dirs_of(pid: int) -> list[Path]:
 
 def test_nothing_a_submission_started_outlives_its_rerun(tmp_path, installed_kernelspec):
     token = random.randrange(100_000, 999_999)
-    ref = make_notebook(tmp_path / "reference.ipynb", HELLO)
-    sub = make_notebook(tmp_path / "daemon.ipynb", {"spawn": spawner(token), **HELLO})
+    ref = make_notebook(tmp_path / "reference.ipynb", {"nest": "%expect stdout /nested-ok/\ntrue", **HELLO})
+    sub = make_notebook(tmp_path / "daemon.ipynb", {"spawn": spawner(token), "nest": nester(token), **HELLO})
     proc = subprocess.Popen([sys.executable, "-m", "workshop", "grade", str(ref), str(sub), "--rerun", *LOCAL,
                              "--json", str(tmp_path / "g.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=clean_env())
@@ -230,7 +239,7 @@ def test_nothing_a_submission_started_outlives_its_rerun(tmp_path, installed_ker
     assert proc.returncode == 0, err
     assert survivors(token) == []
     assert cgroup_dirs_of(proc.pid) == []
-    assert results_of(tmp_path / "g.json")["daemon"]["total"] == 1
+    assert results_of(tmp_path / "g.json")["daemon"]["total"] == 2  # the nested cgroup did hold a process
 
 
 def test_leftovers_of_a_killed_grader_are_killed_by_the_next_grade(tmp_path, installed_kernelspec):

@@ -195,7 +195,7 @@ def _rerun_submission(ref_path: str, path: str, student: str, target: str,
 def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[dict]:
     labels = {c.id: c.label for c in ref.cells}
     flags = [{"kind": "timed-out", "cell": labels.get(cell.cell_id, f"cell{n}"),
-              "message": f"the cell was stopped after {limits[0]:g} s, the limit for one cell (--timeout)"}
+              "message": f"the cell timed out (the limit for one cell is {limits[0]:g} s, --timeout)"}
              for n, cell in enumerate(run.cells, 1) if limits[0] and cell.record and cell.record.get("timed_out")]
     if run.timed_out:
         flags.append({"kind": "timed-out", "cell": None,

@@ -594,11 +594,11 @@ def flag_shared_runs(results: list[dict]) -> None:
         if same["records"]:
             _flag(result["flags"], "replay", None,
                   f"has records identical to those of {_names(results, same['records'])}: "
-                  "one executed notebook was copied into the other")
+                  "copies of one executed notebook")
         if same["sessions"] - same["records"]:
             _flag(result["flags"], "shared-session", None,
                   f"ran in the same kernel session as {_names(results, same['sessions'] - same['records'])}: "
-                  "one notebook was built from the other's run")
+                  "notebooks built from one run")
 
 
 def _names(results: list[dict], indexes: set[int]) -> str:

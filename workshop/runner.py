@@ -315,13 +315,21 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
 class KernelCgroup:
     """A cgroup v2 that holds one kernel and everything it starts, whatever they do
     (``setsid``, ``nohup``, double forks), so that all of it is killed at once.
 
-    They live under ``<cgroup2 mount>/workshop-runs/``, named ``PID-START-TOKEN``
+    They live under ``<cgroup2 mount>/workshop-runs/``, named ``PID-START-PIDNS-TOKEN``
     after the process that made them.  One whose maker is gone (a grader killed
-    with SIGKILL) is emptied and removed by the next :meth:`sweep`."""
+    with SIGKILL) is emptied and removed by the next :meth:`sweep` in the same
+    PID namespace (where that PID means that process)."""
 
     DIRNAME = "workshop-runs"
 
@@ -351,7 +359,7 @@ class KernelCgroup:
         parent = cls.parent()
         if why or parent is None:
             raise NotebookError(f"cannot contain the kernel in a cgroup: {why}")
-        path = parent / f"{os.getpid()}-{_start_time(os.getpid())}-{secrets.token_hex(4)}"
+        path = parent / f"{os.getpid()}-{_start_time(os.getpid())}-{_pid_namespace()}-{secrets.token_hex(4)}"
         try:
             path.mkdir()
         except OSError as exc:
@@ -385,10 +393,12 @@ class KernelCgroup:
             time.sleep(0.02)
 
     def remove(self) -> None:
+        """Kill everything in the cgroup, then remove it with any cgroups a cell made inside it."""
         self.kill()
         for _ in range(50):
             try:
-                self.path.rmdir()
+                for root, _dirs, _files in os.walk(self.path, topdown=False):
+                    Path(root).rmdir()
                 return
             except FileNotFoundError:
                 return
@@ -406,8 +416,10 @@ class KernelCgroup:
             return 0
         swept = 0
         for path in entries:
-            pid, _, rest = path.name.partition("-")
-            if not path.is_dir() or (pid.isdigit() and _start_time(int(pid)) == rest.partition("-")[0]):
+            pid, start, namespace, _ = ([*path.name.split("-"), "", "", ""])[:4]
+            if not path.is_dir() or namespace != _pid_namespace():
+                continue  # not a cgroup, or made where this process cannot tell whether its maker runs
+            if pid.isdigit() and _start_time(int(pid)) == start:
                 continue  # its maker still runs
             cls(path).remove()
             swept += 1
