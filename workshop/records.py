@@ -127,7 +127,8 @@ _BACKSPACE = re.compile(r"[^\n]\x08")
 
 def fold_overwrites(text: str) -> str:
     """Remove characters overwritten by ``\b`` and ``\r`` the way JupyterLab and
-    the classic notebook do before they store a stream output."""
+    the classic notebook do before they store a stream output.  (Each backspace
+    pass at least halves a run of backspaces; carriage returns fold in one pass.)"""
     previous = None
     while previous is None or len(text) < len(previous):
         previous, text = text, _BACKSPACE.sub("", text)
@@ -146,7 +147,8 @@ def fold_carriage_returns(text: str) -> str:
     overwrites the start of its line) and repeats while a ``\\r`` is followed by
     a character other than ``$``; done literally that is quadratic in the number
     of progress updates.  Runs are folded left to right, so the same result comes
-    from one walk over the runs up to the last one the loop would reach.
+    from one walk over the runs up to the last one the loop would reach; the line
+    being overwritten is a list of characters, changed in place.
     """
     runs = list(_CR_RUN.finditer(text))
     last = -1
@@ -157,26 +159,32 @@ def fold_carriage_returns(text: str) -> str:
     if last < 0:
         return text
     out: list[str] = []
-    line = ""  # the part of the current line folded so far
+    line: list[str] = []  # the current line folded so far
     pos = 0
     for i, run in enumerate(runs[: last + 1]):
         if pos < run.start():
-            line += text[pos : run.start()]
-            newline = line.rfind("\n")
-            if newline >= 0:
-                out.append(line[: newline + 1])
-                line = line[newline + 1 :]
+            _add_text(out, line, text[pos : run.start()])
         # the segment after the run ends at the next run or newline
         end = runs[i + 1].start() if i + 1 < len(runs) else len(text)
         newline = text.find("\n", run.end(), end)
         if newline >= 0:
             end = newline
         segment = text[run.end() : end]
-        line = segment + line[len(segment) :]
+        line[: len(segment)] = segment
         pos = end
-    out.append(line)
+    out.append("".join(line))
     out.append(text[pos:])
     return "".join(out)
+
+
+def _add_text(out: list[str], line: list[str], added: str) -> None:
+    """Append ``added`` to the current line; lines it completes go to ``out``."""
+    newline = added.rfind("\n")
+    if newline < 0:
+        line.extend(added)
+        return
+    out.append("".join(line) + added[: newline + 1])
+    line[:] = added[newline + 1 :]
 
 
 @dataclass
