@@ -12,6 +12,10 @@ or editing checks, and these are flagged:
 - ``record-missing``: a cell with checks has no record (not run, or outputs cleared)
 - ``record-moved``: the record belongs to another cell
 - ``output-edited``: the shown stdout/stderr differ from the record's digests
+- ``output-truncated-by-client``: the shown output is a verified prefix of what
+  ran (a Jupyter server's rate limit dropped the rest); checks count from the record
+- ``framing-forged``: the kernel saw a forged end of a cell while this one ran,
+  so its output may hold another cell's
 - ``check-removed`` / ``check-edited``: a check of the reference is missing
   from the cell, or its script differs
 - ``locked-changed``: the source of a locked cell (``metadata.workshop.locked``
@@ -19,8 +23,9 @@ or editing checks, and these are flagged:
 - ``sessions``: checked cells ran in more than one kernel session
 - ``out-of-order``: checked cells ran in another order than the notebook's
 
-Checks of a cell flagged ``record-missing``, ``output-edited`` or
-``locked-changed`` earn no points; the other flags are for the instructor.
+Checks of a cell flagged ``record-missing``, ``output-edited``,
+``framing-forged`` or ``locked-changed`` earn no points; the other flags are
+for the instructor.
 
 Notebooks are read as plain JSON (not validated by nbformat) so that a class
 of a thousand submissions grades in seconds.  Grading many submissions, reruns
@@ -500,6 +505,10 @@ def _untrusted_record(flags: list[dict], ref_cell: RefCell, record: dict, stdout
     if record.get("cell_id") and record.get("cell_id") != ref_cell.id:
         _flag(flags, "record-moved", label, f"the record belongs to cell {record.get('cell_id')}")
         zero = "the record belongs to another cell"
+    framing = record.get("framing")
+    if framing:  # the kernel saw a forged end of a cell: this cell's output may be another's
+        _flag(flags, "framing-forged", label, f"the kernel reports: {framing}")
+        zero = zero or f"the cell's framing was tampered with ({framing})"
     verdicts = classify_streams(record, stdout, stderr)
     edited = [name for name, verdict in verdicts.items() if verdict.kind == "edited"]
     cut = [verdict.describe(name) for name, verdict in verdicts.items() if verdict.kind == "truncated"]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
+import secrets
 import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from .magics.context import CellContext
 from .records import Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
+from .shell.clean import DUMP_VARIABLES, check_command, collect, parse_variables, stop_command
 from .shell.result import CommandResult
 from .shell.session import InputCallback, ShellSession
 from .targets import Target, parse_target
@@ -124,6 +127,7 @@ class Session:
         self._cleanups: dict[str, str] = {}
         self._state: dict[str, Any] = {}
         self._progress: ProgressSink | None = None
+        self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -137,6 +141,7 @@ class Session:
         streams = {name: OutputStream(name, getattr(record, name), limit, on_output) for name in ("stdout", "stderr")}
         ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
         self._progress = on_progress
+        self._stop_checks.clear()
         error: CellFailure | None = None
         try:
             self._execute(ctx, code, streams, on_input)
@@ -208,6 +213,13 @@ class Session:
         record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
         if outcome.timed_out:
             ctx.notice(f"the cell ran past the {self.timeout:g} s timeout and was interrupted")
+        if outcome.framing:
+            # a forged end: this cell's output may hold another's; the shell is not trusted on
+            record.extra["framing"] = outcome.framing
+            ctx.notice(f"{outcome.framing}; this cell's output and checks do not count")
+            if not outcome.shell_ended:
+                self._close_shell(keep_connection=True)
+                outcome.shell_ended = "the shell's framing was tampered with, so the shell was stopped"
         if outcome.shell_ended:
             self.shell = None
             self._ended_notice = outcome.shell_ended
@@ -226,20 +238,54 @@ class Session:
         scripts = []
         for check in ctx.check_scripts:
             points = 1 if check.points is None else check.points
-            note = _why_not_run(error, ctx.outcome)
+            note = _why_not_run(error, ctx.outcome) or ("not run: the cell was interrupted"
+                                                        if self._stop_checks.is_set() else "")
             if note:
                 scripts.append(script_result(check, 1, "", points, note))
                 continue
             try:
-                result = self.run_hidden(f"(\n{check.script}\n)", timeout=self.timeout or 60)
+                result = self.run_check(check.script)
             except (TargetError, ShellError) as exc:
                 scripts.append(script_result(check, 255, "", points, f"not run: {exc}"))
+                continue
+            if result.interrupted or result.timed_out:
+                record.interrupted = record.interrupted or result.interrupted
+                record.timed_out = record.timed_out or result.timed_out
+                what = "interrupted" if result.interrupted else f"stopped after the {self._check_timeout():g} s timeout"
+                scripts.append(script_result(check, result.status, result.output, points, f"the check was {what}"))
                 continue
             scripts.append(script_result(check, result.status, result.output, points))
         for expectation in ctx.expectations:
             record.checks.append(
                 expectation_result(expectation, record.exit_status, record.stdout.text, record.stderr.text))
         record.checks.extend(scripts)
+        if record.extra.get("framing"):
+            for check in record.checks:
+                check.update(passed=False, message=f"not counted: {record.extra['framing']}")
+
+    def _check_timeout(self) -> float:
+        return self.timeout or 60
+
+    def run_check(self, script: str) -> CommandResult:
+        """Run a check script in a clean shell on the target (see shell.clean):
+        the student shell's working directory and variables, none of its
+        functions, aliases, options or PATH."""
+        shell = self._ensure_shell(None)
+        variables = {}
+        if shell.flavour == "bash":
+            variables = parse_variables(self.run_hidden(DUMP_VARIABLES, timeout=10).stdout)
+        tag = f"workshop-check-{secrets.token_hex(6)}"
+        assert self._transport is not None
+        command, program = check_command(script, variables, shell.pid, tag)
+        channel = self._transport.channel(command)
+        try:
+            channel.write(program)
+            result = collect(channel, self._check_timeout(), self._stop_checks)
+            if result.interrupted or result.timed_out:
+                shell.channel.run_aside(stop_command(tag))
+        finally:
+            channel.close()
+        return result
 
     def _failed_check_error(self, record: Record) -> CellFailure | None:
         if self.settings.failed_check != "error":
@@ -375,7 +421,8 @@ class Session:
 
     # ---- outside cells -------------------------------------------------------------
     def interrupt(self) -> None:
-        """Stop the running cell (from any thread)."""
+        """Stop the running cell or its checks (from any thread)."""
+        self._stop_checks.set()
         shell = self.shell
         if shell is not None:
             shell.interrupt()

@@ -1,4 +1,4 @@
-"""The framing protocol between the kernel and its persistent shell.
+"""The framing protocol between the runner and its persistent shell.
 
 The shell is an *interactive* shell (``bash -i`` or ``sh -i``) reading commands
 from a pipe, with its own diagnostics sent to /dev/null.  An interactive shell
@@ -6,15 +6,25 @@ matters for one reason: on SIGINT to its process group it abandons the whole
 command line it is running and goes back to reading the next one, keeping its
 state.  So each cell is delivered as *one* command line:
 
-    { eval '<cell code, quoted>'; } </dev/null >&50 2>&51
+    \\__ws_pre ''; { eval '<cell code, quoted>'; } </dev/null >&50 2>&51; \\__ws_post SEQ TOKEN
 
-followed by a second line, ``\\__ws_post SEQ``, that prints an end marker carrying
-the cell's exit status on both streams.  Whether the cell line finishes, fails
-to parse or is interrupted, the shell goes on to the ``__ws_post`` line, so the
-framing cannot be broken by anything inside the cell.
+``__ws_post`` prints an end marker carrying the cell's exit status on both
+streams.  Markers are ``\0WS<nonce>:<fields>\0`` with a random per-session
+nonce, and an end marker also carries a fresh random TOKEN of its cell.  The
+token reaches the shell only inside the cell's own command line, which bash
+has read completely before the cell's code starts: output of the cell, even
+output that knows the nonce (it is in the driver's functions, which a cell can
+print), cannot end a cell.  An end marker with the nonce but a wrong token is
+a forgery and is reported as such; a real end marker that arrives late (for an
+earlier cell) says that an earlier end was forged, and is reported too.
 
-Markers are ``\\0WS<nonce>:<fields>\\0`` with a random per-session nonce; a cell
-cannot print one by accident, and NUL never appears in a shell string.
+When an interrupt abandons the command line, ``__ws_post`` never runs; the
+runner then sends a line of its own, ``\\__ws_post SEQ TOKEN2``, with a new token.
+The driver calls only builtins, through ``builtin``, and keywords (``[[ ]]``):
+a cell that redefines ``[``, ``test``, ``printf`` or ``kill`` does not reach it.
+A cell that breaks its shell beyond that (shadowing ``builtin`` itself,
+disabling builtins, closing the framing descriptors) is caught by the runner's
+idle probe: the shell waits for input, yet the cell never ended.
 """
 
 from __future__ import annotations
@@ -72,7 +82,8 @@ def hello_line(nonce: str) -> str:
     """First line sent: reports the shell's pid and flavour."""
     return (
         "PS1= PS2= PS4='+ '; unset PROMPT_COMMAND HISTFILE; "
-        f"printf '\\0WS{nonce}:hello:%s:%s\\0' \"$$\" \"${{BASH_VERSION:-sh}}\" >&{BOOT_OUT_FD}\n"
+        f"printf '\\0WS{nonce}:hello:%s:%s|%s\\0' \"$$\" \"${{BASH_VERSION:-sh}}\" "
+        f"\"$(readlink /proc/$$/fd/0 2>/dev/null)\" >&{BOOT_OUT_FD}\n"
     )
 
 
@@ -94,48 +105,54 @@ __ws_errs=
 __ws_bg=
 __ws_pre() {{
   __ws_errs=; __ws_stdin=$1
+  # A syntax error inside `eval` in a `case` can leave bash 5.2's parser unable
+  # to see reserved words; a syntax error in a throwaway `eval` resets it.
+  builtin eval '{{ :; }}' 2>/dev/null || {{ builtin eval ';' 2>/dev/null || builtin :; }}
+  # what an earlier cell changed must not stop this one's end or its interrupt
+  builtin trap '__ws_on_err "$?" "$LINENO"' ERR; builtin trap '__ws_on_debug' DEBUG
+  builtin trap - INT QUIT TERM RETURN; builtin set +T +E; builtin shopt -u extdebug
   # remember the jobs that exist before the cell, to stop only its own on interrupt
-  [ "${{!-}}" = "$__ws_bg" ] || {{ __ws_bg=${{!-}}; jobs -p >"$__ws_dir/jobs"; }}
+  [[ "${{!-}}" == "$__ws_bg" ]] || {{ __ws_bg=${{!-}}; builtin jobs -p >"$__ws_dir/jobs"; }}
 }}
 __ws_reap() {{
-  local p
-  for p in $(jobs -p); do
-    grep -qx "$p" "$__ws_dir/jobs" 2>/dev/null || {{ kill -TERM "$p"; pkill -TERM -P "$p"; }} 2>/dev/null
+  builtin local p
+  for p in $(builtin jobs -p); do
+    grep -qx "$p" "$__ws_dir/jobs" 2>/dev/null || {{ builtin kill -TERM "$p"; pkill -TERM -P "$p"; }} 2>/dev/null
   done
-  printf '{mark}reaped\\0' >&{STDOUT_FD}
+  builtin printf '{mark}reaped\\0' >&{STDOUT_FD}
 }}
 __ws_post() {{
-  local st=$?
-  builtin printf '{mark}end:%s:%s:%s\\0' "$1" "$st" "$__ws_errs" >&{STDOUT_FD}
-  builtin printf '{mark}end:%s\\0' "$1" >&{STDERR_FD}
+  builtin local st=$?
+  builtin printf '{mark}end:%s.%s:%s:%s\\0' "$1" "$2" "$st" "$__ws_errs" >&{STDOUT_FD}
+  builtin printf '{mark}end:%s.%s\\0' "$1" "$2" >&{STDERR_FD}
   __ws_errs=; __ws_stdin=
-  # a test before rm: a process per cell would be most of a cell's cost
-  if [ -e "$__ws_dir/abort" ]; then rm -f "$__ws_dir/abort"; fi
 }}
 __ws_l0=0
 # The traps only call functions: a trap's text is parsed each time it runs, and
 # a function call still parses when a cell has left bash's parser confused.
 __ws_on_err() {{
-  [ "${{BASH_COMMAND#?__ws_}}" = "$BASH_COMMAND" ] &&
+  [[ "${{BASH_COMMAND#?__ws_}}" == "$BASH_COMMAND" ]] &&
     __ws_errs+="$(($2-__ws_l0+1)) $1 ${{BASH_COMMAND//[$'\\n\\t']/ }}"$'\\n'
-  return 0
+  builtin return 0
 }}
 __ws_on_debug() {{
-  # a cell that catches SIGINT still stops at its next command
-  if [ "${{BASH_COMMAND#?__ws_}}" = "$BASH_COMMAND" ] && [ -e "$__ws_dir/abort" ]; then
-    rm -f "$__ws_dir/abort"; kill -INT $$
+  # a cell that catches SIGINT still stops at its next command (the runner
+  # removes the abort flag once the cell has ended)
+  if [[ "${{BASH_COMMAND#?__ws_}}" == "$BASH_COMMAND" && -e "$__ws_dir/abort" ]]; then
+    builtin kill -INT $$
   fi 2>/dev/null
 }}
-trap '__ws_on_err "$?" "$LINENO"' ERR
-trap '__ws_on_debug' DEBUG
+builtin trap '__ws_on_err "$?" "$LINENO"' ERR
+builtin trap '__ws_on_debug' DEBUG
 read() {{
-  case " $* " in *" -u"*) builtin read "$@"; return;; esac
-  if [ -n "$__ws_stdin" ] && [ /dev/stdin -ef /dev/null ]; then
+  case " $* " in *" -u"*) builtin read "$@"; builtin return;; esac
+  if [[ -n "$__ws_stdin" && /dev/stdin -ef /dev/null ]]; then
     # a fresh FIFO per request: a late writer of an earlier answer cannot reach it
-    __ws_n=$((__ws_n+1)); local f="$__ws_dir/in.$__ws_n" st
-    mkfifo "$f" || {{ builtin read "$@"; return; }}
-    printf '{mark}in:%s:' "$__ws_n" >&{STDOUT_FD}; printf '%s\\037' "$@" >&{STDOUT_FD}; printf '\\0' >&{STDOUT_FD}
-    builtin read "$@" <"$f"; st=$?; rm -f "$f"; return $st
+    __ws_n=$((__ws_n+1)); builtin local f="$__ws_dir/in.$__ws_n" st
+    mkfifo "$f" || {{ builtin read "$@"; builtin return; }}
+    builtin printf '{mark}in:%s:' "$__ws_n" >&{STDOUT_FD}; builtin printf '%s\\037' "$@" >&{STDOUT_FD}
+    builtin printf '\\0' >&{STDOUT_FD}
+    builtin read "$@" <"$f"; st=$?; rm -f "$f"; builtin return $st
   else
     builtin read "$@"
   fi
@@ -147,7 +164,7 @@ __ws_complete() {{
   case "$1" in \\$*) compgen -A variable -P '$' -- "${{1#\\$}}" 2>/dev/null;; esac
 }}
 readonly -f __ws_pre __ws_post __ws_reap __ws_complete __ws_on_err __ws_on_debug; readonly __ws_dir
-printf '{mark}ready\\0' >&{STDOUT_FD}
+builtin printf '{mark}ready\\0' >&{STDOUT_FD}
 """
     return common + f"""
 __ws_pre() {{ __ws_stdin=$1; }}
@@ -173,35 +190,49 @@ printf '{mark}ready\\0' >&{STDOUT_FD}
 """
 
 
-def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str) -> str:
-    """The two command lines that run one cell.
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str, token: str) -> str:
+    """The command line that runs one cell and then prints its end marker.
 
     A leading backslash keeps a cell's aliases off the driver's names.  bash's
     driver functions are read-only; POSIX sh cannot protect a function, so there
-    the end-marker line is written out in full and a cell cannot unset it.
+    the end marker is written out in full and a cell cannot unset it.
     """
     flag = "1" if allow_stdin else ""
     STDOUT_FD, STDERR_FD = FDS[flavour]
     if flavour == "bash":
-        body = (
-            f"\\__ws_pre '{flag}'; {{ __ws_l0=$LINENO; builtin eval {quote_bash_line(code)}; }}"
-            f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}"
+        # No reserved word on the line: bash 5.2's parser may not see them until
+        # __ws_pre has reset it (see there).
+        return (
+            f"\\__ws_pre '{flag}'; __ws_l0=$LINENO; builtin eval {quote_bash_line(code)}"
+            f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}; \\__ws_post {seq} {token}\n"
         )
-        # A syntax error inside `eval` in a `case` can leave bash's own parser
-        # unable to see reserved words on the next line (bash 5.2); `{` then
-        # fails, and a syntax error in a throwaway `eval` resets the parser.
-        post = f"\\__ws_post {seq}; {{ :; }} 2>/dev/null || builtin eval ';' 2>/dev/null"
-    else:
-        body = (
-            f"\\__ws_pre '{flag}'; {{ \\eval {shlex.quote(code)}; }}"
-            f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}"
-        )
-        mark = f"\\0WS{nonce}:end:{seq}"
-        post = (
-            f"__ws_st=$?; command printf '{mark}:%s:\\0' \"$__ws_st\" >&{STDOUT_FD}; "
-            f"command printf '{mark}\\0' >&{STDERR_FD}; __ws_stdin="
-        )
-    return f"{body}\n{post}\n"
+    return (
+        f"\\__ws_pre '{flag}'; {{ \\eval {shlex.quote(code)}; }}"
+        f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}; {_sh_post(seq, token, nonce)}\n"
+    )
+
+
+def fallback_line(seq: int, flavour: str, nonce: str, token: str) -> str:
+    """The end of a cell whose command line an interrupt abandoned."""
+    if flavour == "bash":
+        return f"\\__ws_post {seq} {token}\n"
+    return _sh_post(seq, token, nonce) + "\n"
+
+
+def _sh_post(seq: int, token: str, nonce: str) -> str:
+    STDOUT_FD, STDERR_FD = FDS["sh"]
+    mark = f"\\0WS{nonce}:end:{seq}.{token}"
+    return (
+        f"__ws_st=$?; command printf '{mark}:%s:\\0' \"$__ws_st\" >&{STDOUT_FD}; "
+        f"command printf '{mark}\\0' >&{STDERR_FD}; __ws_stdin="
+    )
+
+
+KINDS = frozenset({"hello", "ready", "end", "in", "reaped"})
 
 
 @dataclass
@@ -234,14 +265,18 @@ class MarkerScanner:
             end = buf.find(b"\0", idx + len(prefix))
             if end < 0:
                 break  # marker not complete yet: keep it pending
-            if idx > start:
-                items.append(buf[start:idx])
             body = buf[idx + len(prefix) : end].decode("utf-8", "replace")
             kind, _, rest = body.partition(":")
-            if kind == "in":
-                fields = [rest]
-            else:
-                fields = rest.split(":", 2) if rest else []
+            if kind not in KINDS or buf.startswith(prefix, end):
+                # Output that looks like the start of a marker (a cell may know the
+                # nonce): not a marker when what it holds is none, or when its
+                # closing NUL opens the next marker.  It stays output.
+                items.append(buf[start:end])
+                start = end
+                continue
+            if idx > start:
+                items.append(buf[start:idx])
+            fields = [rest] if kind == "in" else (rest.split(":", 2) if rest else [])
             items.append(Marker(kind, fields))
             start = end + 1
         tail = buf[start:]

@@ -29,10 +29,13 @@ class CommandResult:
     # Why the shell itself ended during the command (exit, exec, a lost connection).
     shell_ended: str | None = None
     failed_commands: list[FailedCommand] = field(default_factory=list)
+    # Why the command's framing cannot be trusted (a forged end marker...): its
+    # output may hold another command's, or miss its own.
+    framing: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == 0 and not (self.interrupted or self.timed_out or self.shell_ended)
+        return self.status == 0 and not (self.interrupted or self.timed_out or self.shell_ended or self.framing)
 
     @property
     def output(self) -> str:

@@ -7,6 +7,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..errors import ShellError
 from .channels import STDERR, STDOUT, Channel, ChannelClosed
@@ -16,8 +17,10 @@ from .framing import (
     bootstrap_command,
     cell_lines,
     driver_script,
+    fallback_line,
     hello_line,
     new_nonce,
+    new_token,
 )
 from .result import CommandResult, FailedCommand
 
@@ -28,6 +31,10 @@ KILL_GRACE = 0.6
 # frames cells (a cell pointed the kernel's descriptors elsewhere, say): it is stopped and
 # the next cell starts a new one.
 UNRESPONSIVE_AFTER = 5.0
+# Seconds of silence in a cell before the runner looks from outside whether the
+# shell is still busy with it (see ShellSession._watch).
+PROBE_AFTER = 1.0
+PROBE_GONE = 3
 
 # bash says this when a job it waits for dies of a signal (an interrupt, or
 # SIGPIPE in `ls | head`) and it has no terminal; it is not the cell's output.
@@ -35,6 +42,55 @@ _TTY_NOISE = re.compile(rb"^bash: \[\d+: \d+ \(\d+\)\] tcsetattr: [^\n]*\n", re.
 
 OutputCallback = Callable[[str, bytes], None]  # ("stdout"|"stderr", data)
 InputCallback = Callable[[str, bool], "str | None"]  # (prompt, password) -> line or None for EOF
+
+
+@dataclass
+class _Cell:
+    """The runner's view of one cell while it runs."""
+
+    seq: int
+    token: str
+    deadline: float | None
+    outcome: CommandResult = field(default_factory=lambda: CommandResult(0))
+    ended: set[int] = field(default_factory=set)  # streams whose end marker came
+    ended_by: str = ""
+    fallback: str = ""  # the token of the line sent after an interrupt
+    escalated: int = 0
+    heard: float = field(default_factory=time.monotonic)  # last output
+    probed: float = 0.0
+    idle: int = 0  # probes in a row that found the shell at its prompt
+
+
+def idle_probe(pid: int, stdin: str) -> str:
+    """Shell code, run beside the shell: exit 3 when it is gone (or a zombie),
+    0 when it waits for its next command line (reading its own input, no
+    children), else 1."""
+    return (  # a subshell: `exit` must not end the SSH side channel's loop
+        f"( p={pid}; set -- $(cat /proc/$p/stat 2>/dev/null); "
+        f"[ $# -gt 2 ] && [ \"$3\" != Z ] || exit {PROBE_GONE}; [ \"$3\" = S ] || exit 1; "
+        f"[ \"$(readlink /proc/$p/fd/0 2>/dev/null)\" = {shlex.quote(stdin)} ] || exit 1; "
+        "set -- $(cat /proc/$p/task/*/children 2>/dev/null); [ $# = 0 ] || exit 1; "
+        "if s=$(cat /proc/$p/syscall 2>/dev/null); then set -- $s; [ \"$2\" = 0x0 ] || exit 1; fi; exit 0 )"
+    )
+
+
+def descendants_kill(pid: int, signal: str, keep_file: str | None = None) -> str:
+    """Shell code that sends ``signal`` to every process below ``pid``: its
+    process tree (so that `setsid` and `timeout` children are found too) and its
+    process group (where `ps` cannot say parents, as busybox's), but not to
+    the processes listed in ``keep_file`` nor below them."""
+    keep = "while ((getline l < keep_file) > 0) keep[l] = 1; " if keep_file else ""
+    kept = f'grep -qx "$p" {shlex.quote(keep_file)} 2>/dev/null || ' if keep_file else ""
+    tree = (
+        f"ps -e -o pid= -o ppid= 2>/dev/null | awk -v root={pid} -v keep_file={shlex.quote(keep_file or '')} '"
+        "BEGIN { " + keep + "} { parent[$1] = $2 } "
+        "END { for (p in parent) { q = p; "
+        "while ((q in parent) && q != root && q != 1 && !(q in keep)) q = parent[q]; "
+        "if (q == root && p != root) print p } }'"
+    )
+    group = f"pgrep -g {pid} 2>/dev/null"
+    return (f"{{ {tree}; {group}; }} | while read -r p; do [ \"$p\" = {pid} ] || {kept}"
+            f"kill -{signal} \"$p\" 2>/dev/null; done")
 
 
 class ShellSession:
@@ -52,6 +108,12 @@ class ShellSession:
         self.flavour = ""
         self.nonce = ""
         self._seq = 0
+        self._stdin = ""  # what the shell's fd 0 is (pipe:[N]): its prompt reads from it
+        # the end tokens of recent cells, which ends were seen, and which token ended each
+        self._tokens: dict[int, set[str]] = {}
+        self._seen: set[tuple[int, str, int]] = set()
+        self._ended_by: dict[int, str] = {}
+        self._fallback_of: dict[int, str] = {}
         self._interrupt_at: float | None = None
         self._lock = threading.Lock()
         self._running = False
@@ -69,7 +131,8 @@ class ShellSession:
         self.channel.write(hello_line(self.nonce).encode())
         hello = self._await_marker("hello", timeout)
         self.pid = int(hello.fields[0])
-        self.flavour = "bash" if hello.fields[1] != "sh" else "sh"
+        version, _, self._stdin = ":".join(hello.fields[1:]).partition("|")  # pipe:[N] holds a colon
+        self.flavour = "bash" if version != "sh" else "sh"
         self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir).encode())
         self._await_marker("ready", timeout)
 
@@ -98,9 +161,17 @@ class ShellSession:
         return self.channel is not None and self.channel.exit_status() is None
 
     def close(self) -> None:
+        """End the shell, what it left running (background jobs, `setsid`
+        children: the whole process tree) and its state directory."""
         if self.channel is not None:
             try:
-                self.channel.run_aside(f"rm -rf {shlex.quote(self.state_dir)}")
+                if self.pid:
+                    self.channel.run_aside(
+                        # the tree first: once the shell is gone its children have other parents
+                        f"{descendants_kill(self.pid, 'KILL')}; kill -KILL -{self.pid} {self.pid} 2>/dev/null; "
+                        f"rm -rf {shlex.quote(self.state_dir)}")
+                else:
+                    self.channel.run_aside(f"rm -rf {shlex.quote(self.state_dir)}")
             except Exception:
                 pass
             self.channel.close()
@@ -118,68 +189,109 @@ class ShellSession:
         if self.channel is None:
             raise ShellError("the shell is not running")
         self._seq += 1
-        seq = str(self._seq)
-        started = time.monotonic()
-        deadline = started + timeout if timeout else None
-        outcome = CommandResult(status=0)
+        cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None)
+        self._tokens[cell.seq] = {cell.token}
+        self._tokens.pop(cell.seq - 64, None)  # markers that late are not coming
         with self._lock:
             self._interrupt_at = None
             self._running = True
         try:
             try:
-                self.channel.write(cell_lines(code, self._seq, self.flavour, on_input is not None, self.nonce).encode())
+                line = cell_lines(code, cell.seq, self.flavour, on_input is not None, self.nonce, cell.token)
+                self.channel.write(line.encode())
             except ChannelClosed:
-                return self._ended(outcome)
-            done_out = done_err = False
-            escalated = 0
-            while not (done_out and done_err):
-                now = time.monotonic()
-                if deadline is not None and now >= deadline and not outcome.interrupted:
-                    outcome.timed_out = True
-                    self.interrupt()
-                wait = 0.2
-                if deadline is not None and not outcome.timed_out:
-                    wait = min(wait, max(deadline - now, 0))
-                with self._lock:
-                    interrupt_at = self._interrupt_at
-                if interrupt_at is not None:
-                    outcome.interrupted = True
-                    if now - interrupt_at >= UNRESPONSIVE_AFTER:
-                        return self._stop_unresponsive(outcome)
-                    escalated = self._escalate(interrupt_at, escalated)
-                    wait = min(wait, 0.05)
-                try:
-                    events = self.channel.read(wait)
-                except ChannelClosed:
-                    events = [(STDOUT, b""), (STDERR, b"")]
-                closed = {stream for stream, data in events if not data}
-                for stream, data in events:
-                    if data:
-                        ended = self._take(stream, data, seq, outcome, on_output, on_input)
-                        done_out, done_err = done_out or ended == STDOUT, done_err or ended == STDERR
-                if closed:
-                    # the shell is gone: what it wrote on the other stream before it went still counts
-                    self._drain(closed, seq, outcome, on_output)
-                    return self._ended(outcome)
+                return self._ended(cell.outcome)
+            ended = self._wait(cell, on_output, on_input)
+            if ended is not None:
+                return ended
         finally:
             with self._lock:
                 if self._interrupt_at is not None:
-                    outcome.interrupted = True
+                    cell.outcome.interrupted = True
                 self._running = False
                 self._interrupt_at = None
-        if outcome.interrupted:
-            if outcome.status == 0:
-                outcome.status = 130
+        if cell.outcome.interrupted:
+            if cell.outcome.status == 0:
+                cell.outcome.status = 130
             self._reap()
-        return outcome
+        return cell.outcome
 
-    def _take(self, stream: int, data: bytes, seq: str, outcome: CommandResult,
-              on_output: OutputCallback, on_input: InputCallback | None) -> int | None:
-        """Pass a chunk's output on and act on its markers; the stream whose
-        end marker for cell ``seq`` it held, else None."""
+    def _wait(self, cell: _Cell, on_output: OutputCallback, on_input: InputCallback | None) -> CommandResult | None:
+        """Read until the cell's end markers; a result when the shell is gone instead."""
+        assert self.channel is not None
+        outcome = cell.outcome
+        while len(cell.ended) < 2:
+            now = time.monotonic()
+            if cell.deadline is not None and now >= cell.deadline and not outcome.interrupted:
+                outcome.timed_out = True
+                self.interrupt()
+            wait = 0.2
+            if cell.deadline is not None and not outcome.timed_out:
+                wait = min(wait, max(cell.deadline - now, 0))
+            with self._lock:
+                interrupt_at = self._interrupt_at
+            if interrupt_at is not None:
+                outcome.interrupted = True
+                if now - interrupt_at >= UNRESPONSIVE_AFTER:
+                    return self._stop(outcome, f"the shell did not finish the cell {UNRESPONSIVE_AFTER:.0f} s "
+                                               "after the interrupt, so it was stopped")
+                cell.escalated = self._escalate(interrupt_at, cell.escalated)
+                self._send_fallback(cell)
+                wait = min(wait, 0.05)
+            try:
+                events = self.channel.read(wait)
+            except ChannelClosed:
+                events = [(STDOUT, b""), (STDERR, b"")]
+            closed = {stream for stream, data in events if not data}
+            for stream, data in events:
+                if data:
+                    self._take(stream, data, cell, on_output, on_input)
+                    cell.heard = now
+            if closed:
+                # the shell is gone: what it wrote on the other stream before it went still counts
+                self._drain(closed, cell, on_output)
+                return self._ended(outcome)
+            verdict = self._watch(cell, now)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def _send_fallback(self, cell: _Cell) -> None:
+        """After an interrupt: the line that ends the cell if the interrupt
+        abandoned its command line (with a token of its own)."""
+        if cell.fallback or self.channel is None:
+            return
+        cell.fallback = new_token()
+        self._tokens[cell.seq].add(cell.fallback)
+        try:
+            self.channel.write(fallback_line(cell.seq, self.flavour, self.nonce, cell.fallback).encode())
+        except ChannelClosed:
+            pass
+
+    def _watch(self, cell: _Cell, now: float) -> CommandResult | None:
+        """Ask from outside the shell, while a cell is silent, whether the shell
+        is gone or back at its prompt without having ended the cell (a cell broke
+        the driver); either ends the cell instead of a wait forever."""
+        if not self._stdin or now - max(cell.heard, cell.probed) < PROBE_AFTER:
+            return None
+        assert self.channel is not None
+        cell.probed = now
+        status = self.channel.run_aside(idle_probe(self.pid, self._stdin)).status
+        if status == PROBE_GONE:
+            cell.outcome.status = cell.outcome.status or 137
+            return self._stop(cell.outcome, "the shell ended (it was killed)")
+        cell.idle = cell.idle + 1 if status == 0 else 0
+        if cell.idle < 2:
+            return None
+        cell.outcome.framing = "the cell broke the shell's framing (it changed what the driver relies on)"
+        cell.outcome.status = cell.outcome.status or 255
+        return self._stop(cell.outcome, "the cell broke the shell's framing, so the shell was stopped")
+
+    def _take(self, stream: int, data: bytes, cell: _Cell, on_output: OutputCallback,
+              on_input: InputCallback | None) -> None:
+        """Pass a chunk's output on and act on its markers."""
         name = "stdout" if stream == STDOUT else "stderr"
         scanner = self._out if stream == STDOUT else self._err
-        ended = None
         for item in scanner.feed(data):
             if isinstance(item, bytes):
                 if stream == STDERR and b"tcsetattr" in item:
@@ -187,18 +299,39 @@ class ShellSession:
                     if not item:
                         continue
                 on_output(name, item)
-            elif item.kind == "end" and item.fields[0] == seq:
-                ended = stream
-                if stream == STDOUT:
-                    outcome.status = int(item.fields[1])
-                    outcome.failed_commands = _parse_failed(item.fields[2])
+            elif item.kind == "end":
+                self._end_marker(stream, item, cell)
             elif item.kind == "in" and stream == STDOUT:
                 self._answer_input(item.fields[0], on_input)
-            # stale markers from an earlier, interrupted cell are dropped
-        return ended
 
-    def _drain(self, closed: set[int], seq: str, outcome: CommandResult, on_output: OutputCallback,
-               patience: float = 1.0) -> None:
+    def _end_marker(self, stream: int, item: Marker, cell: _Cell) -> None:
+        """An end marker: this cell's own, a late one of an earlier cell, or a forgery."""
+        seq_text, _, token = item.fields[0].partition(".") if item.fields else ("", "", "")
+        seq = int(seq_text) if seq_text.isdigit() else -1
+        key = (seq, token, stream)
+        if token not in self._tokens.get(seq, ()):
+            cell.outcome.framing = "the cell's output held a forged end marker"
+            return
+        if key in self._seen:
+            cell.outcome.framing = "an end marker came twice: an earlier cell's end was forged"
+            return
+        self._seen.add(key)
+        if seq != cell.seq:
+            if token != self._ended_by.get(seq) and self._ended_by.get(seq) == self._fallback_of.get(seq):
+                cell.outcome.framing = f"cell {seq} went on after it was interrupted and wrote into later cells"
+            return  # the end of an interrupted line that had already ended: expected
+        if cell.ended and token != cell.ended_by:
+            return  # the other token of this cell, after it ended by one
+        cell.ended.add(stream)
+        cell.ended_by = token
+        self._ended_by[seq] = token
+        if cell.fallback:
+            self._fallback_of[seq] = cell.fallback
+        if stream == STDOUT and len(item.fields) >= 3:
+            cell.outcome.status = int(item.fields[1]) if item.fields[1].lstrip("-").isdigit() else 255
+            cell.outcome.failed_commands = _parse_failed(item.fields[2])
+
+    def _drain(self, closed: set[int], cell: _Cell, on_output: OutputCallback, patience: float = 1.0) -> None:
         """Read what is left on the streams of a shell that ended, up to their EOF."""
         assert self.channel is not None
         deadline = time.monotonic() + patience
@@ -209,7 +342,7 @@ class ShellSession:
                 return
             for stream, data in events:
                 if data:
-                    self._take(stream, data, seq, outcome, on_output, None)
+                    self._take(stream, data, cell, on_output, None)
                 else:
                     closed.add(stream)
 
@@ -226,13 +359,9 @@ class ShellSession:
         self.close()  # also removes the state directory the driver made
         return outcome
 
-    def _stop_unresponsive(self, outcome: CommandResult) -> CommandResult:
-        assert self.channel is not None
-        self.channel.run_aside(f"kill -KILL -{self.pid} 2>/dev/null")
-        outcome.shell_ended = (
-            f"the shell did not finish the cell {UNRESPONSIVE_AFTER:.0f} s after the interrupt, "
-            "so it was stopped"
-        )
+    def _stop(self, outcome: CommandResult, why: str) -> CommandResult:
+        """End the shell and everything it started; the cell ends with ``why``."""
+        outcome.shell_ended = why
         outcome.status = outcome.status or 130
         self.close()
         return outcome
@@ -275,6 +404,7 @@ class ShellSession:
     def _reap(self) -> None:
         """Stop background jobs the interrupted cell started."""
         assert self.channel is not None
+        self.channel.run_aside(f"rm -f {shlex.quote(self.state_dir + '/abort')}")
         self.channel.write(b"\\__ws_reap\n")
         try:
             self._await_marker("reaped", 5.0)
@@ -288,20 +418,15 @@ class ShellSession:
         elapsed = time.monotonic() - since
         pid = self.pid
         abort = shlex.quote(f"{self.state_dir}/abort")
-        jobs = shlex.quote(f"{self.state_dir}/jobs")
-        # Everything in the shell's process group but the shell and the jobs
-        # that earlier cells left running in the background.
-        others = (
-            f"for p in $(pgrep -g {pid} 2>/dev/null || ps -o pid= -g {pid} 2>/dev/null); do "
-            f'[ "$p" = {pid} ] || grep -qx "$p" {jobs} 2>/dev/null || kill -{{sig}} "$p" 2>/dev/null; done'
-        )
+        # Everything below the shell (its process tree: also what left its
+        # process group, as `setsid` and `timeout` do) but the jobs that
+        # earlier cells left running in the background.
         if done == 0 and elapsed >= INTERRUPT_GRACE:
-            self.channel.run_aside(others.format(sig="TERM"))
+            self.channel.run_aside(descendants_kill(pid, "TERM", f"{self.state_dir}/jobs"))
             return 1
         if done == 1 and elapsed >= INTERRUPT_GRACE + KILL_GRACE:
-            self.channel.run_aside(
-                others.format(sig="KILL") + f"; [ -e {abort} ] && kill -INT {pid}"
-            )
+            self.channel.run_aside(descendants_kill(pid, "KILL", f"{self.state_dir}/jobs")
+                                   + f"; [ -e {abort} ] && kill -INT {pid}")
             return 2
         return done
 

@@ -1,0 +1,93 @@
+"""Cells that fight the stop button, kill their own shell or leave processes
+behind: each is stopped cleanly, reported, and leaves nothing running."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+from harness import KernelHarness, clean_env
+
+from workshop.records import StreamDigest, fold_overwrites
+
+
+def _interrupt_after(kernel, seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, kernel.interrupt)
+    timer.start()
+    return timer
+
+
+def _running(pattern: str) -> str:
+    return subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout.strip()
+
+
+def test_an_ignored_sigint_in_one_cell_does_not_disarm_the_stop_button_later(shared_kernel):
+    kernel = shared_kernel
+    assert kernel.run("trap '' INT").status == "ok"
+    _interrupt_after(kernel, 1.0)
+    started = time.monotonic()
+    result = kernel.run("sleep 30; echo AFTER")
+    assert time.monotonic() - started < 10
+    assert "AFTER" not in result.stdout
+    assert result.record["interrupted"] is True
+    assert kernel.run("echo fine").stdout == "fine\n"
+
+
+@pytest.mark.parametrize("command", ["timeout 47 sleep 47", "setsid sleep 48", "setsid -w sleep 49"])
+def test_commands_that_leave_the_process_group_are_stopped_and_the_shell_kept(shared_kernel, command):
+    kernel = shared_kernel
+    kernel.run("export KEPT=yes")
+    _interrupt_after(kernel, 1.0)
+    started = time.monotonic()
+    result = kernel.run(command)
+    assert time.monotonic() - started < 10, "the interrupt did not stop the command"
+    assert result.record["interrupted"] is True
+    assert kernel.run("echo $KEPT").stdout == "yes\n", "the shell and its state were lost"
+    time.sleep(0.5)
+    assert _running(f"^sleep {command.split()[-1]}$") == "", f"{command} keeps running"
+
+
+def test_a_cell_that_kills_its_own_shell_ends_at_once(shared_kernel):
+    """A background job kills the shell while a foreground child keeps the
+    output pipes open: the cell must not wait for that child."""
+    kernel = shared_kernel
+    started = time.monotonic()
+    result = kernel.run("(sleep 1; kill -9 $$) & sleep 15", timeout=30)
+    assert time.monotonic() - started < 8
+    assert result.status == "error"
+    assert "the shell ended" in result.stderr and "connection" not in result.stderr
+    nxt = kernel.run("echo back")
+    assert nxt.stdout == "back\n" and "new shell" in nxt.stderr
+    time.sleep(0.5)
+    assert _running("^sleep 15$") == ""
+
+
+def test_background_jobs_end_with_the_kernel(installed_kernelspec, sshd):
+    for target in ("local", sshd.url):
+        tag = random.randint(100000, 999999)  # this run's own processes
+        pattern = f"^sleep {tag}[123]$"
+        kernel = KernelHarness(clean_env(WORKSHOP_TARGET=target))
+        result = kernel.run(f"sleep {tag}1 & setsid sleep {tag}2 & nohup sleep {tag}3 >/dev/null 2>&1 & echo started")
+        assert result.stdout == "started\n"
+        time.sleep(0.3)
+        assert _running(pattern).count("\n") == 2, "the jobs did not start"
+        kernel.shutdown()
+        deadline = time.monotonic() + 10
+        while _running(pattern) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _running(pattern) == "", f"jobs outlived the {target} kernel"
+
+
+@pytest.mark.timeout(60)
+def test_carriage_return_folding_is_linear():
+    """A 2 MB line followed by 200,000 carriage returns (a progress bar gone
+    wild, or a hostile submission) folds in one pass, live and in the grader."""
+    text = "x" * 2_000_000 + "\ry" * 200_000 + "\n"
+    digest = StreamDigest()
+    for start in range(0, len(text), 65536):
+        digest.add_shown(text[start : start + 65536])
+    assert digest.normalized_hexdigest() is not None
+    assert fold_overwrites(text) == "y" + "x" * 1_999_999 + "\n"
