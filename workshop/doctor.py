@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .shell.leftovers import parse_sweep, sweep_script
 from .targets import Target, TargetError, parse_target
 
 
@@ -113,18 +114,31 @@ echo "kernel=$(uname -sr)"
 """
 
 
-def _probe_output(target: Target) -> tuple[str | None, str]:
-    """Run PROBE on the target; (output, error)."""
+def _probe_output(target: Target) -> tuple[str | None, str, str]:
+    """Run PROBE and the dry-run sweep for dead kernels' leftovers on the
+    target; (probe output, error, sweep output)."""
     transport = target.open()
     try:
         result = transport.exec("sh -c " + shlex.quote(PROBE), timeout=60)
+        sweep = transport.exec("sh -c " + shlex.quote(sweep_script(dry_run=True)), timeout=60)
     except TargetError as exc:
-        return None, str(exc)
+        return None, str(exc), ""
     finally:
         transport.close()
     if not result.stdout.strip():
-        return None, result.problem()
-    return result.stdout, ""
+        return None, result.problem(), ""
+    return result.stdout, "", sweep.stdout
+
+
+def _leftovers_check(sweep_output: str) -> Check:
+    found = parse_sweep(sweep_output)
+    items = [item for listed in found.values() for item in listed]
+    shown = "; ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+    return Check(
+        "leftovers of dead kernels", not found,
+        "none" if not found else f"{len(found)} kernel(s) that died left: {shown}",
+        "run %cleanup in a notebook on this target (any new kernel there removes them too)", False,
+    )
 
 
 def target_checks(spec: str) -> list[Check]:
@@ -149,7 +163,7 @@ def target_checks(spec: str) -> list[Check]:
         target.prepare(None)
     except TargetError as exc:
         return [Check("target reachable", False, str(exc), fix, True)]
-    output, error = _probe_output(target)
+    output, error, sweep = _probe_output(target)
     where = target.describe()
     if output is None:
         return [Check("target reachable", False, error or "no answer", fix, True)]
@@ -180,6 +194,7 @@ def target_checks(spec: str) -> list[Check]:
         "busybox", bb != "no" and "static" in bb, bb if bb != "no" else "not found",
         "apt-get install busybox-static (a static busybox for root file systems)", True,
     ))
+    checks.append(_leftovers_check(sweep))
     return checks
 
 

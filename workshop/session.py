@@ -33,6 +33,7 @@ from .records import Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
 from .shell.clean import DUMP_VARIABLES, check_command, collect, parse_variables, stop_command
+from .shell.leftovers import parse_sweep, sweep_script
 from .shell.result import CommandResult
 from .shell.session import InputCallback, ShellSession
 from .targets import Target, parse_target
@@ -125,6 +126,8 @@ class Session:
         self._transport: Transport | None = None
         self._ended_notice: str | None = None
         self._cleanups: dict[str, str] = {}
+        self._cleanup_files: dict[str, str] = {}  # key -> its file on the target
+        self._notices: list[str] = []  # for the next cell to show (found outside a cell)
         self._state: dict[str, Any] = {}
         self._progress: ProgressSink | None = None
         self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
@@ -185,6 +188,8 @@ class Session:
                 self._run_body(ctx, body, streams, on_input)
         finally:
             ctx.run_after_hooks(lambda exc: self._hook_failed(ctx, exc))
+            while self._notices:
+                ctx.notice(self._notices.pop(0))
 
     @staticmethod
     def _hook_failed(ctx: CellContext, exc: Exception) -> None:
@@ -320,10 +325,26 @@ class Session:
         return upload_through_shell(self.run_hidden, path, data, mode)
 
     def register_cleanup(self, key: str, shell_code: str) -> None:
+        """Shell code that undoes something a magic made; kept on the target
+        too, so that if this kernel dies the next one can run it (shell.leftovers)."""
         self._cleanups[key] = shell_code
+        shell = self._ensure_shell(None)
+        assert shell.channel is not None
+        self._cleanup_files[key] = path = f"{shell.state_dir}/cleanups/{len(self._cleanup_files):06d}"
+        shell.channel.run_aside(f"cat > {shlex.quote(path)}", f"# {key}\n{shell_code}\n".encode())
 
     def forget_cleanup(self, key: str) -> None:
         self._cleanups.pop(key, None)
+        path = self._cleanup_files.pop(key, None)
+        if path and self.shell is not None and self.shell.channel is not None:
+            self.shell.channel.run_aside(f"rm -f {shlex.quote(path)}")
+
+    def sweep_leftovers(self) -> dict[str, list[str]]:
+        """Remove what kernels that died left on this target (their processes,
+        mounts, cgroups, state directories); what was removed, per dead session."""
+        shell = self._ensure_shell(None)
+        result = self.run_hidden(sweep_script(skip=shell.nonce), timeout=120)
+        return parse_sweep(result.stdout)
 
     def cleanup_keys(self) -> list[str]:
         return list(self._cleanups)
@@ -338,7 +359,7 @@ class Session:
                 failed.append(key)
                 continue
             if result.status == 0:
-                del self._cleanups[key]
+                self.forget_cleanup(key)
             else:
                 failed.append(key)
         return failed
@@ -377,11 +398,25 @@ class Session:
                               f"{exc or type(exc).__name__}") from None
         self.target.host_key_fingerprint = self._transport.host_key_fingerprint
         self.shell = shell
+        self._cleanup_files.clear()  # a new shell, a new state directory
+        self._report_leftovers(ctx)
         if self._ended_notice and ctx is not None:
             ctx.notice(f"started a new shell on {self.target.describe()} ({self._ended_notice}); "
                        "cwd, variables and functions from the old shell are gone")
             self._ended_notice = None
         return shell
+
+    def _report_leftovers(self, ctx: CellContext | None) -> None:
+        """A new shell first removes what dead kernels left on the target."""
+        try:
+            found = self.sweep_leftovers()
+        except (TargetError, ShellError):
+            log.warning("looking for leftovers of dead kernels failed", exc_info=True)
+            return
+        if found:
+            what = "; ".join(item for items in found.values() for item in items)
+            self._notices.append(f"removed what {len(found)} kernel(s) that died left on "
+                                 f"{self.target.describe()}: {what}")
 
     def _prepare_target(self) -> None:
         """Let the target get ready (a qemu VM boots on first use)."""

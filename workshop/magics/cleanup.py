@@ -1,4 +1,5 @@
-"""%cleanup — undo what the magics made: mounts, cgroups, snapshot directories."""
+"""%cleanup — undo what the magics made: mounts, cgroups, snapshot directories;
+and remove what kernels that died (``kill -9``) left on the target."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ ARGS = arguments("cleanup")
 
 def run(ctx: CellContext, args: Namespace) -> None:
     keys = ctx.runner.cleanup_keys()
+    dead = ctx.runner.sweep_leftovers()
+    for items in dead.values():
+        for item in items:
+            ctx.print(f"left by a kernel that died: {item}\n")
     if not keys:
-        ctx.print("nothing to clean up\n")
+        if not dead:
+            ctx.print("nothing to clean up\n")
         return
     failed = ctx.runner.run_cleanups()
     for key in reversed([k for k in keys if k not in failed]):

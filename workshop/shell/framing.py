@@ -33,6 +33,8 @@ import secrets
 import shlex
 from dataclasses import dataclass, field
 
+from .leftovers import owner_script
+
 # File descriptors the driver keeps for the real stdout / stderr, so that a
 # cell's own `exec >file` cannot hide the end marker.  POSIX sh only knows
 # single-digit descriptors; bash moves them out of the way of user code.
@@ -96,7 +98,7 @@ __ws_dir={shlex.quote(state_dir)}
 mkdir -p "$__ws_dir" && chmod 700 "$__ws_dir"
 rm -f "$__ws_dir/abort"
 __ws_stdin= __ws_n=0
-"""
+""" + owner_script(state_dir, nonce)
     if flavour == "bash":
         return common + f"""
 exec {STDOUT_FD}>&{BOOT_OUT_FD} {STDERR_FD}>&{BOOT_ERR_FD} {BOOT_OUT_FD}>&- {BOOT_ERR_FD}>&-

@@ -1,0 +1,70 @@
+"""A kernel killed with kill -9 in the middle of its work leaves mounts,
+cgroups, processes and state directories on its target: `workshop doctor`
+reports them and the next kernel on that target removes them."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness import KernelHarness, clean_env
+
+
+def _running(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+def _kill_dead(harness: KernelHarness) -> None:
+    """kill -9 the kernel process, as a crash or an OOM kill would."""
+    os.kill(harness.km.provisioner.process.pid, signal.SIGKILL)
+    harness.km.provisioner.process.wait(10)
+    try:
+        harness.kc.stop_channels()
+    except Exception:
+        pass
+
+
+def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(installed_kernelspec, tmp_path):
+    env = clean_env(WORKSHOP_TARGET="local")
+    tag = random.randint(1_000_000, 9_999_999)
+    rootfs = tmp_path / "rootfs"
+    first = KernelHarness(env)
+    try:
+        assert first.run(f"%rootfs {rootfs}").status == "ok"
+        kept = first.run(f"%%overlay {rootfs} --name keep\ntouch /inside")
+        assert kept.status == "ok", kept.stderr
+        grouped = first.run(f"%%cgroup --name ws-dead-{tag}\nsetsid sleep {tag}1 > /dev/null 2>&1 &")
+        assert grouped.status == "ok", grouped.stderr
+        cgroups = grouped.record["cgroup"]["paths"]
+        assert first.run(f"sleep {tag}2 > /dev/null 2>&1 & echo started").stdout == "started\n"
+    finally:
+        _kill_dead(first)
+    time.sleep(0.5)
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if "/keep/merged" in line]
+    assert mounts, "the named snapshot stays mounted after the kernel died"
+    assert all(Path(p).is_dir() for p in cgroups)
+    assert _running(f"^sleep {tag}2$")
+
+    doctor = subprocess.run([sys.executable, "-m", "workshop", "doctor", "--target", "local"],
+                            capture_output=True, text=True, env=dict(env, COLUMNS="400"), timeout=120)
+    assert "leftovers of dead" in doctor.stdout and "died left" in doctor.stdout, doctor.stdout
+
+    second = KernelHarness(env)
+    try:
+        result = second.run("echo hello")
+        assert result.stdout == "hello\n"
+        assert "that died left" in result.stderr, result.stderr
+        time.sleep(0.3)
+        now = Path("/proc/mounts").read_text()
+        assert all(m not in now for m in mounts), "the dead kernel's snapshot is still mounted"
+        assert not any(Path(p).exists() for p in cgroups), "the dead kernel's cgroup is still there"
+        assert not _running(f"^sleep {tag}[12]$"), "the dead kernel's processes still run"
+        again = second.run("%cleanup")
+        assert "left by a kernel that died" not in again.stdout  # nothing twice
+    finally:
+        second.shutdown()

@@ -1,0 +1,75 @@
+"""What a dead kernel left on its target, found and removed by the next one.
+
+Every shell the runner starts keeps a state directory on the target
+(``/tmp/.workshop-<nonce>``) with an ``owner`` line (the shell's pid, its start
+time and the boot id, so a reused pid or a reboot is not mistaken for it) and a
+``cleanups/`` folder: one file per thing its magics made (a mount, a cgroup),
+holding the shell code that undoes it.  Every process the shell starts inherits
+``WORKSHOP_SESSION=<nonce>``.
+
+A kernel killed with ``kill -9`` cannot clean up.  :func:`sweep_script` finds
+the state directories whose owner is gone, kills the processes of that session,
+runs its cleanups newest first and removes the directory; run with ``dry_run``
+it only reports (``workshop doctor``).  Each line it prints is
+``<nonce><TAB><what>``.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+STATE_PREFIX = ".workshop-"
+SESSION_VARIABLE = "WORKSHOP_SESSION"
+
+
+def owner_script(state_dir: str, nonce: str) -> str:
+    """Driver lines: mark the state directory as this shell's, and every
+    process it starts as this session's."""
+    d = shlex.quote(state_dir)
+    return (
+        f"mkdir -p {d}/cleanups; "
+        f"printf '%s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
+        f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" > {d}/owner; "
+        f"export {SESSION_VARIABLE}={shlex.quote(nonce)}\n"
+    )
+
+
+def sweep_script(state_root: str = "/tmp", dry_run: bool = False, skip: str = "") -> str:
+    """Shell code that cleans (or with ``dry_run`` lists) what dead shells left."""
+    act = "" if dry_run else "1"
+    return f"""(
+boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+for d in {shlex.quote(state_root)}/{STATE_PREFIX}*; do
+  [ -f "$d/owner" ] || continue
+  n=${{d##*/{STATE_PREFIX}}}
+  [ "$n" = {shlex.quote(skip)} ] && continue
+  read -r pid start was < "$d/owner" || continue
+  # alive: the same boot, the same process (start time), and not a zombie
+  if [ "$was" = "$boot" ] && [ -r "/proc/$pid/stat" ] &&
+     [ "$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null)" = "$start" ] &&
+     [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]; then continue; fi
+  for e in /proc/[0-9]*/environ; do
+    p=${{e#/proc/}}; p=${{p%/environ}}
+    tr '\\0' '\\n' < "$e" 2>/dev/null | grep -qx "{SESSION_VARIABLE}=$n" || continue
+    printf '%s\\tprocess %s: %s\\n' "$n" "$p" "$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-80)"
+    [ -n "{act}" ] && kill -KILL "$p" 2>/dev/null
+  done
+  for c in $(ls -r "$d/cleanups" 2>/dev/null); do
+    what=$(head -n 1 "$d/cleanups/$c" | sed 's/^# //')
+    if [ -z "{act}" ]; then printf '%s\\t%s\\n' "$n" "$what"
+    elif sh "$d/cleanups/$c" >/dev/null 2>&1; then printf '%s\\tremoved %s\\n' "$n" "$what"
+    else printf '%s\\tcould not remove %s\\n' "$n" "$what"; fi
+  done
+  if [ -n "{act}" ]; then rm -rf "$d"; else printf '%s\\tstate directory %s\\n' "$n" "$d"; fi
+done
+)"""
+
+
+def parse_sweep(output: str) -> dict[str, list[str]]:
+    """The sweep's report: per dead session, what it found or removed."""
+    found: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        nonce, tab, what = line.partition("\t")
+        if tab:
+            found.setdefault(nonce, []).append(what)
+    return found
