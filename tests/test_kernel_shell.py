@@ -363,3 +363,31 @@ def test_a_magic_below_shell_code_is_an_error_not_a_command(shared_kernel):
     assert result.status == "error"
     assert "line 2: %%chroot comes after shell code" in result.errors[0]["evalue"]
     assert result.stdout == ""
+
+
+def test_the_kernel_advertises_only_what_it_does_and_refuses_subshells(shared_kernel):
+    kernel = shared_kernel
+    msg_id = kernel.kc.kernel_info()
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["supported_features"] == []
+    for request in ("create_subshell_request", "list_subshell_request"):
+        msg = kernel.kc.session.msg(request, {})
+        kernel.kc.control_channel.send(msg)
+        answer = kernel.kc.control_channel.get_msg(timeout=10)
+        assert answer["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+        assert answer["content"]["status"] == "error"
+        assert "not supported" in answer["content"]["evalue"]
+    assert kernel.run("echo after").stdout == "after\n"  # and the kernel goes on
+
+
+def test_is_complete_waits_for_declarations_and_cell_magics(shared_kernel):
+    kernel = shared_kernel
+    assert kernel.is_complete("%expect exit 0")["status"] == "incomplete"
+    assert kernel.is_complete("%expect exit 0\necho hi")["status"] == "complete"
+    assert kernel.is_complete("%%chroot rootfs\necho hi")["status"] == "incomplete"
+    assert kernel.is_complete("%%chroot rootfs\necho hi\n\n")["status"] == "complete"
+    assert kernel.is_complete("echo hi\n%%check")["status"] == "incomplete"
+    assert kernel.is_complete("%lsmagic")["status"] == "complete"
+    reply = kernel.is_complete("if true; then")
+    assert reply["status"] == "incomplete" and reply["indent"] == "  "

@@ -17,7 +17,7 @@ LAYERS = [
     ("targets", {"targets"}),
     ("magics", {"magics"}),
     ("runners", {"session", "runner", "batch", "reports", "importer", "doctor"}),
-    ("front ends", {"kernel", "cli", "pytest_plugin", "kernelspec_install", "__main__"}),
+    ("front ends", {"kernel", "console", "pacing", "cli", "pytest_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.
 LONG_TEMPLATES = {("shell/framing.py", "driver_script")}

@@ -8,17 +8,14 @@ ok, turns interrupts into a stopped cell, and asks the shell for completions.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import json
 import logging
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
@@ -26,6 +23,8 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
 from . import __version__
+from .console import is_complete
+from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
 
@@ -33,10 +32,6 @@ from .settings import Settings
 # output is held back: the shell can print faster than messages leave, and an
 # unbounded queue would grow with the output.
 IOPUB_BACKLOG = 32
-# Pacing under jupyter_server's IOPub limits (StreamPacer): its window, the share
-# of its data limit paced output uses, the least gap between stream messages (the
-# server allows 1,000 a second), characters per message, bytes of a message's headers.
-SERVER_WINDOW, PACED_SHARE, MESSAGE_GAP, CHUNK, HEADERS = 3.0, 0.6, 0.02, 64 * 1024, 2048
 # Characters that end a word for completion purposes.
 _WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
@@ -193,72 +188,34 @@ class WorkshopKernel(Kernel, Settings):
     async def do_is_complete(self, code: str) -> dict:
         return is_complete(code)
 
+    # ---- what this kernel does not do ----------------------------------
+    @property
+    def kernel_info(self) -> dict:
+        # ipykernel advertises subshells and a debugger; one shell per kernel has neither
+        return {**super().kernel_info, "supported_features": []}
+
+    async def create_subshell_request(self, socket, ident, parent) -> None:
+        self._refuse(socket, ident, parent, "create_subshell_reply")
+
+    async def delete_subshell_request(self, socket, ident, parent) -> None:
+        self._refuse(socket, ident, parent, "delete_subshell_reply")
+
+    async def list_subshell_request(self, socket, ident, parent) -> None:
+        self._refuse(socket, ident, parent, "list_subshell_reply")
+
+    async def debug_request(self, stream, ident, parent) -> None:
+        self._refuse(stream, ident, parent, "debug_reply")
+
+    def _refuse(self, socket, ident, parent, reply_type: str) -> None:
+        what = reply_type.removesuffix("_reply").replace("_", " ")
+        text = f"this kernel runs one shell and has no debugger: {what} is not supported"
+        self.session.send(socket, reply_type, {"status": "error", "ename": "NotSupported", "evalue": text,
+                                               "traceback": []}, parent, ident=ident)
+
     # ---- shutdown --------------------------------------------------------
     async def do_shutdown(self, restart: bool) -> dict:
         self.runner.close()
         return {"status": "ok", "restart": restart}
-
-
-class StreamPacer:
-    """Stream messages under a Jupyter server's IOPub rate limits.
-
-    jupyter_server counts, per browser connection, every IOPub message but status,
-    comm_open and execute_input, and the serialized bytes of stream messages, over
-    a sliding window (3 s); above 1,000 messages/s or its data limit (1,000,000
-    bytes/s) it drops all output, display_data too, until both rates are under 80 %.
-    Messages leave MESSAGE_GAP apart at least, bytes at PACED_SHARE of the limit (a
-    token bucket: delays on the way cannot fill a window either); meanwhile the
-    shell's output waits in its pipe, so a fast writer's comes in larger messages.
-    """
-
-    def __init__(self, send: Callable[[str, str], None], data_limit: int) -> None:
-        self._send, self.data_limit, self._rate = send, data_limit, data_limit * PACED_SHARE
-        self._tokens, self._last = float(CHUNK), 0.0  # bytes that may go at once, as of the last message
-        self._sent: collections.deque[tuple[float, int]] = collections.deque()  # (when, bytes)
-
-    def write(self, name: str, text: str) -> None:
-        for start in range(0, len(text), CHUNK):
-            part = text[start : start + CHUNK]
-            cost = len(json.dumps(part, ensure_ascii=False).encode("utf-8", "surrogatepass")) + HEADERS
-            debt = max(-self._tokens, 0.0) / self._rate if self._rate else 0.0
-            delay = self._last + max(MESSAGE_GAP, debt) - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            now = time.monotonic()
-            if self._rate:
-                self._tokens = min(float(CHUNK), self._tokens + (now - self._last) * self._rate) - cost
-            self._last = now
-            self._recent(now).append((now, cost))
-            self._send(name, part)
-
-    def settle(self) -> None:
-        """Wait until the server would pass a message even had it gone over its
-        limit: the bytes of the last window (and slack) under 70 % of the limit."""
-        while self._rate and sum(c for _, c in self._recent(time.monotonic())) > 0.7 * SERVER_WINDOW * self.data_limit:
-            time.sleep(max(self._sent[0][0] + SERVER_WINDOW + 0.5 - time.monotonic(), 0.01))
-
-    def _recent(self, now: float) -> collections.deque[tuple[float, int]]:  # the window, 0.5 s slack
-        while self._sent and self._sent[0][0] < now - SERVER_WINDOW - 0.5:
-            self._sent.popleft()
-        return self._sent
-
-
-def is_complete(code: str) -> dict:
-    """Ask the local bash whether ``code`` parses (for `jupyter console`)."""
-    stripped = code.strip()
-    if not stripped or stripped.startswith("%"):
-        return {"status": "complete"}
-    if code.rstrip("\n").endswith("\\"):
-        return {"status": "incomplete", "indent": ""}
-    try:
-        done = subprocess.run(["bash", "-n"], input=code.encode(), capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return {"status": "unknown"}
-    message = done.stderr.decode(errors="replace")
-    # bash only warns about an unfinished heredoc; a console should wait for more.
-    if "unexpected end of file" in message or "unexpected EOF" in message or "here-document" in message:
-        return {"status": "incomplete", "indent": ""}
-    return {"status": "complete" if done.returncode == 0 else "invalid"}
 
 
 def _red(text: str) -> str:
