@@ -212,9 +212,11 @@ def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str,
             f"\\__ws_pre '{flag}'; __ws_l0=$LINENO; builtin eval {quote_bash_line(code)}"
             f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}; \\__ws_post {seq} {token}\n"
         )
+    # A POSIX sh (busybox ash, dash) abandons the whole command line on a syntax
+    # error inside `eval`: there the end stands on a line of its own.
     return (
         f"\\__ws_pre '{flag}'; {{ \\eval {shlex.quote(code)}; }}"
-        f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}; {_sh_post(seq, token, nonce)}\n"
+        f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}\n{_sh_post(seq, token, nonce)}\n"
     )
 
 
