@@ -23,6 +23,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _established_inodes(port: int) -> set[int]:
+    """Socket inodes of the established TCP connections to local ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode:
+                inodes.add(inode)
+    return inodes
+
+
+def _descendants(root: int) -> list[int]:
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found = []
+    for pid in parent:
+        p = parent[pid]
+        while p > 1 and p != root:
+            p = parent.get(p, 0)
+        if p == root:
+            found.append(pid)
+    return found
+
+
 def find_sshd() -> str | None:
     for candidate in (shutil.which("sshd"), "/usr/sbin/sshd"):
         if candidate and os.path.exists(candidate):
@@ -44,9 +80,34 @@ class Sshd:
         return f"ssh://{self.user}@127.0.0.1:{self.port}?key={self.key}"
 
     def session_pids(self) -> list[int]:
-        """The per-connection sshd processes (children of the listener)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        """The processes that hold a client's connection to this server, sorted.
+
+        They are the ones to kill to drop a connection. Which they are depends
+        on OpenSSH's version: up to 9.7 the listener's child (``sshd: USER@notty``)
+        does; from 9.8 on the listener starts ``sshd-session``, whose privileged
+        monitor forks the process that serves the user, and killing the monitor
+        alone leaves the connection up. So: the listener's descendants that have
+        an established TCP socket on this server's port open.
+        """
+        sockets = {f"socket:[{inode}]" for inode in _established_inodes(self.port)}
+        held = []
+        for pid in _descendants(self.proc.pid):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                        held.append(pid)
+                        break
+                except OSError:
+                    continue
+        return sorted(held)
+
+    def descendant_pids(self) -> list[int]:
+        """Every process below the listener (the sessions and what they run)."""
+        return sorted(_descendants(self.proc.pid))
 
     def url_for(self, user: str, **options: str) -> str:
         """The target spec that logs in as ``user`` with the same client key."""
@@ -60,7 +121,7 @@ class Sshd:
         os.chmod(keys, 0o644)
 
     def stop(self) -> None:
-        for pid in self.session_pids():
+        for pid in self.descendant_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
