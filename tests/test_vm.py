@@ -85,6 +85,9 @@ def booted_vm(vm_image):
     vm.up()
     TIMINGS["boot_to_ssh_s"] = round(time.monotonic() - started, 1)
     TIMINGS["accel"] = vm.state()["accel"]
+    # how much of that the host's other load kept the guest from a CPU (not
+    # counted against WORKSHOP_VM_BOOT_TIMEOUT)
+    TIMINGS["boot_cpu_wait_s"] = vm.state().get("boot_cpu_wait_seconds", 0.0)
     yield vm
     vm.destroy()
     assert not _qemu_pids_for(vm.dir)
@@ -392,3 +395,68 @@ def test_rerun_grading_gives_each_submission_its_own_fresh_vm(vm_image, tmp_path
     assert "wsgrade-" not in _workshop("vm", "list").stdout
     for target in targets:
         assert not _qemu_pids_for(data_dir() / "vms" / target[5:])
+
+
+# ---- the boot wait under load (no VM: a process stands in for qemu) ----------
+
+SPIN = "import os, sys, time\nos.sched_setaffinity(0, {0})\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def _spinners(n: int, seconds: float) -> list[subprocess.Popen]:
+    """n busy loops on CPU 0, each for ``seconds``."""
+    return [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)]) for _ in range(n)]
+
+
+def _end(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_busy_process_shows_the_time_it_waited_for_a_cpu():
+    from workshop.vm.machine import _cpu_wait_seconds
+
+    assert _cpu_wait_seconds(os.getpid()) is not None, "the kernel gives no schedstat"
+    guest, *hogs = procs = _spinners(3, 20)
+    try:
+        before = _cpu_wait_seconds(guest.pid)
+        time.sleep(1.5)
+        waited = _cpu_wait_seconds(guest.pid) - before
+    finally:
+        _end(procs)
+    # three loops share one CPU: each waits about two thirds of the time
+    assert waited > 0.4, waited
+
+
+def test_the_boot_wait_counts_the_guests_own_time(monkeypatch):
+    """A boot that gets a third of a CPU may take three times its timeout on the
+    clock; the error says how long the host's load held it back."""
+    from workshop.vm.machine import BOOT_MAX_STRETCH, VMError
+
+    monkeypatch.setenv("WORKSHOP_VM_BOOT_TIMEOUT", "1")
+    with socket.socket() as s:  # a port where nothing answers
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    notes: list[str] = []
+    guest, *hogs = procs = _spinners(3, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(VMError) as failed:
+            VM("wsload")._await_ssh(guest.pid, port, "tcg", started, notes.append)
+        waited = time.monotonic() - started
+    finally:
+        _end(procs)
+    assert 1.8 < waited <= 1 * BOOT_MAX_STRETCH + 1, waited
+    message = str(failed.value)
+    assert "within 1 s of its own time" in message and "waiting for a CPU" in message, message
+    # a guest that never waits for a CPU (here: one that sleeps) gets the
+    # timeout on the clock, however loaded the host is
+    idle = subprocess.Popen(["sleep", "30"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(VMError) as failed:
+            VM("wsload")._await_ssh(idle.pid, port, "tcg", started, notes.append)
+        assert time.monotonic() - started < 2.5
+        assert "within 1 s;" in str(failed.value)
+    finally:
+        _end([idle])

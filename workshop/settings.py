@@ -57,7 +57,8 @@ class Settings(Configurable):
     vm_accel = Enum(["auto", "kvm", "tcg"], "auto", help="qemu acceleration (WORKSHOP_VM_ACCEL).").tag(
         config=True, env="WORKSHOP_VM_ACCEL")
     vm_boot_timeout = Float(None, allow_none=True,
-                            help="Seconds a VM may take to answer on SSH (WORKSHOP_VM_BOOT_TIMEOUT).").tag(
+                            help="Seconds of its own time a TCG VM may take to answer on SSH; time the "
+                            "host's other load keeps it from a CPU is not counted (WORKSHOP_VM_BOOT_TIMEOUT).").tag(
         config=True, env="WORKSHOP_VM_BOOT_TIMEOUT")
     vm_cpus = Integer(min=1, help="Virtual CPUs of a new VM (WORKSHOP_VM_CPUS).").tag(
         config=True, env="WORKSHOP_VM_CPUS")
