@@ -11,12 +11,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workshop"
 
 # Lowest first.  A module may import its own layer and the ones below it.
 LAYERS = [
-    ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "grading"}),
+    ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
+              "grading"}),
     ("shell", {"shell"}),
     ("vm", {"vm"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
-    ("runners", {"session", "runner", "batch", "reports", "importer", "doctor"}),
+    ("runners", {"session", "runner", "batch", "reports", "feedback", "lms", "assign", "importer", "doctor"}),
     ("front ends", {"kernel", "console", "pacing", "cli", "pytest_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.

@@ -30,6 +30,7 @@ from .grading import (
     run_evidence,
     student_names,
     target_changes,
+    task_answers,
 )
 
 OnResult = Callable[[dict], None]
@@ -161,8 +162,8 @@ def rerun_submission(ref_path: str, path: str, student: str, target: str,
 
 def _rerun_submission(ref_path: str, path: str, student: str, target: str,
                       limits: tuple[float | None, float | None], workdir: str | None) -> dict:
-    """Execute a submission again (with the reference's checks and locked cells
-    restored, the target fixed, in a fresh empty directory, within time limits,
+    """Execute a submission again (with the reference's checks, visible and
+    hidden, its locked and hidden cells restored, the target fixed, in a fresh empty directory, within time limits,
     in a cgroup that is emptied afterwards) and grade the fresh run.  A plain
     function of plain arguments, so that any executor (threads, processes, a
     Dask cluster) can run it."""
@@ -174,6 +175,7 @@ def _rerun_submission(ref_path: str, path: str, student: str, target: str,
     except GradingError as exc:
         return grade_submission(ref, path, student) | {"error": str(exc), "rerun": True}
     evidence = run_evidence(nb)  # of the student's own run: copies are found by these
+    answers = task_answers(ref, nb)  # the student's own text, before the reference's checks go back in
     refused = target_changes(ref, nb, target)
     restore_reference(ref, nb)
     sweep_leftovers()
@@ -184,8 +186,8 @@ def _rerun_submission(ref_path: str, path: str, student: str, target: str,
         prepared.write_text(json.dumps(nb), encoding="utf-8")
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain)
-        result = grade_submission(ref, run.out_path, student)
-    result.update(path=str(path), rerun=True, rerun_target=job_target, evidence=evidence)
+        result = grade_submission(ref, run.out_path, student, score_hidden=True)
+    result.update(path=str(path), rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
     if run.error and not run.timed_out:
         result["flags"].append({"kind": "rerun-error", "cell": None, "message": run.error})

@@ -55,7 +55,7 @@ EXPECT_USAGE = (
     "%expect stdout|stderr-contains TEXT | %expect stdout|stderr empty"
 )
 CHECK_HELP = """\
-%%check [--points N] [--name NAME]
+%%check [--points N] [--name NAME] [--hidden]
     A shell script run on the target right after the cell; exit 0 passes, a line
     'FAIL: reason' gives the reason shown when it fails.  Write it below the
     cell's code: the first line starting with %%check ends the code and starts
@@ -65,6 +65,11 @@ CHECK_HELP = """\
         mkdir -p rootfs/bin
         %%check --points 2 --name rootfs-made
         test -d rootfs/bin || echo "FAIL: rootfs/bin is missing"
+
+    --hidden marks a check of an assignment that students never see: `workshop
+    assign` keeps it in the reference and leaves it out of the student copy, and
+    `workshop grade --rerun` scores it.  %expect lines written at the top of a
+    %%check --hidden section are hidden expectations of the cell.
 
     The script runs in the kernel's shell, not inside the cell's %%chroot or
     %%unshare.  Points default to 1 (or metadata.workshop.points), names to
@@ -94,6 +99,8 @@ class Expectation:
     value: object = None  # int for exit, pattern text for regex, text for contains
     flags: str = ""
     spec: str = ""  # canonical text after "%expect "
+    hidden: bool = False  # written in a %%check --hidden section
+    points: float | None = None  # the --points of its hidden section, if any
 
     @property
     def id(self) -> str:
@@ -119,6 +126,7 @@ class ScriptCheck:
     name: str
     points: float | None = None  # None: not given on the %%check line
     line: str = "%%check"
+    hidden: bool = False  # %%check --hidden: kept out of a student's copy
 
     @property
     def id(self) -> str:
@@ -186,6 +194,7 @@ def _check_arguments() -> MagicArguments:
     parser = MagicArguments("%%check")
     parser.add_argument("--points", type=_points, metavar="N")
     parser.add_argument("--name", type=_check_name, metavar="NAME")
+    parser.add_argument("--hidden", action="store_true")
     return parser
 
 
@@ -210,36 +219,86 @@ CHECK_USAGE = CHECK_ARGUMENTS.usage_line()
 
 
 def parse_check_line(line: str) -> tuple[str | None, float | None]:
-    """Parse ``%%check [--points N] [--name NAME]`` -> (name, points)."""
-    try:
-        call = parse_magic_line(line, cell=True)
-        options = CHECK_ARGUMENTS.parse(call.args)
-    except MagicError as exc:
-        raise CheckSyntaxError(f"{line.strip()}: {exc}") from None
+    """Parse ``%%check [--points N] [--name NAME] [--hidden]`` -> (name, points)."""
+    options = check_options(line)
     return options.name, options.points
 
 
-def split_checks(code: str) -> tuple[str, list[ScriptCheck]]:
-    """Split a cell into (its code, the %%check scripts written below it)."""
+def check_options(line: str) -> argparse.Namespace:
+    """The options of a ``%%check`` line: name, points, hidden."""
+    try:
+        call = parse_magic_line(line, cell=True)
+        return CHECK_ARGUMENTS.parse(call.args)
+    except MagicError as exc:
+        raise CheckSyntaxError(f"{line.strip()}: {exc}") from None
+
+
+def _is_expect_line(line: str) -> bool:
+    stripped = line.strip()
+    return stripped == "%expect" or stripped.startswith(("%expect ", "%expect\t"))
+
+
+def _hidden_expectations(script: str) -> tuple[list[str], str]:
+    """(the %expect lines at the top of a hidden section, the script below them)."""
+    lines = script.split("\n")
+    expects = []
+    i = 0
+    while i < len(lines) and (_is_expect_line(lines[i]) or not lines[i].strip()):
+        if lines[i].strip():
+            expects.append(lines[i].strip())
+        i += 1
+    return expects, "\n".join(lines[i:]).strip("\n")
+
+
+def split_sections(code: str) -> tuple[str, list[ScriptCheck], list[Expectation]]:
+    """Split a cell into (its code, its %%check scripts, the %expect lines of
+    its %%check --hidden sections)."""
     code, sections = cell_grammar.split_checks(code)
     scripts: list[ScriptCheck] = []
+    hidden_expects: list[Expectation] = []
     for n, section in enumerate(sections):
-        name, points = parse_check_line(section.line)
-        name = name or f"check-{n + 1}"
+        options = check_options(section.line)
+        script = section.script
+        if options.hidden:
+            expects, script = _hidden_expectations(script)
+            hidden_expects += [_hidden_expectation(line, options.points) for line in expects]
+            if expects and not script.strip():
+                continue  # a hidden section of %expect lines only
+        elif any(_is_expect_line(line) for line in script.split("\n")):
+            raise CheckSyntaxError(f"{section.line}: %expect lines go at the top of the cell (or at the top of a "
+                                   "%%check --hidden section), not in a check script")
+        name = options.name or f"check-{n + 1}"
         if any(s.name == name for s in scripts):
             raise CheckSyntaxError(f"two checks named '{name}' in one cell; give each its own --name")
-        if not section.script.strip():
+        if not script.strip():
             raise CheckSyntaxError(f"{section.line} has no script below it; usage: {CHECK_USAGE}")
-        scripts.append(ScriptCheck(section.script, name, points, section.line))
+        scripts.append(ScriptCheck(script, name, options.points, section.line, options.hidden))
+    return code, scripts, hidden_expects
+
+
+def _hidden_expectation(line: str, points: float | None) -> Expectation:
+    exp = parse_expect(line.strip()[len("%expect"):])
+    exp.hidden, exp.points = True, points
+    return exp
+
+
+def split_checks(code: str) -> tuple[str, list[ScriptCheck]]:
+    """Split a cell into (the code the kernel runs, the %%check scripts written below it).
+
+    The %expect lines of a %%check --hidden section join the code's own at its
+    top, so that the kernel evaluates them as it does every %expect."""
+    code, scripts, hidden = split_sections(code)
+    if hidden:
+        code = "\n".join([f"%expect {exp.spec}" for exp in hidden] + [code])
     return code, scripts
 
 
 def cell_checks(source: str) -> CellChecks:
     """All checks written in a cell's source (for the grader and the runner)."""
-    code, scripts = split_checks(source)
+    code, scripts, hidden = split_sections(source)
     line_magics, _, _ = cell_grammar.split_cell(code, strict=False)
     expectations = [parse_expect(" ".join(call.args)) for call in line_magics if call.name == "expect"]
-    return CellChecks(expectations, scripts)
+    return CellChecks(expectations + hidden, scripts)
 
 
 # ---- evaluation ------------------------------------------------------------

@@ -55,6 +55,7 @@ from .records import (
     sha256_text,
     stream_matches,
 )
+from .tasks import is_hidden, is_locked, is_task, manual_points
 from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
@@ -265,11 +266,6 @@ def _workshop_meta(cell: dict) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _locked(cell: dict) -> bool:
-    meta = cell.get("metadata") or {}
-    return bool(_workshop_meta(cell).get("locked")) or meta.get("editable") is False
-
-
 # ---- the reference -----------------------------------------------------------
 @dataclass
 class RefCheck:
@@ -283,6 +279,7 @@ class RefCheck:
     expectation: Expectation | None = None
     digest: str | None = None  # of a %%check script
     command: str = ""  # what runs: the cell's code or the check script
+    hidden: bool = False  # %%check --hidden, or in a hidden cell: scored only by a rerun
 
 
 @dataclass
@@ -293,6 +290,19 @@ class RefCell:
     source: str
     locked: bool
     checks: list[RefCheck] = field(default_factory=list)
+    hidden: bool = False  # a cell of hidden checks, left out of the student copy
+
+
+@dataclass
+class RefTask:
+    """A cell where the student works: its checks (its own, and those of the
+    hidden cells right after it) and the points a person gives by hand."""
+
+    cell_id: str
+    label: str
+    kind: str  # "code" or "markdown"
+    manual_points: float = 0.0
+    checks: list[str] = field(default_factory=list)  # keys of its checks
 
 
 @dataclass
@@ -301,10 +311,20 @@ class Reference:
     cells: list[RefCell]
     checks: list[RefCheck]
     targets: set[str] = field(default_factory=set)  # its own %target lines and metadata target
+    tasks: list[RefTask] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # the ids of all its cells, in order
 
     @property
     def max_points(self) -> float:
         return sum(c.points for c in self.checks)
+
+    @property
+    def hidden_points(self) -> float:
+        return sum(c.points for c in self.checks if c.hidden)
+
+    @property
+    def manual_points(self) -> float:
+        return sum(t.manual_points for t in self.tasks)
 
 
 def _points(meta: dict, name: str, given: float | None) -> float:
@@ -321,28 +341,49 @@ def _points(meta: dict, name: str, given: float | None) -> float:
 def load_reference(path: Path | str) -> Reference:
     """The checks (and locked cells) of an instructor's notebook; NoChecksError if it has none."""
     path = Path(path)
-    nb = read_notebook_json(path)
+    return reference_of(read_notebook_json(path), path)
+
+
+def reference_of(nb: dict, path: Path) -> Reference:
+    """The reference a notebook (read as JSON) is; ``path`` names it in messages."""
     cells: list[RefCell] = []
     checks: list[RefCheck] = []
+    tasks: list[RefTask] = []
     keys: set[str] = set()
-    ordinal = 0
+    ordinals = {"code": 0, "markdown": 0}
     for index, cell in enumerate(nb["cells"]):
-        if cell.get("cell_type") != "code":
+        kind = cell.get("cell_type")
+        if kind not in ordinals:
             continue
-        ordinal += 1
-        ref_cell = _reference_cell(path, cell, index, ordinal)
+        ordinals[kind] += 1
+        task = _reference_task(path, cell, kind, ordinals[kind])
+        tasks += [task] if task else []
+        ref_cell = _reference_cell(path, cell, index, ordinals["code"]) if kind == "code" else None
         if ref_cell is None:
             continue
         for check in ref_cell.checks:
             check.key = _unique_key(f"{ref_cell.label}:{check.name}", keys)
             checks.append(check)
+            if tasks and (task or ref_cell.hidden):  # a hidden cell checks the task before it
+                tasks[-1].checks.append(check.key)
         cells.append(ref_cell)
-    if not checks:
+    if not checks and not tasks:
         raise NoChecksError(f"{path}: the reference has no checks (%expect or %%check); nothing to grade")
     targets = {line for cell in nb["cells"] if cell.get("cell_type") == "code"
                for line in _target_lines(multiline_text(cell.get("source")))}
     spec = (nb.get("metadata", {}).get("workshop") or {}).get("target")
-    return Reference(path, cells, checks, targets | ({spec} if isinstance(spec, str) else set()))
+    order = [str(cell.get("id")) for cell in nb["cells"] if cell.get("id")]
+    return Reference(path, cells, checks, targets | ({spec} if isinstance(spec, str) else set()), tasks, order)
+
+
+def _reference_task(path: Path, cell: dict, kind: str, ordinal: int) -> RefTask | None:
+    """The task a cell is, or None."""
+    if not is_task(cell) or is_hidden(cell):
+        return None
+    if not cell.get("id"):
+        raise GradingError(f"{path}: cells have no ids (notebook format 4.5 or later is needed)")
+    label = str(_workshop_meta(cell).get("name") or (f"cell{ordinal}" if kind == "code" else f"text{ordinal}"))
+    return RefTask(cell["id"], label, kind, manual_points(cell))
 
 
 def _reference_cell(path: Path, cell: dict, index: int, ordinal: int) -> RefCell | None:
@@ -353,15 +394,17 @@ def _reference_cell(path: Path, cell: dict, index: int, ordinal: int) -> RefCell
         found = cell_checks(source)
     except CheckSyntaxError as exc:
         raise GradingError(f"{path}: code cell {ordinal}: {exc}") from None
-    locked = _locked(cell)
+    locked = is_locked(cell)
     if not found and not locked:
         return None
     cell_id = cell.get("id")
     if not cell_id:
         raise GradingError(f"{path}: cells have no ids (notebook format 4.5 or later is needed)")
     label = str(meta.get("name") or f"cell{ordinal}")
-    ref_cell = RefCell(cell_id, index, label, source, locked)
+    ref_cell = RefCell(cell_id, index, label, source, locked, hidden=is_hidden(cell))
     ref_cell.checks = _reference_checks(found, meta, cell_id, label, source)
+    for check in ref_cell.checks:
+        check.hidden = check.hidden or ref_cell.hidden
     return ref_cell
 
 
@@ -369,11 +412,12 @@ def _reference_checks(found: CellChecks, meta: dict, cell_id: str, label: str, s
     # What an %expect checks is the cell's code without its check lines.
     code = "\n".join(line for line in split_checks(source)[0].split("\n")
                      if not line.strip().startswith("%expect"))
-    checks = [RefCheck("", cell_id, label, exp.id, "expect", exp.name, _points(meta, exp.name, None), exp,
-                       command=code.strip())
+    checks = [RefCheck("", cell_id, label, exp.id, "expect", exp.name, _points(meta, exp.name, exp.points), exp,
+                       command=code.strip(), hidden=exp.hidden)
               for exp in found.expectations]
     checks += [RefCheck("", cell_id, label, script.id, "check", script.name,
-                        _points(meta, script.name, script.points), None, script.digest, command=script.script)
+                        _points(meta, script.name, script.points), None, script.digest, command=script.script,
+                        hidden=script.hidden)
                for script in found.scripts]
     return checks
 
@@ -393,13 +437,19 @@ def _flag(flags: list[dict], kind: str, cell: str | None, message: str) -> None:
     flags.append({"kind": kind, "cell": cell, "message": message})
 
 
-def grade_submission(ref: Reference, path: Path | str, student: str | None = None) -> dict:
+def grade_submission(ref: Reference, path: Path | str, student: str | None = None, *,
+                     score_hidden: bool = False) -> dict:
     """Grade one executed notebook; the result is plain data (JSON, pickle).
+
+    Hidden checks are not in a student's copy, so a student's own run cannot
+    have run them: they are entered as ``needs-rerun`` (no points, and saying
+    why) unless ``score_hidden``, for a run the grader made itself with the
+    reference's checks put back (a rerun, or ``workshop run`` of the reference).
 
     A malformed notebook or record scores nothing and says so; it never stops
     the grading of the others."""
     try:
-        return _grade_submission(ref, Path(path), student)
+        return _grade_submission(ref, Path(path), student, score_hidden)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
         why = " ".join(str(exc).split())[:200]
         return _unreadable(ref, Path(path), student, f"{display_path(path)}: the notebook or one of its records "
@@ -416,6 +466,8 @@ def _empty_result(ref: Reference, path: Path, student: str | None, error: str | 
         "checks": {},
         "flags": [],
         "cells": {},
+        "answers": {},  # the student's own text of each task
+        "manual": {t.label: t.manual_points for t in ref.tasks if t.manual_points},  # points to give by hand
     }
 
 
@@ -427,24 +479,28 @@ def _unreadable(ref: Reference, path: Path, student: str | None, message: str) -
     return result
 
 
-def _grade_submission(ref: Reference, path: Path, student: str | None) -> dict:
+def _grade_submission(ref: Reference, path: Path, student: str | None, score_hidden: bool) -> dict:
     try:
         nb = read_notebook_json(path)
     except GradingError as exc:
         return _unreadable(ref, path, student, str(exc))
     result = _empty_result(ref, path, student)
     result["evidence"] = run_evidence(nb)
+    result["answers"] = task_answers(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
     positions = {cell.get("id"): i for i, cell in enumerate(nb["cells"])}
     ran: list[tuple[int, str, dict]] = []  # (position in submission, label, record) of checked cells
     for ref_cell in ref.cells:
+        if ref_cell.hidden and not score_hidden:  # not in the student's copy: nothing to look at
+            result["checks"].update((check.key, _needs_rerun(check)) for check in ref_cell.checks)
+            continue
         cell = by_id.get(ref_cell.id)
         if cell is None:
             _flag(result["flags"], "cell-missing", ref_cell.label, "the cell was deleted")
             for check in ref_cell.checks:
                 result["checks"][check.key] = _check_entry(check, False, "the cell was deleted", "missing")
             continue
-        record = _grade_cell(result, ref_cell, cell)
+        record = _grade_cell(result, ref_cell, cell, score_hidden)
         if record is not None:
             ran.append((positions.get(ref_cell.id, 0), ref_cell.label, record))
     _order_flags(ran, result["flags"])
@@ -452,7 +508,7 @@ def _grade_submission(ref: Reference, path: Path, student: str | None) -> dict:
     return result
 
 
-def _grade_cell(result: dict, ref_cell: RefCell, cell: dict) -> dict | None:
+def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, score_hidden: bool = False) -> dict | None:
     """Flag one submitted cell and enter its checks' results; the record its checks were graded on."""
     flags: list[dict] = result["flags"]
     source = multiline_text(cell.get("source"))
@@ -472,6 +528,9 @@ def _grade_cell(result: dict, ref_cell: RefCell, cell: dict) -> dict | None:
     recorded = {c.get("id"): c for c in (record or {}).get("checks", []) if isinstance(c, dict)}
     failing = False
     for check in ref_cell.checks:
+        if check.hidden and not score_hidden:
+            result["checks"][check.key] = _needs_rerun(check)
+            continue
         entry = _grade_check(flags, check, record, recorded.get(check.id), zero, None if cut else (stdout, stderr))
         failing = failing or not entry["passed"]
         result["checks"][check.key] = entry
@@ -564,7 +623,50 @@ def _check_entry(check: RefCheck, passed: bool, message: str, status: str, got: 
         "message": message,
         "expected": check.expectation.describe() if check.expectation else "the check script passes",
         "got": got,
+        "hidden": check.hidden,
     }
+
+
+NEEDS_RERUN = "needs-rerun"
+
+
+def _needs_rerun(check: RefCheck) -> dict:
+    """A hidden check graded from a student's own run: not judged, and saying why."""
+    return _check_entry(check, False, "a hidden check: scored only when the submission runs again "
+                                      "(workshop grade --rerun)", NEEDS_RERUN)
+
+
+# ---- what the student wrote ----------------------------------------------------
+ANSWER_KEEP = 20000  # characters of a task's text kept for the feedback page
+
+
+def student_code(source: str) -> str:
+    """A code cell as the student wrote it: without the %expect lines and %%check sections of the release."""
+    code = split_checks_text(source)
+    return "\n".join(line for line in code.split("\n") if not line.strip().startswith("%expect")).strip("\n")
+
+
+def split_checks_text(source: str) -> str:
+    """The code of a cell above its first %%check line (whatever the check lines say)."""
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        if is_check_line(line):
+            return "\n".join(lines[:i])
+    return source
+
+
+def task_answers(ref: Reference, nb: dict) -> dict[str, str | None]:
+    """The student's own text of each task (None: the cell was deleted)."""
+    by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("id")}
+    answers: dict[str, str | None] = {}
+    for task in ref.tasks:
+        cell = by_id.get(task.cell_id)
+        if cell is None:
+            answers[task.label] = None
+            continue
+        text = multiline_text(cell.get("source"))
+        answers[task.label] = tail(student_code(text) if task.kind == "code" else text, ANSWER_KEEP)
+    return answers
 
 
 # ---- what ties a submission to a run: sessions and records ---------------------
@@ -648,11 +750,13 @@ def target_changes(ref: Reference, nb: dict, target: str) -> list[dict]:
 
 # ---- restoring the reference's checks in a submission ------------------------
 def restore_reference(ref: Reference, nb: dict) -> None:
-    """Put the reference's checks (and locked cells) back into a submission."""
+    """Put the reference's checks (visible and hidden), its locked cells and its
+    hidden cells back into a submission; the student's own code stays."""
+    _put_back_hidden_cells(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"]}
     for ref_cell in ref.cells:
         cell = by_id.get(ref_cell.id)
-        if cell is None:
+        if cell is None or ref_cell.hidden:
             continue
         if ref_cell.locked:
             cell["source"] = ref_cell.source
@@ -667,6 +771,24 @@ def restore_reference(ref: Reference, nb: dict) -> None:
                 break
         lines = [line for line in lines if not line.strip().startswith("%expect")]
         cell["source"] = "\n".join(ref_expects + lines + ref_checks)
+
+
+def _put_back_hidden_cells(ref: Reference, nb: dict) -> None:
+    """Insert the reference's hidden cells where the reference has them (after the
+    nearest earlier cell the submission has); a cell of the submission that
+    claims a hidden cell's id is replaced."""
+    hidden = {c.id: c for c in ref.cells if c.hidden}
+    if not hidden:
+        return
+    nb["cells"] = [cell for cell in nb["cells"] if cell.get("id") not in hidden]
+    for k, cell_id in enumerate(ref.order):
+        if cell_id not in hidden:
+            continue
+        ids = [cell.get("id") for cell in nb["cells"]]
+        before = next((ids.index(i) for i in reversed(ref.order[:k]) if i in ids), -1)
+        nb["cells"].insert(before + 1, {
+            "cell_type": "code", "id": cell_id, "execution_count": None, "outputs": [],
+            "metadata": {"workshop": {"hidden": True, "locked": True}}, "source": hidden[cell_id].source})
 
 
 # ---- naming submissions, and the graded class ----------------------------------
@@ -725,9 +847,11 @@ class Report:
             "max_points": self.reference.max_points,
             "checks": [
                 {"key": c.key, "cell_id": c.cell_id, "cell": c.label, "kind": c.kind, "name": c.name,
-                 "points": c.points}
+                 "points": c.points, "hidden": c.hidden}
                 for c in self.reference.checks
             ],
+            "tasks": [{"cell_id": t.cell_id, "label": t.label, "kind": t.kind, "checks": t.checks,
+                       "manual_points": t.manual_points} for t in self.reference.tasks],
             "submissions": self.results,
         }
 
@@ -735,7 +859,8 @@ class Report:
 # cell_record, cell_streams and stream_matches now live in workshop.records; the
 # names stay importable from here for older callers (tests/test_checks.py).
 __all__ = [
-    "GradingError", "NoChecksError", "RefCell", "RefCheck", "Reference", "Report", "cell_record", "cell_streams",
+    "NEEDS_RERUN", "GradingError", "NoChecksError", "RefCell", "RefCheck", "RefTask", "Reference", "Report",
+    "cell_record", "cell_streams", "student_code", "task_answers",
     "display_path", "expand_paths", "flag_shared_runs", "grade_submission", "load_reference", "read_notebook_json",
-    "restore_reference", "run_evidence", "stream_matches", "student_names", "target_changes",
+    "reference_of", "restore_reference", "run_evidence", "stream_matches", "student_names", "target_changes",
 ]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-from .grading import Report
+from .grading import NEEDS_RERUN, Report
 
 if TYPE_CHECKING:
     from .runner import NotebookResult
@@ -84,12 +84,25 @@ def to_csv(report: Report) -> str:
     for r in report.results:
         writer.writerow([
             csv_text(str(r["student"])),
-            *(_num(r["checks"][k]["earned"]) for k in keys),
+            *(_earned(r["checks"][k]) for k in keys),
             _num(r["total"]),
             _num(r["max"]),
             csv_text("; ".join(sorted({f["kind"] for f in r["flags"]}))),
         ])
     return buf.getvalue()
+
+
+def _earned(entry: dict) -> str:
+    """Points earned, or nothing for a hidden check not judged (it needs --rerun)."""
+    return "" if entry.get("status") == NEEDS_RERUN else _num(entry["earned"])
+
+
+def unjudged(report: Report) -> tuple[int, float]:
+    """How many hidden checks of the reference were not judged (no rerun), and their points."""
+    if any(r.get("rerun") for r in report.results):
+        return 0, 0.0
+    hidden = [c for c in report.reference.checks if c.hidden]
+    return len(hidden), sum(c.points for c in hidden)
 
 
 def to_json(report: Report) -> str:
@@ -135,14 +148,62 @@ def print_table(report: Report, console=None) -> None:
     table.add_column("flags", style="yellow")
     n = len(report.reference.checks)
     for r in report.results:
-        failed = [k for k, c in r["checks"].items() if not c["passed"]]
-        passed = n - len(failed)
+        failed = [k for k, c in r["checks"].items() if not c["passed"] and c.get("status") != NEEDS_RERUN]
+        passed = sum(1 for c in r["checks"].values() if c["passed"])
         shown = ", ".join(failed[:4]) + (f" +{len(failed) - 4}" if len(failed) > 4 else "")
         style = "red" if r["error"] else ("green" if not failed else None)
         table.add_row(terminal_text(str(r["student"])), f"{_num(r['total'])}/{_num(r['max'])}", f"{passed}/{n}",
                       terminal_text(shown), terminal_text(", ".join(sorted({f["kind"] for f in r["flags"]}))),
                       style=style)
     console.print(table)
+    count, points = unjudged(report)
+    if count:
+        console.print(f"[yellow]{count} hidden check{'s' if count > 1 else ''} ({_num(points)} points) not judged: "
+                      "a student's own run never ran them; grade with --rerun to score them[/yellow]", highlight=False)
+    if report.reference.manual_points:
+        console.print(f"{_num(report.reference.manual_points)} points are to grade by hand "
+                      f"({terminal_text(', '.join(t.label for t in report.reference.tasks if t.manual_points))}); "
+                      "they are in no total here", highlight=False)
+
+
+def print_self_check(report: Report, assignment: dict | None, console=None) -> bool:
+    """A student's own notebook against its own (visible) checks, on the terminal; whether all passed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    result = report.results[0]
+    table = Table(title=terminal_text(f"{report.reference.path.name}: the checks in your notebook"))
+    for column, justify in (("", "left"), ("check", "left"), ("points", "right"), ("what it says", "left")):
+        table.add_column(column, justify=justify)
+    for check in report.reference.checks:
+        entry = result["checks"][check.key]
+        mark = "[green]✔[/green]" if entry["passed"] else "[yellow]…[/yellow]" if entry["status"] == NEEDS_RERUN \
+            else "[red]✘[/red]"
+        table.add_row(mark, terminal_text(check.key), f"{_num(entry['earned'])}/{_num(check.points)}",
+                      terminal_text(entry["message"] or ("" if entry["passed"] else entry["status"])))
+    console.print(table)
+    for flag in result["flags"]:
+        where = f" ({flag['cell']})" if flag.get("cell") else ""
+        console.print(f"[yellow]{terminal_text(flag['kind'] + where)}[/yellow]: {terminal_text(flag['message'])}",
+                      highlight=False)
+    judged = [c for c in report.reference.checks if result["checks"][c.key]["status"] != NEEDS_RERUN]
+    passed = all(result["checks"][c.key]["passed"] for c in judged)
+    score = f"Visible checks: {_num(result['total'])} of {_num(sum(c.points for c in judged))} points."
+    others = []
+    if isinstance(assignment, dict):
+        for key, words in (("hidden_points", "of hidden checks (your instructor's grading runs them)"),
+                           ("manual_points", "graded by hand")):
+            value = assignment.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                others.append(f"{_num(value)} points {words}")
+    if others:
+        score += " Not in this score: " + "; ".join(others) + "."
+    console.print(f"[{'green' if passed and not result['flags'] else 'yellow'}]{terminal_text(score)}[/]",
+                  highlight=False)
+    console.print("Nothing was run again: this reads the results saved in the notebook, so save it after "
+                  "running every cell, in order, in one session.", highlight=False)
+    return passed and not result["flags"]
 
 
 def write_reports(report: Report, csv_path: Path | None = None, html_path: Path | None = None,
@@ -197,6 +258,6 @@ def _junit_suite(suites: ET.Element, result: NotebookResult) -> None:
 
 
 __all__ = [
-    "csv_text", "junit_xml", "print_proof", "print_table", "proof", "terminal_text", "to_csv", "to_html",
-    "to_json", "write_reports",
+    "csv_text", "junit_xml", "print_proof", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
+    "to_json", "unjudged", "write_reports",
 ]

@@ -1,0 +1,103 @@
+"""What a cell is in an assignment, as its ``metadata.workshop`` says.
+
+- ``task``: the student's work goes here (``true`` in a source notebook; in a
+  release ``{"points": N}``, the points of the cell's checks, which the kernel
+  shows in the cell's badge);
+- ``manual_points``: points a person gives by hand (a Markdown answer, say);
+- ``locked``: the student must not change the cell (nbgrader's ``editable:
+  false`` counts too);
+- ``hidden``: a cell of checks the students never see: the reference keeps it,
+  the student copy leaves it out.
+
+Pure helpers over plain notebook JSON, for the author's tool, the grader and
+the kernel's badge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def workshop_meta(cell: dict) -> dict:
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    found = meta.get("workshop") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and value == value:
+        return float(value)
+    return None
+
+
+def manual_points(cell: dict) -> float:
+    """Points a person gives this cell by hand (0 when none)."""
+    return _number(workshop_meta(cell).get("manual_points")) or 0.0
+
+
+def is_task(cell: dict) -> bool:
+    meta = workshop_meta(cell)
+    return bool(meta.get("task")) or manual_points(cell) > 0
+
+
+def is_hidden(cell: dict) -> bool:
+    return bool(workshop_meta(cell).get("hidden"))
+
+
+def is_locked(cell: dict) -> bool:
+    meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+    return bool(workshop_meta(cell).get("locked")) or meta.get("editable") is False or is_hidden(cell)
+
+
+def task_points(cell: dict) -> float | None:
+    """The points a released task cell announces (its checks'), or None."""
+    task = workshop_meta(cell).get("task")
+    return _number(task.get("points")) if isinstance(task, dict) else None
+
+
+# ---- the kernel's side: which task a running cell is ----------------------------
+def record_task(cell_meta: dict | None) -> dict:
+    """What goes into a cell's record about its task: ``{"task": {"points": N,
+    "manual_points": M}}``, or nothing for a cell that is no task.
+
+    ``cell_meta`` is the metadata of the execute request.  ``workshop run`` (and
+    any client that does the same) sends the cell's own ``workshop`` metadata in
+    it; JupyterLab sends the cell's id (``cellId``), and the cell is then looked
+    up in the notebook the Jupyter server names in ``JPY_SESSION_NAME``."""
+    if not isinstance(cell_meta, dict):
+        return {}
+    cell = {"metadata": {"workshop": cell_meta["workshop"]}} if isinstance(cell_meta.get("workshop"), dict) else None
+    if cell is None and isinstance(cell_meta.get("cellId"), str):
+        cell = _saved_cell(os.environ.get("JPY_SESSION_NAME", ""), cell_meta["cellId"])
+    if not cell or not is_task(cell):
+        return {}
+    task = {"points": task_points(cell) or 0.0}
+    if manual_points(cell):
+        task["manual_points"] = manual_points(cell)
+    return {"task": task}
+
+
+_SAVED: dict[str, tuple[tuple[int, int], dict[str, dict]]] = {}  # path -> ((mtime, size), cells by id)
+_MAX_SAVED_BYTES = 32 * 2**20
+
+
+def _saved_cell(path: str, cell_id: str) -> dict | None:
+    """A cell of the notebook saved at ``path`` (read again only when it changed)."""
+    if not path.endswith(".ipynb"):
+        return None
+    try:
+        info = os.stat(path)
+        stamp = (info.st_mtime_ns, info.st_size)
+        cached = _SAVED.get(path)
+        if cached is None or cached[0] != stamp:
+            if info.st_size > _MAX_SAVED_BYTES:
+                return None
+            with open(path, encoding="utf-8") as fh:
+                cells = json.load(fh).get("cells", [])
+            cached = (stamp, {c["id"]: c for c in cells if isinstance(c, dict) and isinstance(c.get("id"), str)})
+            _SAVED.clear()  # one notebook per kernel
+            _SAVED[path] = cached
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return None
+    return cached[1].get(cell_id)
