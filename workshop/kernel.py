@@ -95,7 +95,7 @@ class WorkshopKernel(Kernel, Settings):
             on_output=None if silent else pacer.write if pacer else self._stream,
             on_input=self._input if allow_stdin else None,
             on_progress=None if silent else self._progress_display(),
-            cell_id=cell_id,
+            cell_id=cell_id, cell_meta=cell_meta,
             execution_count=self.execution_count,
             session_id=self.session.session if self.session else "",
         )

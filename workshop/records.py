@@ -261,7 +261,8 @@ def _stream_dict(digest: StreamDigest) -> dict:
 
 def _summary(data: dict) -> tuple[bool, str]:
     ok = data["status"] == "ok" and all(c.get("passed") for c in data.get("checks", []))
-    parts = [f"exit {data['exit_status']}"]
+    parts = [_task_text(data["task"])] if isinstance(data.get("task"), dict) else []
+    parts.append(f"exit {data['exit_status']}")
     if data.get("timed_out"):
         parts.append("timed out")
     elif data.get("interrupted"):
@@ -294,6 +295,16 @@ def badge_html(data: dict) -> str:
         f"<div class='workshop-record' style='font:12px monospace;color:{color}'>"
         f"{'✔' if ok else '✘'} {html.escape(summary)}{checks}</div>"
     )
+
+
+def _task_text(task: dict) -> str:
+    """``task · 3 points`` (``+ 2 by hand``): what a task cell of an assignment is worth."""
+    def amount(value) -> float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+    points, manual = amount(task.get("points")), amount(task.get("manual_points"))
+    text = f"task · {points:g} point{'' if points == 1 else 's'}" if points or not manual else "task"
+    return text + (f" + {manual:g} by hand" if manual else "")
 
 
 def _duration(seconds: float) -> str:

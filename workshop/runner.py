@@ -146,11 +146,13 @@ def run_notebook(
 
     cgroup = KernelCgroup.create() if contain else None
     try:
+        metadata = CellMetadata()
         client = NotebookClient(
             nb,
             kernel_name="workshop",
             allow_errors=allow_errors,
             resources={"metadata": {"path": str(workdir or path.parent)}},
+            on_cell_execute=lambda cell, cell_index: metadata.before(client, cell),
             on_cell_executed=cell_executed,
             timeout=timeout + 30 if timeout else None,  # the kernel stops a cell itself after ``timeout``
             kernel_manager_class=_manager_in(cgroup) if cgroup else AsyncKernelManager,
@@ -169,6 +171,38 @@ def run_notebook(
     result.checks = notebook_checks(source, result.out_path)
     result.duration = time.monotonic() - started
     return result
+
+
+class CellMetadata:
+    """Sends each cell's id and ``workshop`` metadata with its execute request (as
+    JupyterLab sends the id), so that its record names the cell and a task cell's
+    badge shows that it is a task, and its points."""
+
+    def __init__(self) -> None:
+        self.cell: dict | None = None
+
+    def before(self, client: NotebookClient, cell: dict) -> None:
+        self.cell = cell
+        session = client.kc.session if client.kc is not None else None
+        if session is None or getattr(session, "_workshop_cell_metadata", None) is self:
+            return
+        send = session.msg
+
+        def msg(msg_type, content=None, parent=None, header=None, metadata=None):
+            if msg_type == "execute_request" and self.cell is not None:
+                metadata = {**(metadata or {}), **self.request_metadata(self.cell)}
+            return send(msg_type, content, parent, header, metadata)
+
+        session.msg = msg
+        session._workshop_cell_metadata = self
+
+    @staticmethod
+    def request_metadata(cell: dict) -> dict:
+        found: dict = {"cellId": cell["id"]} if isinstance(cell.get("id"), str) else {}
+        workshop = (cell.get("metadata") or {}).get("workshop")
+        if isinstance(workshop, dict):
+            found["workshop"] = dict(workshop)
+        return found
 
 
 def _kernel_env(path: Path, nb: nbformat.NotebookNode, target: str | None, timeout: float | None,
@@ -438,7 +472,7 @@ def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[Check
         raise NotebookError(str(exc)) from None
     finally:
         os.unlink(fh.name)
-    graded = grade_submission(ref, executed)
+    graded = grade_submission(ref, executed, score_hidden=True)  # this run had every check of its source
     index = {cell.id: cell.index for cell in ref.cells}
     results = []
     for check in ref.checks:

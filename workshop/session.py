@@ -37,6 +37,7 @@ from .shell.leftovers import parse_sweep, sweep_script
 from .shell.result import CommandResult
 from .shell.session import InputCallback, ShellSession
 from .targets import Target, parse_target
+from .tasks import record_task
 
 OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
 ProgressSink = Callable[[str], None]  # a step of getting the target ready
@@ -136,10 +137,11 @@ class Session:
     # ---- a cell ----------------------------------------------------------------
     def run_cell(self, code: str, *, on_output: OutputSink | None = None, on_input: InputCallback | None = None,
                  on_progress: ProgressSink | None = None, cell_id: str | None = None,
-                 execution_count: int = 0, session_id: str = "") -> CellRun:
-        """Run one cell; its output goes to ``on_output`` as it comes (None: not shown)."""
+                 execution_count: int = 0, session_id: str = "", cell_meta: dict | None = None) -> CellRun:
+        """Run one cell; its output goes to ``on_output`` as it comes (None: not shown).
+        ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
-                        target=self.target.as_record(), started=now(), source=code)
+                        target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta))
         limit = self.settings.output_limit
         streams = {name: OutputStream(name, getattr(record, name), limit, on_output) for name in ("stdout", "stderr")}
         ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
