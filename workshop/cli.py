@@ -200,6 +200,60 @@ def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...]
             executor.close()
 
 
+@main.command("assign")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Write OUT/student/NAME.ipynb and OUT/reference/NAME.ipynb here.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Run each reference headless first; refuse to release when its own solution fails a check.")
+@click.option("--target", help="With --verify: where the reference runs (default: its metadata.workshop.target, "
+                               "$WORKSHOP_TARGET or local).")
+@click.option("--timeout", type=float, default=120, show_default=True,
+              help="With --verify: stop any cell of the reference after this many seconds.")
+def assign_command(sources: tuple[Path, ...], out_dir: Path, verify: bool, target: str | None,
+                   timeout: float) -> None:
+    """Release assignments: a student copy (solutions and hidden checks removed) and a reference per SOURCE."""
+    from .assign import release
+    from .errors import AssignmentError
+
+    try:
+        releases = release(sources, out_dir, verify_reference=verify, target=target, timeout=timeout or None,
+                           on_step=lambda step: click.echo(step, err=True))
+    except AssignmentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for rel in releases:
+        for note in rel.notes:
+            click.echo(f"note: {rel.source}: {note}", err=True)
+        ref = rel.ref
+        click.echo(f"released {rel.name}: {len(ref.tasks)} tasks, {ref.max_points:g} points from checks "
+                   f"({ref.hidden_points:g} of them hidden), {ref.manual_points:g} to grade by hand"
+                   f"{'' if verify else '; not verified (--no-verify)'}")
+        click.echo(f"  for students: {out_dir / 'student' / (rel.name + '.ipynb')}")
+        click.echo(f"  reference:    {out_dir / 'reference' / (rel.name + '.ipynb')}")
+
+
+@main.command("check")
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+def check_command(notebook: Path) -> None:
+    """Your score from the visible checks of NOTEBOOK, before you hand it in (nothing runs again)."""
+    from rich.console import Console
+
+    from .errors import GradingError
+    from .grading import Report, grade_submission, load_reference, read_notebook_json
+    from .reports import print_self_check, terminal_text
+
+    console = Console(emoji=False)
+    try:
+        ref = load_reference(notebook)
+        assignment = (read_notebook_json(notebook).get("metadata", {}).get("workshop") or {}).get("assignment")
+    except GradingError as exc:
+        console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    result = grade_submission(ref, notebook, "you")
+    sys.exit(0 if print_self_check(Report(ref, [result]), assignment, console) else 1)
+
+
 # ---- the built-in micro VM ------------------------------------------------------
 
 

@@ -51,3 +51,8 @@ class VMError(WorkshopError):
 
 class ImporterError(WorkshopError):
     """A Markdown workshop that cannot be turned into a notebook."""
+
+
+class AssignmentError(WorkshopError):
+    """A source notebook that cannot be released to students; the message lists
+    each problem on a line of its own, with the cell number."""
