@@ -123,11 +123,20 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("submissions", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a CSV for an LMS: a row per student, a column per check, the total.")
+              help="Write a CSV: a row per student, a column per check, the total.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report with per-student detail.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every result as JSON.")
+@click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one feedback page per student (HTML) into this folder.")
+@click.option("--lms", "lms", multiple=True, type=(click.Choice(["canvas", "moodle"]), click.Path(
+              dir_okay=False, path_type=Path)), metavar="canvas|moodle FILE",
+              help="Write the grade-book import file of Canvas or Moodle (may be given twice).")
+@click.option("--roster", "roster_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Students' ids and names for --lms and --feedback: a CSV with columns id,name[,email].")
+@click.option("--assignment", "assignment", help="The assignment's name in --lms files and feedback pages "
+                                                 "(default: the reference's file name).")
 @click.option("--rerun", is_flag=True, help="Execute each submission again on a fresh target and grade that.")
 @click.option("--target", help="With --rerun (required): where submissions run again; qemu:NAME gives each "
                                "submission a fresh VM.")
@@ -142,30 +151,35 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
               help="With --rerun: run the reruns on a Dask cluster's workers instead of --jobs local threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
 def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
-                  json_path: Path | None, rerun: bool, target: str | None, on_this_machine: bool, jobs: int,
-                  timeout: float | None, submission_timeout: float | None, executor_spec: str | None,
-                  quiet: bool) -> None:
+                  json_path: Path | None, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
+                  roster_path: Path | None, assignment: str | None, rerun: bool, target: str | None,
+                  on_this_machine: bool, jobs: int, timeout: float | None, submission_timeout: float | None,
+                  executor_spec: str | None, quiet: bool) -> None:
     """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
     from rich.console import Console
 
     from .batch import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, check_rerun_target, sweep_leftovers
     from .errors import GradingError
+    from .lms import RosterError
     from .reports import print_proof, print_table, terminal_text, write_reports
 
     rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine)
     if any(rerun_only) and not rerun:
         raise click.UsageError("--target, --timeout, --submission-timeout, --executor and "
                                "--run-student-code-on-this-machine apply to --rerun")
+    if roster_path and not (lms or feedback_dir):
+        raise click.UsageError("--roster names the students of --lms files and --feedback pages; give one of them")
     console = Console(stderr=True, emoji=False)
     limits = (DEFAULT_CELL_TIMEOUT if timeout is None else timeout or None,
               DEFAULT_SUBMISSION_TIMEOUT if submission_timeout is None else submission_timeout or None)
     try:
+        students = _students_for(reference, submissions, lms, roster_path, rerun)  # before anything runs
         if rerun:
             check_rerun_target(target, on_this_machine)  # before anything runs, or a progress bar shows
         sweep_leftovers()  # what the reruns of a grader killed earlier left running
         report = _grade_with_progress(console, reference, submissions, rerun, target, on_this_machine, jobs,
                                       limits, executor_spec)
-    except GradingError as exc:
+    except (GradingError, RosterError) as exc:
         console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     for result in report.results:
@@ -176,6 +190,47 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
         print_table(report, out)
         print_proof(report, out)
     write_reports(report, csv_path, html_path, json_path)
+    _write_student_files(console, report, students, feedback_dir, lms, assignment)
+
+
+def _students_for(reference: Path, submissions: tuple[Path, ...], lms: tuple[tuple[str, Path], ...],
+                  roster_path: Path | None, rerun: bool):
+    """Who each submission belongs to (for --lms and --feedback), checked before any grading;
+    None when neither is asked for.  LMS totals need every check judged: hidden checks need --rerun."""
+    from .grading import expand_paths, load_reference, student_names
+    from .lms import RosterError, match_students, read_roster
+
+    if not lms and not roster_path:
+        return None
+    if lms and not rerun and any(check.hidden for check in load_reference(reference).checks):
+        raise RosterError("the reference has hidden checks, which only --rerun scores: an LMS total without "
+                          "them would count them as failed; add --rerun --target SPEC")
+    kinds = [kind for kind, _ in lms]
+    if len(set(kinds)) < len(kinds):
+        raise RosterError("give --lms canvas and --lms moodle once each")
+    paths = expand_paths(submissions)
+    roster = read_roster(roster_path) if roster_path else None
+    return match_students(paths, student_names(paths), roster, canvas="canvas" in kinds)
+
+
+def _write_student_files(console, report, students, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
+                         assignment: str | None) -> None:
+    from .feedback import write_feedback
+    from .lms import write_lms
+    from .reports import terminal_text
+
+    name = assignment or report.reference.path.stem
+    if feedback_dir:
+        titles = [s.name for s in students] if students else None
+        files = [s.id for s in students] if students else None
+        paths = write_feedback(report, feedback_dir, name, titles=titles, files=files)
+        console.print(f"wrote {len(paths)} feedback pages to {terminal_text(str(feedback_dir))}", highlight=False)
+    for kind, path in lms:
+        write_lms(kind, path, report, students, name)
+        console.print(f"wrote the {kind} grade import {terminal_text(str(path))}", highlight=False)
+    if lms and report.reference.manual_points:
+        console.print(f"[yellow]the {' and '.join(k for k, _ in lms)} totals leave out the "
+                      f"{report.reference.manual_points:g} points to grade by hand[/yellow]", highlight=False)
 
 
 def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...], rerun: bool, target: str | None,
