@@ -1,0 +1,198 @@
+"""The README's two commands on a fresh Debian, as a new user runs them.
+
+``scripts/fresh-debian`` unpacks a ``debootstrap --variant=minbase`` system with
+only git and python3 added (cached as a tarball under
+/var/cache/workshop/fresh-debian, rebuilt weekly), gives it the host's CAs, apt
+and pip configuration, clones this repository into it and runs a command there
+as root, chrooted, in private mount namespaces; see its header.  Here the
+command is the README's own text, taken from its "Two commands" section so
+that the two cannot drift: the first command in full, then the second with a
+selection of tests appended (the whole suite would take an hour), which shows
+that the runner starts and real kernel tests pass inside, among them the one
+that drops an SSH connection (OpenSSH 10 on Debian 13 has ``sshd-session``).
+
+Each suite costs one to two minutes with the tarball cached (half a minute
+more to build it) and reaches Debian's archive and PyPI.
+``WORKSHOP_FRESH_SUITES`` picks the suites (default ``bookworm trixie``; empty
+skips these tests).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRESH = ROOT / "scripts" / "fresh-debian"
+SUITES = os.environ.get("WORKSHOP_FRESH_SUITES", "bookworm trixie").split()
+INNER_TESTS = "-x -q -p no:cacheprovider tests/test_targets.py -k 'dropped or one_connection'"
+
+pytestmark = pytest.mark.timeout(2400)
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Two commands", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+def _require() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a fresh Debian needs root (debootstrap, chroot, mounts)")
+    if not SUITES:
+        pytest.skip("WORKSHOP_FRESH_SUITES is empty")
+    missing = [t for t in ("debootstrap", "unshare", "git") if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: bash scripts/setup --test installs them")
+
+
+def _roots_under(work: Path) -> list[int]:
+    """Processes whose root directory lies in ``work``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/root").startswith(str(work) + "/"):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _mounts_under(work: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if f" {work}/" in line or f" {work} " in line]
+
+
+def fresh(suite: str, command: str, work: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``command`` on a fresh ``suite``; afterwards nothing of it may be left."""
+    proc = subprocess.Popen(
+        ["bash", str(FRESH), "--suite", suite, "--workdir", str(work), command],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # timed out, or this test was interrupted: stop it as a user would
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert_nothing_left(work)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def assert_nothing_left(work: Path) -> None:
+    mounts = _mounts_under(work)
+    assert not mounts, f"mounts left under {work}: {mounts}"  # and the copy is not removed
+    pids = _roots_under(work)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    left = work.exists()
+    if left:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
+    assert not pids, f"processes left running in {work}: {pids}"
+    assert not left, f"{work} was not removed"
+
+
+def test_ci_runs_the_readme_test_command():
+    first, second = readme_commands()
+    assert first.startswith("bash scripts/setup") and "workshop run notebooks/" in first
+    assert second.startswith("bash scripts/setup --test &&") and "-m pytest" in second
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert any(line.strip().startswith(second) for line in ci.splitlines()), ".ci/run must run the README's test command"
+    setup = (ROOT / "scripts" / "setup").read_text()
+    assert "--break-system-packages" not in setup.replace("never `--break-system-packages`", "")
+
+
+def test_a_failing_or_stopped_command_leaves_nothing(tmp_path):
+    """Processes it left running are killed, its mounts go, the copy is removed."""
+    _require()
+    work = tmp_path / "failing"
+    done = fresh(SUITES[0], "sleep 1001 & setsid sleep 1002 & mkdir -p /mnt/x && mount -t tmpfs t /mnt/x; exit 3",
+                 work, timeout=600)
+    assert done.returncode == 3, done.stdout
+    assert "ending what the command left running" in done.stdout
+    # stopped from outside while it runs (what a timeout does)
+    work = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        ["bash", str(FRESH), "--suite", SUITES[0], "--workdir", str(work),
+         "mount -t tmpfs t /mnt; echo started; sleep 1003; echo not-reached"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert _roots_under(work), "the command should be running in the copy"
+        os.killpg(proc.pid, signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "not-reached" not in rest
+    deadline = time.monotonic() + 30
+    while (_roots_under(work) or _mounts_under(work)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_nothing_left(work)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_readme_commands_on_a_fresh_debian(suite, tmp_path):
+    _require()
+    first, second = readme_commands()
+    # markers are printed with printf, so that the script's own text (which
+    # fresh-debian echoes) does not contain them
+    script = f"""set -e
+mark() {{ printf '=%s=\\n' "$*"; }}
+mark first command
+{first}
+mark setup again
+start=$(date +%s%N)
+bash scripts/setup > /tmp/again.log 2>&1
+mark again took $(( ($(date +%s%N) - start) / 1000000 )) ms
+cat /tmp/again.log
+mark system python
+cd / && ! python3 -c 'import workshop' 2>/dev/null && ! python3 -m pip --version 2>/dev/null && echo untouched
+cd /root/workshop
+mark ordinary user
+runuser -u nobody -- sh -lc 'cd / && command -v workshop && workshop --version'
+/opt/workshop/bin/jupyter kernelspec list
+mark second command
+{second} {INNER_TESTS}
+"""
+    started = time.monotonic()
+    done = fresh(suite, script, tmp_path / "fresh", timeout=1800)
+    took = time.monotonic() - started
+    out = done.stdout
+    print(f"\n{suite}: {took:.0f} s\n{out[-3000:]}")
+    assert done.returncode == 0, out[-8000:]
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for name in notebooks:
+        assert re.search(rf"✔ notebooks/{re.escape(name)}: (\d+)/\1 checks passed", out), f"{name} did not pass:\n{out[-8000:]}"
+    sections = dict(re.findall(r"^=([a-z ]+?)(?: took \d+ ms)?=\n(.*?)(?=^=[a-z]|\Z)", out, re.S | re.M))
+    again_ms = int(re.search(r"^=setup again=\n=again took (\d+) ms=$", out, re.M).group(1))
+    assert again_ms < 5000, sections
+    again = sections["again"]
+    assert "apt-get" not in again and "pip install" not in again and "venv" not in again, again
+    assert "untouched" in sections["system python"]
+    user = sections["ordinary user"]
+    assert "/usr/local/bin/workshop" in user and "workshop, version" in user, user
+    assert re.search(r"workshop\s+/usr/local/share/jupyter/kernels/workshop", user), user
+    inner = sections["second command"]
+    assert re.search(r"^2 passed", inner, re.M), inner[-4000:]
