@@ -170,6 +170,8 @@ cat /tmp/again.log
 mark system python
 cd / && ! python3 -c 'import workshop' 2>/dev/null && ! python3 -m pip --version 2>/dev/null && echo untouched
 cd /root/workshop
+mark doctor
+COLUMNS=250 workshop doctor --target local || true
 mark ordinary user
 runuser -u nobody -- sh -lc 'cd / && command -v workshop && workshop --version'
 /opt/workshop/bin/jupyter kernelspec list
@@ -191,6 +193,11 @@ mark second command
     again = sections["again"]
     assert "apt-get" not in again and "pip install" not in again and "venv" not in again, again
     assert "untouched" in sections["system python"]
+    doctor = {line.split("│")[2].replace("(optional)", "").strip(): line
+              for line in sections["doctor"].splitlines() if line.count("│") > 3}
+    assert "✔" in doctor["setup: local notebooks"], sections["doctor"]
+    vm = doctor["setup: qemu micro VM"]  # only the default part is installed
+    assert "✘" in vm and "missing" in vm and "qemu-system-x86" in vm and "bash scripts/setup --vm" in vm, vm
     user = sections["ordinary user"]
     assert "/usr/local/bin/workshop" in user and "workshop, version" in user, user
     assert re.search(r"workshop\s+/usr/local/share/jupyter/kernels/workshop", user), user

@@ -94,6 +94,41 @@ def host_checks(kind: str) -> list[Check]:
     return checks
 
 
+# The parts of a machine's setup (`scripts/setup` in a clone of workshop
+# installs each one; its README's "Installing" says how much), the commands
+# each needs here and the Debian package of each command.
+PARTS = (
+    ("local notebooks", "", (("busybox", "busybox-static"), ("unshare", "util-linux"), ("nsenter", "util-linux"),
+                             ("ps", "procps"), ("ip", "iproute2"), ("runc", "runc"))),
+    ("qemu micro VM", "--vm", (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
+                               ("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"),
+                               ("ssh-keygen", "openssh-client"))),
+    ("Vagrant", "--vagrant", (("vagrant", "vagrant"),)),
+)
+PART_OF_KIND = {"local": "local notebooks", "qemu": "qemu micro VM", "vagrant": "Vagrant"}
+
+
+def _have(tool: str) -> bool:
+    return bool(shutil.which(tool)) or any(os.path.exists(f"{d}/{tool}") for d in ("/usr/sbin", "/sbin"))
+
+
+def part_checks(kind: str) -> list[Check]:
+    """One row per part: what of it is missing here and the command that installs it."""
+    checks = []
+    for label, option, tools in PARTS:
+        missing = sorted({package for tool, package in tools if not _have(tool)})
+        command = " ".join(("bash scripts/setup", option)).strip()
+        fix = f"`{command}` in a clone of workshop, or apt-get install {' '.join(missing)}" if missing else ""
+        checks.append(Check(
+            f"setup: {label}", not missing, "all there" if not missing else f"missing {', '.join(missing)}", fix,
+            PART_OF_KIND.get(kind) == label,
+        ))
+    checks.append(Check(
+        "setup: SSH targets", True, "nothing to install here (the kernel speaks SSH itself)", "",
+    ))
+    return checks
+
+
 PROBE = r"""
 echo "uid=$(id -u)"
 if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then echo sudo=yes; else echo sudo=no; fi
@@ -203,5 +238,6 @@ def run_checks(spec: str | None) -> list[Check]:
     if spec in (None, "", "local"):
         kind = "local"
     checks = host_checks(kind)
+    checks.extend(part_checks(kind))
     checks.extend(target_checks(spec or "local"))
     return checks
