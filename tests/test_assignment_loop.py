@@ -266,3 +266,53 @@ def test_text_that_quotes_a_hidden_check_is_withheld(course):
     assert redact('got: [ "$(cat box/note 2>/dev/null)" = hello ] || echo') == WITHHELD
     assert redact("grep -qx b lines.txt || echo x") == WITHHELD
     assert redact("lines.txt has no 3 lines") == "lines.txt has no 3 lines"
+
+
+def test_a_feedback_page_reads_on_a_phone_and_runs_nothing(course, tmp_path):
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is missing: apt-get install chromium (scripts/setup --test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    pages = tmp_path / "feedback"
+    done = workshop("grade", str(course["reference"]), str(course["subs"]), "--feedback", str(pages), "-q")
+    assert done.returncode == 0, done.stderr
+    attacker = next(p for p in pages.iterdir() if p.name.startswith("1_1_img"))
+    bare = tmp_path / "bare.html"  # the escaping must hold without the Content-Security-Policy too
+    bare.write_text(attacker.read_text().replace("Content-Security-Policy", "X-Removed"))
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            for path in (attacker, bare):
+                page = browser.new_page(viewport={"width": 360, "height": 740}, is_mobile=True)
+                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                page.goto(path.as_uri())
+                page.wait_for_load_state("load")
+                seen = page.evaluate("""() => ({
+                    width: document.documentElement.scrollWidth,
+                    active: document.querySelectorAll('script, iframe, object, embed, svg, img').length,
+                    styled: getComputedStyle(document.querySelector('section')).borderTopStyle,
+                    text: document.body.innerText,
+                })""")
+                assert dialogs == [] and seen["active"] == 0, seen
+                assert seen["width"] <= 360, f"the page is {seen['width']} px wide on a 360 px screen"
+                assert seen["styled"] == "solid"  # its own stylesheet applies, under the CSP as without it
+                assert ATTACK in seen["text"] and "hidden check 2" in seen["text"]
+                page.close()
+        finally:
+            browser.close()
+
+
+def test_a_page_for_a_notebook_that_cannot_be_read(course, tmp_path):
+    from workshop.feedback import feedback_html
+
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{", encoding="utf-8")
+    report = grade(course["reference"], [broken])
+    page = Page(feedback_html(report, report.results[0], "lab"))
+    words = " ".join(" ".join(page.text).split())
+    assert "not a readable notebook" in words and "The notebook could not be read (see above)." in words
+    assert page.text.count("0") >= 1 and f"{MAX:g}" in " ".join(page.text)

@@ -103,7 +103,7 @@ def _page_check(check: RefCheck, entry: dict, number: int | None, redact: Redact
     if number is not None:  # hidden: whether it passed, and its points, nothing else
         return PageCheck(f"hidden check {number}", state, verdict, float(entry.get("earned", 0)), check.points)
     message = "" if entry.get("passed") else redact(entry.get("message"))
-    expected = "" if entry.get("passed") or check.kind != "expect" else redact(entry.get("expected"))
+    expected = "" if entry.get("passed") or check.kind != "expect" or message else redact(entry.get("expected"))
     return PageCheck(title, state, verdict, float(entry.get("earned", 0)), check.points, message, expected)
 
 
