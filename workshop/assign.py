@@ -307,7 +307,7 @@ def _reference_copy(nb: dict, tasks: set[int], source: Path) -> tuple[dict, Refe
     points = {check.key: check.points for check in ref.checks}
     by_id = {cell["id"]: cell for cell in ref_nb["cells"]}
     for task in ref.tasks:
-        by_id[task.cell_id]["metadata"]["workshop"]["task"] = {"points": sum(points[k] for k in task.checks)}
+        by_id[task.cell_id]["metadata"]["workshop"]["task"] = {"points": float(sum(points[k] for k in task.checks))}
     ref_nb.setdefault("metadata", {}).setdefault("workshop", {})["assignment"] = {
         "name": source.stem, "points": ref.max_points, "hidden_points": ref.hidden_points,
         "manual_points": ref.manual_points}
@@ -362,6 +362,8 @@ def verify(rel: Release, target: str | None, timeout: float | None, workdir: Pat
                                   allow_errors=True, workdir=workdir)
         except NotebookError as exc:
             return [f"the reference could not be run: {exc}"]
+        except Exception as exc:  # no kernelspec, a kernel that does not start...
+            return [f"the reference could not be run: {type(exc).__name__}: {exc}"]
     problems = [f"the reference did not run to the end: {result.error}"] if result.error else []
     problems += [f"cell {check.cell_index + 1}: the check {check.key} fails on the reference's own solution"
                  f"{': ' + check.message if check.message else ''}" for check in result.failed_checks]
