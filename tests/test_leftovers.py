@@ -68,3 +68,26 @@ def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(install
         assert "left by a kernel that died" not in again.stdout  # nothing twice
     finally:
         second.shutdown()
+
+
+def test_a_check_running_when_its_kernel_dies_is_removed_by_the_next(installed_kernelspec):
+    import threading
+
+    env = clean_env(WORKSHOP_TARGET="local")
+    tag = random.randint(1_000_000, 9_999_999)
+    first = KernelHarness(env)
+    runner = threading.Thread(target=lambda: first.run(f"true\n%%check\nsleep {tag}", timeout=30), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not _running(f"^sleep {tag}$") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _running(f"^sleep {tag}$"), "the check did not start"
+    _kill_dead(first)
+    time.sleep(0.5)
+    second = KernelHarness(env)
+    try:
+        assert second.run("echo hello").stdout == "hello\n"
+        time.sleep(0.3)
+        assert not _running(f"^sleep {tag}$"), "the dead kernel's check still runs"
+    finally:
+        second.shutdown()

@@ -132,6 +132,7 @@ class Session:
         self._state: dict[str, Any] = {}
         self._progress: ProgressSink | None = None
         self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
+        self._running_check: str | None = None  # the tag of the check running now
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -283,14 +284,16 @@ class Session:
             variables = parse_variables(self.run_hidden(DUMP_VARIABLES, timeout=10).stdout)
         tag = f"workshop-check-{secrets.token_hex(6)}"
         assert self._transport is not None
-        command, program = check_command(script, variables, shell.pid, tag)
+        command, program = check_command(script, variables, shell.pid, tag, session=shell.nonce)
         channel = self._transport.channel(command)
+        self._running_check = tag
         try:
             channel.write(program)
             result = collect(channel, self._check_timeout(), self._stop_checks)
             if result.interrupted or result.timed_out:
                 shell.channel.run_aside(stop_command(tag))
         finally:
+            self._running_check = None
             channel.close()
         return result
 
@@ -475,7 +478,12 @@ class Session:
         return list(dict.fromkeys(line for line in result.stdout.splitlines() if line.startswith(token)))
 
     def close(self) -> None:
-        """Undo what magics made and end the shell (shutdown, restart)."""
+        """Undo what magics made and end the shell (shutdown, restart); a check
+        that is running then (in its own session, not below the shell) ends too."""
+        tag, shell = self._running_check, self.shell
+        if tag and shell is not None and shell.channel is not None:
+            self._stop_checks.set()
+            shell.channel.run_aside(stop_command(tag))
         self._cleanup_if_alive()
         self._close_shell()
 

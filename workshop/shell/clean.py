@@ -20,6 +20,7 @@ import time
 
 from ..errors import ChannelClosed
 from .channels import STDERR, STDOUT, Channel
+from .leftovers import SESSION_VARIABLE
 from .result import CommandResult
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,7 +54,7 @@ def parse_variables(dump: str) -> dict[str, str]:
 
 
 def check_command(script: str, variables: dict[str, str], cwd_of_pid: int | None, tag: str,
-                  home: str = "") -> tuple[str, bytes]:
+                  home: str = "", session: str = "") -> tuple[str, bytes]:
     """A command line (sh syntax) that runs a clean shell, and the program to
     write to its input: the variables, then ``script``.
 
@@ -67,6 +68,8 @@ def check_command(script: str, variables: dict[str, str], cwd_of_pid: int | None
     cd = (f'd=$(readlink /proc/{cwd_of_pid}/cwd 2>/dev/null) && [ -d "$d" ] && cd "$d"; '
           if cwd_of_pid else "")
     environment = f"PATH={STANDARD_PATH} LANG=C.UTF-8 TERM=dumb"
+    if session:  # so that what a dead kernel's check left is found (shell.leftovers)
+        environment += f" {SESSION_VARIABLE}={shlex.quote(session)}"
     if home:
         environment += f" HOME={shlex.quote(home)}"
     run = f"-c 'eval \"$(head -c {len(program)})\"' {shlex.quote(tag)}"
