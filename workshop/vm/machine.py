@@ -401,7 +401,7 @@ class VM:
                 held_back = max(0.0, cpu_wait - cpu_wait_before)
             waited = now - begun
             if waited - held_back > timeout or waited > timeout * BOOT_MAX_STRETCH:
-                spent = f"{timeout:.0f} s" if not held_back else (
+                spent = f"{timeout:.0f} s" if held_back < 1 else (
                     f"{timeout:.0f} s of its own time ({waited:.0f} s on the clock, {held_back:.0f} s of them "
                     f"waiting for a CPU the host's other load had; load average {_load_average()})"
                 )
