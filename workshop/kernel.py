@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelapp import IPKernelApp
 from ipykernel.kernelbase import Kernel
 from traitlets import Float
@@ -191,8 +192,11 @@ class WorkshopKernel(Kernel, Settings):
     # ---- what this kernel does not do ----------------------------------
     @property
     def kernel_info(self) -> dict:
-        # ipykernel advertises subshells and a debugger; one shell per kernel has neither
-        return {**super().kernel_info, "supported_features": []}
+        # ipykernel advertises subshells and a debugger; one shell per kernel has neither.
+        # Not super().kernel_info: it imports ipykernel.debugger (debugpy), a tenth of the start.
+        return {"protocol_version": kernel_protocol_version, "implementation": self.implementation,
+                "implementation_version": self.implementation_version, "language_info": self.language_info,
+                "banner": self.banner, "help_links": self.help_links, "supported_features": []}
 
     async def create_subshell_request(self, socket, ident, parent) -> None:
         self._refuse(socket, ident, parent, "create_subshell_reply")

@@ -18,7 +18,6 @@ from types import ModuleType
 
 from ..errors import TargetError
 from ..shell.channels import Transport
-from ..shell.ssh import Endpoint, SSHConnection
 
 Progress = Callable[[str], None]
 
@@ -57,6 +56,8 @@ class Target:
 
     def open(self) -> Transport:
         """A connection to the target (not yet logged in: the first channel logs in)."""
+        from ..shell.ssh import Endpoint, SSHConnection  # paramiko: only kernels that use SSH pay its import
+
         return SSHConnection(Endpoint(self.host, self.port, self.user, self.key, self.sudo))
 
     def point_at(self, info: dict) -> None:
