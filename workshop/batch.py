@@ -3,35 +3,47 @@
 ``--rerun`` executes each submission again on a fresh target through any
 ``concurrent.futures``-style executor (``submit(fn, *args)`` returning futures
 with ``result()``), so a Dask ``distributed.Client`` can stand in for the local
-pool.  What one submission earns is decided by :mod:`workshop.grading`.
+pool.  A rerun's task carries the notebooks themselves (:class:`RerunJob`) and
+brings back the result and the executed notebook, so workers share no file
+system with the grader; each result is stored as it arrives
+(:mod:`workshop.store`) and a killed batch resumes where it stopped.  What one
+submission earns is decided by :mod:`workshop.grading`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GradingError, TargetError
 from .grading import (
+    Reference,
     Report,
+    display_path,
     expand_paths,
     flag_shared_runs,
     grade_submission,
     load_reference,
     read_notebook_json,
+    reference_of,
     restore_reference,
     run_evidence,
     student_names,
     target_changes,
     task_answers,
 )
+from .store import RERUN_FAILED, ResultsStore, content_digest, result_key
 
 OnResult = Callable[[dict], None]
 
@@ -43,34 +55,46 @@ RECOMMENDED_TARGET = "qemu:grader"  # a fresh VM per submission
 def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bool = False,
           target: str | None = None, jobs: int = 1, executor=None,
           timeout: float | None = DEFAULT_CELL_TIMEOUT, submission_timeout: float | None = DEFAULT_SUBMISSION_TIMEOUT,
-          run_student_code_on_this_machine: bool = False, on_result: OnResult | None = None) -> Report:
+          run_student_code_on_this_machine: bool = False, on_result: OnResult | None = None,
+          out_dir: Path | str | None = None, resume: bool = False, progress=None) -> Report:
     """Grade many submissions; ``executor`` is any object with ``submit``.
 
     A rerun needs a ``target``; ``local`` runs students' code on this machine and
-    must be asked for with ``run_student_code_on_this_machine``.  Submissions
-    that share kernel sessions or records with others are flagged."""
-    ref = load_reference(reference)
+    must be asked for with ``run_student_code_on_this_machine``.  With ``out_dir``
+    each rerun's result and executed notebook are stored there as they arrive
+    (:mod:`workshop.store`), and ``resume`` skips the submissions already done.
+    ``progress(total, done, slots)`` is a context manager whose ``finished(failed)``
+    is called per rerun.  Submissions that share kernel sessions or records with
+    others are flagged."""
     if rerun:
         check_rerun_target(target, run_student_code_on_this_machine)
         sweep_leftovers()
-    paths = expand_paths(submissions)
-    names = student_names(paths)
-    if not rerun and executor is None and jobs <= 1:
-        graded = (grade_submission(ref, path, name) for path, name in zip(paths, names, strict=True))
-        results = _collect(graded, on_result)
+        batch = RerunBatch(reference, target, (timeout, submission_timeout), out_dir, resume)
+        results = batch.run(expand_paths(submissions), executor, jobs, on_result, progress)
+        ref = batch.ref
     else:
-        own = executor is None
-        if own:
-            executor = _local_pool(rerun, jobs)
-        try:
-            limits = (timeout, submission_timeout)
-            futures = _submit_all(executor, str(Path(reference).resolve()), paths, names, rerun, target, limits)
-            results = _collect((future.result() for future in futures), on_result)
-        finally:
-            if own:
-                executor.shutdown()
+        ref = load_reference(reference)
+        results = _grade_recorded(ref, reference, expand_paths(submissions), executor, jobs, on_result)
     flag_shared_runs(results)
     return Report(ref, results, target if rerun else None)
+
+
+def _grade_recorded(ref: Reference, reference: Path | str, paths: list[Path], executor, jobs: int,
+                    on_result: OnResult | None) -> list[dict]:
+    """Grade submissions from their own runs: in this process, or in a pool of processes."""
+    names = student_names(paths)
+    if executor is None and jobs <= 1:
+        graded = (grade_submission(ref, path, name) for path, name in zip(paths, names, strict=True))
+        return _collect(graded, on_result)
+    own = executor is None
+    executor = executor or _local_pool(False, jobs)
+    try:
+        ref_path = str(Path(reference).resolve())
+        futures = [executor.submit(_grade_path, ref_path, str(p), n) for p, n in zip(paths, names, strict=True)]
+        return _collect((future.result() for future in futures), on_result)
+    finally:
+        if own:
+            executor.shutdown()
 
 
 def check_rerun_target(target: str | None, run_student_code_on_this_machine: bool = False) -> None:
@@ -123,15 +147,6 @@ def _local_pool(rerun: bool, jobs: int):
     return ThreadPoolExecutor(max(jobs, 1)) if rerun else ProcessPoolExecutor(max(jobs, 1))
 
 
-def _submit_all(executor, ref_path: str, paths: Sequence[Path], names: Sequence[str], rerun: bool,
-                target: str | None, limits: tuple[float | None, float | None]) -> list:
-    if rerun:
-        # absolute paths: an executor's workers need not share this process's cwd
-        return [executor.submit(rerun_submission, ref_path, str(Path(p).resolve()), n, target, *limits)
-                for p, n in zip(paths, names, strict=True)]
-    return [executor.submit(_grade_path, ref_path, str(p), n) for p, n in zip(paths, names, strict=True)]
-
-
 def _grade_path(ref_path: str, path: str, student: str, _cache: dict = {}) -> dict:  # noqa: B006
     # The cache lives as long as the worker process: the reference is read once per worker.
     ref = _cache.get(ref_path)
@@ -140,58 +155,214 @@ def _grade_path(ref_path: str, path: str, student: str, _cache: dict = {}) -> di
     return grade_submission(ref, path, student)
 
 
-# ---- reruns ---------------------------------------------------------------------
-def rerun_submission(ref_path: str, path: str, student: str, target: str,
-                     timeout: float | None = DEFAULT_CELL_TIMEOUT,
-                     submission_timeout: float | None = DEFAULT_SUBMISSION_TIMEOUT,
-                     workdir: str | None = None) -> dict:
-    """Execute a submission again and grade the fresh run; a failure of the
-    machinery (a VM that does not boot, a kernel that does not start) is a flag
-    on that submission, and no points, not the end of the whole grading run."""
+# ---- reruns: the grader's side -----------------------------------------------------
+class RerunBatch:
+    """The grader's side of a rerun batch: read each submission once (an unreadable one
+    is graded here and never shipped), skip what the store holds (``resume``), hand
+    the rest to an executor, and store each result the moment it arrives."""
+
+    def __init__(self, reference: Path | str, target: str, limits: tuple[float | None, float | None],
+                 out_dir: Path | str | None = None, resume: bool = False):
+        if resume and out_dir is None:
+            raise GradingError("--resume continues the batch stored in --out DIR; give the --out of that batch")
+        self.ref_name = str(reference)
+        self.ref_nb = read_notebook_json(Path(reference))
+        self.ref = reference_of(self.ref_nb, Path(reference))
+        self.target, self.limits, self.resume = target, limits, resume
+        self.store = ResultsStore(out_dir) if out_dir is not None else None
+        # what a stored result depends on, besides the submission itself
+        self.options = {"reference": content_digest(self.ref_nb), "target": target, "timeout": limits[0],
+                        "submission_timeout": limits[1]}
+
+    def run(self, paths: Sequence[Path], executor, jobs: int, on_result: OnResult | None, progress) -> list[dict]:
+        """The results of ``paths``, in their order."""
+        results: dict[str, dict] = {}
+        keys, todo = [], []
+        for path, name in zip(paths, student_names(paths), strict=True):
+            key, known, job = self._plan(path, name)
+            keys.append(key)
+            if job is None:
+                results[key] = known
+                if on_result:
+                    on_result(known)
+            else:
+                todo.append((key, job))
+        own = executor is None
+        executor = executor or _local_pool(True, jobs)
+        watch = progress(len(keys), len(keys) - len(todo), _slots(executor, jobs)) if progress else None
+        try:
+            with watch or contextlib.nullcontext():
+                for key, result in self._execute(executor, todo):
+                    results[key] = result
+                    if on_result:
+                        on_result(result)
+                    if watch is not None:
+                        watch.finished(failed=_failed(result))
+        finally:
+            if own:
+                executor.shutdown(cancel_futures=True)
+        return [self._stored(key, results[key]) for key in keys]
+
+    def _plan(self, path: Path, name: str) -> tuple[str, dict | None, RerunJob | None]:
+        """The key of a submission, and its result when known already (unreadable, or
+        done and resumed), else the job that reruns it."""
+        shown = display_path(Path(path).absolute())
+        try:
+            nb = read_notebook_json(Path(path))
+        except GradingError as exc:
+            key = result_key("unreadable", shown, name, str(exc), self.options)
+            result = grade_submission(self.ref, path, name) | {"error": str(exc), "rerun": True}
+            if self.store:
+                self.store.put(key, result)
+            return key, result, None
+        key = result_key("rerun", shown, name, content_digest(nb), self.options)
+        done = self.store.done(key) if self.store and self.resume else None
+        if done is not None:
+            return key, done, None
+        return key, None, RerunJob(self.ref_nb, self.ref_name, nb, shown, name, self.target, *self.limits)
+
+    def _execute(self, executor, todo: list[tuple[str, RerunJob]]) -> Iterator[tuple[str, dict]]:
+        """Submit every job; yield ``(key, result)`` as each finishes, stored first."""
+        dask = _is_dask(executor)
+        futures = {}
+        for key, job in todo:
+            if dask:  # a lost worker's task runs again on another one
+                future = executor.submit(rerun_submission, job, key=f"rerun_submission-{key[:16]}-"
+                                         f"{secrets.token_hex(4)}", retries=RETRIES, pure=False)
+            else:
+                future = executor.submit(rerun_submission, job)
+            futures[future] = (key, job)
+        for future in _as_completed(futures, dask):
+            key, job = futures.pop(future)
+            try:
+                shipped = future.result()
+            except Exception as exc:  # the worker died once too often, or could not run the task at all
+                shipped = {"result": failed_rerun(job, f"{type(exc).__name__}: {exc}"), "executed": None,
+                           "timings": {}, "worker": None}
+            if self.store:
+                self.store.put(key, shipped["result"], shipped["executed"], student=job.student,
+                               timings=shipped["timings"], worker=shipped["worker"])
+            yield key, shipped["result"]
+
+    def _stored(self, key: str, result: dict) -> dict:
+        """The result as the store holds it (the reports come from the store), or as it came."""
+        entry = self.store.get(key) if self.store else None
+        return entry["result"] if entry else result
+
+
+def _failed(result: dict) -> bool:
+    return bool(result.get("error")) or any(f["kind"] in (RERUN_FAILED, "timed-out") for f in result["flags"])
+
+
+def _is_dask(executor) -> bool:
+    return type(executor).__module__.split(".")[0] == "distributed"
+
+
+def _slots(executor, jobs: int) -> int:
+    """How many reruns can run at once."""
+    if _is_dask(executor):
+        return sum(w.get("nthreads", 1) for w in executor.scheduler_info()["workers"].values())
+    return max(jobs, 1)
+
+
+def _as_completed(futures, dask: bool):
+    if dask:
+        from distributed import as_completed
+
+        return as_completed(list(futures))
+    from concurrent.futures import as_completed
+
+    return as_completed(list(futures))
+
+
+# ---- reruns: what goes to a worker and what comes back ------------------------------
+RETRIES = 2  # a task whose worker was lost (or that failed outright) runs again elsewhere, this many times
+
+
+@dataclass
+class RerunJob:
+    """One submission's rerun as plain data: everything a worker needs travels with
+    it (notebooks as JSON, not paths), so workers share no file system with the grader."""
+
+    reference: dict  # the reference notebook
+    reference_name: str  # its path on the grader, for messages and reports
+    submission: dict  # the student's notebook, already read (and refused if unreadable) by the grader
+    path: str  # the submission's path on the grader, for the report
+    student: str
+    target: str
+    timeout: float | None = DEFAULT_CELL_TIMEOUT
+    submission_timeout: float | None = DEFAULT_SUBMISSION_TIMEOUT
+
+
+def rerun_submission(job: RerunJob, workdir: str | None = None) -> dict:
+    """Execute a submission again and grade the fresh run, on whichever machine runs
+    this: ``{"result", "executed" (the notebook's JSON text), "timings", "worker"}``.
+    A failure of the machinery (a VM that does not boot, a kernel that does not
+    start) is a flag on that submission, and no points, not the end of the batch."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
     try:
-        return _rerun_submission(ref_path, path, student, target, (timeout, submission_timeout), workdir)
+        result, executed = _rerun_submission(job, workdir, timings)
     except Exception as exc:
-        result = grade_submission(load_reference(ref_path), path, student)
-        for entry in result["checks"].values():
-            entry.update(passed=False, earned=0.0, status="invalid", message="the rerun failed")
-        result.update(total=0.0, rerun=True)
-        result["flags"].append({"kind": "rerun-error", "cell": None,
-                                "message": f"the rerun failed: {type(exc).__name__}: {exc}"})
-        return result
+        result, executed = failed_rerun(job, f"{type(exc).__name__}: {exc}"), None
+    timings["total"] = round(time.monotonic() - started, 3)
+    return {"result": result, "executed": executed, "timings": timings, "worker": socket.gethostname()}
 
 
-def _rerun_submission(ref_path: str, path: str, student: str, target: str,
-                      limits: tuple[float | None, float | None], workdir: str | None) -> dict:
+def failed_rerun(job: RerunJob, why: str) -> dict:
+    """The result of a rerun that could not be made: the student's own run, every check zeroed, and why."""
+    result = _grade_notebook(reference_of(job.reference, Path(job.reference_name)), job.submission, job.path,
+                             job.student)
+    for entry in result["checks"].values():
+        entry.update(passed=False, earned=0.0, status="invalid", message="the rerun failed")
+    result.update(total=0.0, rerun=True)
+    result["flags"].append({"kind": RERUN_FAILED, "cell": None, "message": f"the rerun failed: {why}"})
+    return result
+
+
+def _grade_notebook(ref: Reference, nb: dict, path: str, student: str) -> dict:
+    """Grade a notebook held in memory, named in the report by its path on the grader."""
+    with _scratch("workshop-grade-", None) as tmp:
+        saved = tmp / "submission.ipynb"
+        saved.write_text(json.dumps(nb), encoding="utf-8")
+        return grade_submission(ref, saved, student) | {"path": path}
+
+
+def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, float]) -> tuple[dict, str | None]:
     """Execute a submission again (with the reference's checks, visible and
     hidden, its locked and hidden cells restored, the target fixed, in a fresh empty directory, within time limits,
-    in a cgroup that is emptied afterwards) and grade the fresh run.  A plain
-    function of plain arguments, so that any executor (threads, processes, a
-    Dask cluster) can run it."""
+    in a cgroup that is emptied afterwards) and grade the fresh run; ``timings``
+    gets the seconds its target took to start, the run and the grading."""
     from .runner import KernelCgroup, run_notebook  # nbclient: plain grading never loads it
 
-    ref = load_reference(ref_path)
-    try:
-        nb = read_notebook_json(Path(path))
-    except GradingError as exc:
-        return grade_submission(ref, path, student) | {"error": str(exc), "rerun": True}
+    ref = reference_of(job.reference, Path(job.reference_name))
+    nb = copy.deepcopy(job.submission)
+    target, limits = job.target, (job.timeout, job.submission_timeout)
     evidence = run_evidence(nb)  # of the student's own run: copies are found by these
     answers = task_answers(ref, nb)  # the student's own text, before the reference's checks go back in
     refused = target_changes(ref, nb, target)
     restore_reference(ref, nb)
     sweep_leftovers()
     contain = target == "local" or KernelCgroup.unavailable() is None
+    clock = time.monotonic()
     with _scratch("workshop-rerun-", workdir) as tmp, _scratch("workshop-rerun-cwd-", None) as cwd, \
             fresh_target(target) as job_target:
+        timings["vm_start"] = round(time.monotonic() - clock, 3)
         prepared = tmp / "submission.ipynb"
         prepared.write_text(json.dumps(nb), encoding="utf-8")
+        clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain)
-        result = grade_submission(ref, run.out_path, student, score_hidden=True)
-    result.update(path=str(path), rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
+        timings["run"] = round(time.monotonic() - clock, 3)
+        clock = time.monotonic()
+        result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
+        timings["grade"] = round(time.monotonic() - clock, 3)
+        executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
+    result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
     if run.error and not run.timed_out:
-        result["flags"].append({"kind": "rerun-error", "cell": None, "message": run.error})
-    return result
+        result["flags"].append({"kind": RERUN_FAILED, "cell": None, "message": run.error})
+    return result, executed
 
 
 def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[dict]:
@@ -252,7 +423,8 @@ def fresh_target(target: str | None) -> Iterator[str | None]:
 def dask_executor(spec: str):
     """A Dask ``distributed.Client`` for ``dask:ADDRESS``: it has the executor's
     ``submit`` and its futures' ``result``, so reruns go to the cluster's workers.
-    The workers need workshop installed and the notebooks' paths readable."""
+    The workers need workshop installed (and for ``qemu:`` targets the VM image,
+    built on a worker's first use); the notebooks travel with the tasks."""
     kind, _, address = spec.partition(":")
     if kind != "dask" or not address:
         raise GradingError(f"--executor {spec}: write dask:ADDRESS, e.g. dask:tcp://scheduler:8786")
@@ -267,6 +439,6 @@ def dask_executor(spec: str):
 
 
 __all__ = [
-    "DEFAULT_CELL_TIMEOUT", "DEFAULT_SUBMISSION_TIMEOUT", "check_rerun_target", "dask_executor", "fresh_target",
-    "grade", "rerun_submission", "sweep_leftovers",
+    "DEFAULT_CELL_TIMEOUT", "DEFAULT_SUBMISSION_TIMEOUT", "RerunBatch", "RerunJob", "check_rerun_target",
+    "dask_executor", "failed_rerun", "fresh_target", "grade", "rerun_submission", "sweep_leftovers",
 ]

@@ -149,12 +149,17 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
               help="With --rerun: stop a submission's whole rerun after this many seconds (default 600; 0: no limit).")
 @click.option("--executor", "executor_spec", metavar="dask:ADDRESS",
               help="With --rerun: run the reruns on a Dask cluster's workers instead of --jobs local threads.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --rerun: store each result (OUT/results) and executed notebook (OUT/executed) "
+                   "as it arrives.")
+@click.option("--resume", is_flag=True, help="With --rerun --out: skip the submissions already done in OUT "
+                                             "(a changed submission runs again).")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
 def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
                   json_path: Path | None, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
                   roster_path: Path | None, assignment: str | None, rerun: bool, target: str | None,
                   on_this_machine: bool, jobs: int, timeout: float | None, submission_timeout: float | None,
-                  executor_spec: str | None, quiet: bool) -> None:
+                  executor_spec: str | None, out_dir: Path | None, resume: bool, quiet: bool) -> None:
     """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
     from rich.console import Console
 
@@ -163,10 +168,13 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
     from .lms import RosterError
     from .reports import print_proof, print_table, terminal_text, write_reports
 
-    rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine)
+    rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine,
+                  out_dir, resume)
     if any(rerun_only) and not rerun:
-        raise click.UsageError("--target, --timeout, --submission-timeout, --executor and "
+        raise click.UsageError("--target, --timeout, --submission-timeout, --executor, --out, --resume and "
                                "--run-student-code-on-this-machine apply to --rerun")
+    if resume and not out_dir:
+        raise click.UsageError("--resume continues the batch stored in --out DIR; give the --out of that batch")
     if roster_path and not (lms or feedback_dir):
         raise click.UsageError("--roster names the students of --lms files and --feedback pages; give one of them")
     console = Console(stderr=True, emoji=False)
@@ -178,7 +186,7 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
             check_rerun_target(target, on_this_machine)  # before anything runs, or a progress bar shows
         sweep_leftovers()  # what the reruns of a grader killed earlier left running
         report = _grade_with_progress(console, reference, submissions, rerun, target, on_this_machine, jobs,
-                                      limits, executor_spec)
+                                      limits, executor_spec, (out_dir, resume))
     except (GradingError, RosterError) as exc:
         console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -235,21 +243,19 @@ def _write_student_files(console, report, students, feedback_dir: Path | None, l
 
 def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...], rerun: bool, target: str | None,
                          on_this_machine: bool, jobs: int, limits: tuple[float | None, float | None],
-                         executor_spec: str | None):
+                         executor_spec: str | None, store: tuple[Path | None, bool] = (None, False)):
     from .batch import dask_executor, grade
 
     if not rerun:
         return grade(reference, submissions, jobs=jobs)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from .progress import RerunProgress
 
     executor = dask_executor(executor_spec) if executor_spec else None
     try:
-        with Progress(TextColumn("re-running"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("rerun", total=None)
-            return grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=limits[0],
-                         submission_timeout=limits[1], run_student_code_on_this_machine=on_this_machine,
-                         executor=executor, on_result=lambda r: progress.update(task, advance=1))
+        return grade(reference, submissions, rerun=True, target=target, jobs=jobs, timeout=limits[0],
+                     submission_timeout=limits[1], run_student_code_on_this_machine=on_this_machine,
+                     executor=executor, out_dir=store[0], resume=store[1],
+                     progress=lambda total, done, slots: RerunProgress(console, total, slots, done))
     finally:
         if executor is not None:
             executor.close()
