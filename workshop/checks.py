@@ -2,8 +2,8 @@
 
 Two kinds, written in the cell itself:
 
-``%expect`` line magics at the top of a cell state what the cell's own result
-must be::
+``%expect`` line magics above or below the cell's commands state what the
+cell's own result must be::
 
     %expect exit 0
     %expect stdout /^hello .*$/
@@ -59,8 +59,11 @@ CHECK_HELP = """\
     A shell script run on the target right after the cell; exit 0 passes, a line
     'FAIL: reason' gives the reason shown when it fails.  Write it below the
     cell's code: the first line starting with %%check ends the code and starts
-    the script; each further %%check line starts another check.  A cell that
-    starts with %%check is a check of the state the earlier cells left.
+    the script; each further %%check line starts another check.  The rule for
+    a cell: declarations (%expect lines, %%check sections) stand above or below
+    the commands, and %%check sections come last, since each runs to the next
+    %%check or the end of the cell.  A cell that starts with %%check is a check
+    of the state the earlier cells left.
 
         mkdir -p rootfs/bin
         %%check --points 2 --name rootfs-made
@@ -79,7 +82,8 @@ CHECK_HELP = """\
 """
 EXPECT_HELP = f"""\
 {EXPECT_USAGE}
-    What the cell's own result must be; lines at the top of the cell, several allowed.
+    What the cell's own result must be; lines above or below the cell's commands
+    (above its %%check sections), several allowed.
         %expect exit 0                    the exit status (a non-zero N is then not an error)
         %expect stdout /REGEX/            a Python regex searched in stdout (multi-line; flags i m s x)
         %expect stdout-contains TEXT      the text appears in stdout (quote it to keep spaces)
@@ -265,8 +269,8 @@ def split_sections(code: str) -> tuple[str, list[ScriptCheck], list[Expectation]
             if expects and not script.strip():
                 continue  # a hidden section of %expect lines only
         elif any(_is_expect_line(line) for line in script.split("\n")):
-            raise CheckSyntaxError(f"{section.line}: %expect lines go at the top of the cell (or at the top of a "
-                                   "%%check --hidden section), not in a check script")
+            raise CheckSyntaxError(f"{section.line}: an %expect line inside a check script; write %expect lines "
+                                   "above the %%check sections (or at the top of a %%check --hidden section)")
         name = options.name or f"check-{n + 1}"
         if any(s.name == name for s in scripts):
             raise CheckSyntaxError(f"two checks named '{name}' in one cell; give each its own --name")
