@@ -60,8 +60,8 @@ def test_expect_results_in_record_and_badge(kernel):
     assert [c["passed"] for c in failed.record["checks"]] == [False, False]
     assert failed.record["checks"][1]["message"] == "stderr is not empty: oops"
     badge = next(m["content"]["data"] for m in failed.messages if m["msg_type"] == "display_data")
-    assert badge["text/plain"].startswith("✘")
-    assert "✘ stderr empty: stderr is not empty: oops" in badge["text/plain"]
+    assert badge["text/plain"].startswith("✘ 2 of 2 checks failed")
+    assert "✘ check 'stderr empty': stderr is not empty: oops" in badge["text/plain"]
     assert "stdout does not match /^bye/" in badge["text/html"]
 
 

@@ -114,7 +114,7 @@ class WorkshopKernel(Kernel, Settings):
         if run.error is not None:
             self.send_response(self.iopub_socket, "error", {
                 "ename": run.error.ename, "evalue": run.error.evalue, "traceback": [_red(run.error.evalue)]})
-        if self.records:
+        if self.records and run.record.shown:
             self.send_response(self.iopub_socket, "display_data",
                                {"data": run.record.bundle(), "metadata": {}, "transient": {}})
 

@@ -207,6 +207,7 @@ class Record:
     stderr: StreamDigest = field(default_factory=StreamDigest)
     extra: dict = field(default_factory=dict)
     expected_exit: int = 0  # from `%expect exit N`: that status is not an error
+    shown: bool = True  # False: the cell only showed help, so no badge (the reply still has the record)
 
     def as_dict(self) -> dict:
         data = {
@@ -259,42 +260,78 @@ def _stream_dict(digest: StreamDigest) -> dict:
     return data
 
 
-def _summary(data: dict) -> tuple[bool, str]:
-    ok = data["status"] == "ok" and all(c.get("passed") for c in data.get("checks", []))
-    parts = [_task_text(data["task"])] if isinstance(data.get("task"), dict) else []
-    parts.append(f"exit {data['exit_status']}")
+# The badge: what happened, in the fewest words.  Colours come from JupyterLab's
+# theme (so they hold in light and dark), with fallbacks that read on either
+# background where its variables are missing; a sanitizer that strips them
+# (an untrusted notebook) leaves the text's own colour.
+_GREEN = "var(--jp-success-color1,#2e8540)"
+_RED = "var(--jp-error-color1,#d33b3b)"
+_FONT = "font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)"
+
+
+@dataclass(frozen=True)
+class Badge:
+    ok: bool
+    head: str  # the outcome: "exit 0", "2 checks", "check 'x': message", "interrupted"
+    detail: str  # how long and where, shown muted
+    failures: tuple[tuple[str, str], ...]  # (check name, message) of failed checks not named in head
+
+
+def badge(data: dict) -> Badge:
+    """The badge of a record: the cell's own failure first, else its checks, else its exit status."""
+    checks = [c for c in data.get("checks", []) if isinstance(c, dict)]
+    failed = [c for c in checks if not c.get("passed")]
+    ok = data["status"] == "ok" and not failed
+    outcome = _outcome(data)
+    if outcome:  # checks that did not run, and `%expect exit N`, would only repeat it
+        failed = [c for c in failed if not str(c.get("message", "")).startswith("not run")
+                  and not (c.get("kind") == "expect" and str(c.get("name", "")).startswith("exit "))]
+    failed_named = tuple((str(c.get("name") or "check"), str(c.get("message") or "failed")) for c in failed)
+    if outcome:
+        head = outcome
+    elif len(failed) == 1:
+        head, failed_named = "check '{}': {}".format(*failed_named[0]), ()
+    elif failed:
+        head = f"{len(failed)} of {len(checks)} checks failed"
+    elif checks:
+        head = f"{len(checks)} check{'' if len(checks) == 1 else 's'}"
+    else:
+        head = f"exit {data['exit_status']}"
+    if isinstance(data.get("task"), dict):
+        head = f"{_task_text(data['task'])} · {head}"
+    target = data["target"].get("name") or data["target"].get("kind", "")
+    return Badge(ok, head, f"{_duration(data['duration'])} · {target}", failed_named)
+
+
+def _outcome(data: dict) -> str:
+    """How the cell itself ended when that was not as expected, else ""."""
     if data.get("timed_out"):
-        parts.append("timed out")
-    elif data.get("interrupted"):
-        parts.append("interrupted")
-    parts.append(_duration(data["duration"]))
-    parts.append(data["target"].get("name") or data["target"].get("kind", ""))
-    return ok, " · ".join(parts)
+        return "timed out"
+    if data.get("interrupted"):
+        return "interrupted"
+    if data["status"] != "ok":
+        expected = data.get("expected_exit")
+        return f"exit {data['exit_status']}" + (f", expected {expected}" if expected else "")
+    return ""
 
 
 def badge_text(data: dict) -> str:
-    ok, summary = _summary(data)
-    lines = [f"{'✔' if ok else '✘'} {summary}"]
-    for check in data.get("checks", []):
-        mark = "✔" if check.get("passed") else "✘"
-        lines.append(f"  {mark} {check.get('name', '')}: {check.get('message', '')}".rstrip(": "))
+    shown = badge(data)
+    lines = [f"{'✔' if shown.ok else '✘'} {shown.head} · {shown.detail}"]
+    lines += [f"✘ check '{name}': {message}" for name, message in shown.failures]
     return "\n".join(lines)
 
 
 def badge_html(data: dict) -> str:
-    ok, summary = _summary(data)
-    color = "#1a7f37" if ok else "#cf222e"
-    rows = "".join(
-        f"<li style='color:{'#1a7f37' if c.get('passed') else '#cf222e'}'>"
-        f"{'✔' if c.get('passed') else '✘'} {html.escape(str(c.get('name', '')))}"
-        f"{': ' + html.escape(str(c['message'])) if c.get('message') else ''}</li>"
-        for c in data.get("checks", [])
-    )
-    checks = f"<ul style='margin:2px 0 0 1em;padding:0'>{rows}</ul>" if rows else ""
-    return (
-        f"<div class='workshop-record' style='font:12px monospace;color:{color}'>"
-        f"{'✔' if ok else '✘'} {html.escape(summary)}{checks}</div>"
-    )
+    """Plain lines, no list (its bullets show clipped beside an output), coloured marks."""
+    shown = badge(data)
+    esc = html.escape
+    head = (f"<div><span style='color:{_GREEN if shown.ok else _RED}'>{'✔' if shown.ok else '✘'} "
+            f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
+    rows = "".join(f"<div><span style='color:{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
+                   for name, message in shown.failures)
+    return (f"<div class='workshop-record' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
+            f"overflow-wrap:anywhere'>{head}{rows}</div>")
 
 
 def _task_text(task: dict) -> str:

@@ -100,6 +100,10 @@ class CellFailure:
     status: int
 
 
+# Magics that change nothing: a cell of them alone gets no badge.
+_SHOWS_ONLY_TEXT = frozenset({"help", "lsmagic"})
+
+
 class _Failed(Exception):
     def __init__(self, failure: CellFailure):
         super().__init__(failure.evalue)
@@ -176,7 +180,10 @@ class Session:
                  on_input: InputCallback | None) -> None:
         code, ctx.check_scripts = split_checks(code)
         line_magics, cell_magics, body = cell_grammar.split_cell(code, magics.names())
-        calls = [(magics.lookup(call), call) for call in line_magics + cell_magics]
+        written = line_magics + cell_magics
+        ctx.record.shown = not (written and not body.strip() and not ctx.check_scripts
+                                and all(call.name in _SHOWS_ONLY_TEXT for call in written))
+        calls = [(magics.lookup(call), call) for call in written]
         parsed = [(magic, magic.parse(call)) for magic, call in calls]  # usage errors first
         ctx.record.magics.extend(call.line for _, call in calls)
         try:
