@@ -17,7 +17,7 @@ LAYERS = [
     ("vm", {"vm"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
-    ("runners", {"session", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor"}),
+    ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor"}),
     ("front ends", {"kernel", "console", "pacing", "cli", "pytest_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.

@@ -2,7 +2,10 @@
 
 A magic declares its arguments once on a :class:`MagicArguments` parser; the
 usage line that ``%lsmagic``, ``%help`` and every error show is made from that
-declaration, so they cannot drift from what the parser accepts.  Errors are a
+declaration, so they cannot drift from what the parser accepts; so are the
+argument lines of ``%help`` (from each argument's ``help``) and what Tab offers
+(an argument's ``choices``, or its ``completions``: words, a function of the
+words before, or :data:`FILES` for a path on the target).  Errors are a
 :class:`MagicError` with one plain sentence and the usage, never a
 ``SystemExit``.
 """
@@ -14,6 +17,11 @@ import re
 from collections.abc import Callable, Sequence
 
 from .errors import MagicError
+
+# An argument's ``completions``: fixed words, a function of the words written
+# before it, or FILES (a path on the target, completed by its shell).
+Completions = Sequence[str] | Callable[[list[str]], Sequence[str]] | str
+FILES = "files"
 
 # argparse's wording, said the way the rest of workshop says things
 _REWORDS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
@@ -45,6 +53,12 @@ class MagicArguments(argparse.ArgumentParser):
         kwargs.setdefault("add_help", False)
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(prog=prog, exit_on_error=False, **kwargs)
+
+    def add_argument(self, *args, completions: Completions | None = None, **kwargs) -> argparse.Action:
+        """argparse's add_argument, plus what Tab offers for the argument's value."""
+        action = super().add_argument(*args, **kwargs)
+        action.completions = completions  # type: ignore[attr-defined]
+        return action
 
     # ---- parsing ---------------------------------------------------------
     def parse(self, args: Sequence[str]) -> argparse.Namespace:
@@ -82,6 +96,25 @@ class MagicArguments(argparse.ArgumentParser):
             done.update(id(a) for a in members)
             words.append("[" + "|".join(_optional(a) for a in members) + "]")
         return " ".join(words)
+
+    # ---- the argument lines of %help, from the declaration ------------------
+    def argument_lines(self) -> list[tuple[str, str]]:
+        """(how an argument is written, its help) for each declared argument;
+        subcommands are listed by their usage."""
+        lines = []
+        for action in self._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+                lines += [(child.usage_line(), helps.get(name, "")) for name, child in action.choices.items()]
+            elif action.option_strings:
+                flags = ", ".join(sorted(action.option_strings, key=len))
+                value = "" if action.nargs == 0 else " " + (action.metavar or action.dest.upper())
+                lines.append((flags + value, action.help or ""))
+            else:
+                lines.append((_positional(action), action.help or ""))
+        return lines
 
 
 def _is_letter_flag(action: argparse.Action) -> bool:

@@ -196,9 +196,11 @@ def parse_expect(args: str) -> Expectation:
 
 def _check_arguments() -> MagicArguments:
     parser = MagicArguments("%%check")
-    parser.add_argument("--points", type=_points, metavar="N")
-    parser.add_argument("--name", type=_check_name, metavar="NAME")
-    parser.add_argument("--hidden", action="store_true")
+    parser.add_argument("--points", type=_points, metavar="N", help="what passing is worth in a grade (default 1)")
+    parser.add_argument("--name", type=_check_name, metavar="NAME",
+                        help="how reports and the grader name the check (default check-1, check-2...)")
+    parser.add_argument("--hidden", action="store_true",
+                        help="an assignment's check that students never see; `workshop grade --rerun` scores it")
     return parser
 
 

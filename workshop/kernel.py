@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -24,7 +23,9 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
 from . import __version__
+from .completion import complete
 from .console import is_complete
+from .inspection import help_links, inspect
 from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
@@ -33,8 +34,6 @@ from .settings import Settings
 # output is held back: the shell can print faster than messages leave, and an
 # unbounded queue would grow with the output.
 IOPUB_BACKLOG = 32
-# Characters that end a word for completion purposes.
-_WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
 
 class WorkshopKernel(Kernel, Settings):
@@ -177,14 +176,12 @@ class WorkshopKernel(Kernel, Settings):
             os.kill(os.getpid(), signal.SIGINT)  # to end the wait in the main thread
         self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 
-    # ---- completion and is_complete ------------------------------------
+    # ---- completion, inspection and is_complete ----------------------------
     async def do_complete(self, code: str, cursor_pos: int) -> dict:
-        head = code[:cursor_pos]
-        match = list(_WORD_BREAK.finditer(head))
-        start = match[-1].end() if match else 0
-        token = head[start:]
-        return {"status": "ok", "matches": self.runner.complete(token) if token else [],
-                "cursor_start": start, "cursor_end": cursor_pos, "metadata": {}}
+        return complete(code, cursor_pos, self.runner.complete)
+
+    async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections=()) -> dict:
+        return inspect(code, cursor_pos, detail_level, self.runner)
 
     async def do_is_complete(self, code: str) -> dict:
         return is_complete(code)
@@ -196,7 +193,7 @@ class WorkshopKernel(Kernel, Settings):
         # Not super().kernel_info: it imports ipykernel.debugger (debugpy), a tenth of the start.
         return {"protocol_version": kernel_protocol_version, "implementation": self.implementation,
                 "implementation_version": self.implementation_version, "language_info": self.language_info,
-                "banner": self.banner, "help_links": self.help_links, "supported_features": []}
+                "banner": self.banner, "help_links": help_links(), "supported_features": []}
 
     async def create_subshell_request(self, socket, ident, parent) -> None:
         self._refuse(socket, ident, parent, "create_subshell_reply")

@@ -33,7 +33,8 @@ class Magic:
     run: Callable[..., Any]
     arguments: MagicArguments
     cell: bool = False  # a cell magic (%%name) rather than a line magic
-    doc: str = ""  # longer help for %help NAME
+    doc: str = ""  # what it does, at more length, for %help NAME
+    example: str = ""  # a short cell that uses it, for %help NAME
     usage_text: str = ""  # for magics with a grammar of their own (%expect), not options
 
     @property

@@ -45,14 +45,17 @@ def _bounded(low: int, high: int | None = None):
 
 
 ARGS = arguments("cgroup", cell=True)
-ARGS.add_argument("--memory", type=size, metavar="100M")
-ARGS.add_argument("--swap", type=size, metavar="0")
-ARGS.add_argument("--pids", type=_bounded(1), metavar="10")
-ARGS.add_argument("--cpu-weight", type=_bounded(1, 10000), metavar="N")
-ARGS.add_argument("--name", type=safe_name, metavar="N")
+ARGS.add_argument("--memory", type=size, metavar="100M",
+                  help="the memory limit (K, M, G, T suffixes); above it the kernel reclaims, then OOM-kills")
+ARGS.add_argument("--swap", type=size, metavar="0", help="the swap limit (0: no swap, so the memory limit is hard)")
+ARGS.add_argument("--pids", type=_bounded(1), metavar="10",
+                  help="at most this many processes and threads: fork fails beyond it")
+ARGS.add_argument("--cpu-weight", type=_bounded(1, 10000), metavar="N",
+                  help="the CPU share against other cgroups, 1 to 10000 (100 is the default weight)")
+ARGS.add_argument("--name", type=safe_name, metavar="N", help="keep the cgroup under this name until %cleanup")
 _VERSION = ARGS.add_mutually_exclusive_group()
-_VERSION.add_argument("--v1", action="store_true")
-_VERSION.add_argument("--v2", action="store_true")
+_VERSION.add_argument("--v1", action="store_true", help="use cgroup v1 (a hierarchy per controller)")
+_VERSION.add_argument("--v2", action="store_true", help="use cgroup v2 (the unified hierarchy)")
 
 
 @dataclass
@@ -318,5 +321,14 @@ def _report(ctx: CellContext, version, cg_name, where, named, limits) -> None:
 
 MAGIC = register(
     Magic("cgroup", "run the body in a new cgroup with memory/pids/cpu limits; records OOM kills", run, ARGS,
-          cell=True)
+          cell=True,
+          doc="""\
+              A control group limits what the processes in it may use together.  The
+              body and everything it starts run in a new one with the limits given;
+              after the cell the record holds its peak memory, how many processes the
+              OOM killer ended and how often the pids limit refused a fork.  cgroup v2
+              and v1 both work; the cgroup is removed after the cell unless --name.""",
+          example="""\
+              %%cgroup --memory 50M --swap 0 --pids 20
+              head -c 100M /dev/zero | tail    # killed: tail holds 100M in memory""")
 )

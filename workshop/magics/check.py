@@ -19,4 +19,11 @@ def run(ctx: CellContext, args: Namespace, body: str) -> str:  # reached only th
 
 
 register(Magic("check", "a shell script run after the cell; exit 0 passes, 'FAIL: why' fails", run,
-               CHECK_ARGUMENTS, cell=True, doc=CHECK_HELP))
+               CHECK_ARGUMENTS, cell=True, doc=CHECK_HELP.partition("\n")[2],
+               example="""\
+                   %rootfs rootfs
+                   %%check --points 2 --name has-busybox
+                   test -x rootfs/bin/busybox || echo "FAIL: rootfs/bin/busybox is missing"
+                   %%check --name has-sh
+                   chroot rootfs /bin/sh -c true || echo "FAIL: rootfs has no working /bin/sh"
+                   """))

@@ -29,4 +29,11 @@ def run(ctx: CellContext, args: Namespace) -> None:
         raise MagicError("could not undo: " + ", ".join(failed) + " (run %cleanup again to retry)")
 
 
-register(Magic("cleanup", "undo what the magics made (mounts, cgroups, snapshots)", run, ARGS))
+register(Magic("cleanup", "undo what the magics made (mounts, cgroups, snapshots)", run, ARGS,
+               doc="""\
+                   Unmounts and deletes the snapshots %%overlay kept, removes the cgroups
+                   %%cgroup --name kept, and whatever else this kernel's magics left on the
+                   target, newest first; it says what it removed.  It also removes what a
+                   kernel killed with kill -9 left behind.  Shutting the kernel down or
+                   restarting it runs it too.""",
+               example="%cleanup"))

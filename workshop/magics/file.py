@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..arguments import FILES
 from . import Magic, arguments, register
 from .container import q
 from .context import CellContext
@@ -17,8 +18,9 @@ def _mode(text: str) -> str:
 
 
 ARGS = arguments("file", cell=True)
-ARGS.add_argument("path", metavar="PATH")
-ARGS.add_argument("--mode", type=_mode, metavar="755")
+ARGS.add_argument("path", metavar="PATH", completions=FILES,
+                  help="the file on the target, made or replaced (its directory must exist)")
+ARGS.add_argument("--mode", type=_mode, metavar="755", help="its permissions afterwards, in octal (755: executable)")
 
 
 def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
@@ -38,4 +40,14 @@ def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
     return code
 
 
-MAGIC = register(Magic("file", "write the cell body to PATH on the target, exactly", run, ARGS, cell=True))
+MAGIC = register(Magic("file", "write the cell body to PATH on the target, exactly", run, ARGS, cell=True,
+                       doc="""\
+                           The body is data, not shell code: quotes, $, backslashes and
+                           lines starting with % are written as they are, without a final
+                           newline you did not type.  Handy for scripts and config files
+                           that later cells run or read, also inside a rootfs.""",
+                       example="""\
+                           %%file rootfs/hello.sh --mode 755
+                           #!/bin/sh
+                           echo "hello from $(hostname)"
+                           """))

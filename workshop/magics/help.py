@@ -1,16 +1,50 @@
-"""%lsmagic and %help NAME."""
+"""%lsmagic and %help NAME.
+
+A magic's help is made from its declaration: the usage line and the argument
+lines from its :class:`~workshop.arguments.MagicArguments`, around the summary,
+the longer ``doc`` and the ``example`` its module registers.  Shift-Tab on a
+magic shows the same text (workshop.inspection).
+"""
 
 from __future__ import annotations
 
+import textwrap
 from argparse import Namespace
 
 from ..errors import MagicError
-from . import Magic, all_magics, arguments, forms, register
+from . import Magic, all_magics, arguments, forms, names, register
 from .context import CellContext
+
+INDENT = " " * 4
+COLUMN = 22  # where an argument's help starts, when the argument is short enough
+WIDTH = 88
 
 LSMAGIC = arguments("lsmagic")
 HELP = arguments("help")
-HELP.add_argument("name", metavar="NAME")
+HELP.add_argument("name", metavar="NAME", completions=lambda before: sorted(names()),
+                  help="a magic's name, with or without its % or %%")
+
+
+def help_text(magic: Magic) -> str:
+    """Everything %help says about one form (line or cell) of a magic."""
+    parts = [f"{magic.usage}\n{INDENT}{magic.summary}\n"]
+    if magic.doc:
+        parts.append(textwrap.indent(textwrap.dedent(magic.doc).strip("\n"), INDENT) + "\n")
+    lines = magic.arguments.argument_lines()
+    if lines:
+        parts.append("".join(_argument_line(written, text) for written, text in lines))
+    if magic.example:
+        parts.append(f"{INDENT}example:\n" + textwrap.indent(textwrap.dedent(magic.example).strip("\n"), INDENT * 2)
+                     + "\n")
+    return "\n".join(parts)
+
+
+def _argument_line(written: str, text: str) -> str:
+    lines = textwrap.wrap(text, WIDTH - len(INDENT) - COLUMN) or [""]
+    if len(written) >= COLUMN - 1:  # the help goes below a long argument
+        lines.insert(0, "")
+    first = f"{INDENT}{written:<{COLUMN}}{lines[0]}".rstrip()
+    return "\n".join([first] + [f"{INDENT}{'':<{COLUMN}}{line}" for line in lines[1:]]) + "\n"
 
 
 def _lsmagic(ctx: CellContext, args: Namespace) -> None:
@@ -22,8 +56,15 @@ def _help(ctx: CellContext, args: Namespace) -> None:
     found = forms(name)
     if not found:
         raise MagicError(f"no magic named {name}; %lsmagic lists them")
-    ctx.print("".join(magic.doc or f"{magic.usage}\n    {magic.summary}\n" for magic in found))
+    ctx.print("\n".join(help_text(magic) for magic in found))
 
 
-register(Magic("lsmagic", "list the magics", _lsmagic, LSMAGIC))
-register(Magic("help", "show how to use a magic", _help, HELP))
+register(Magic("lsmagic", "list the magics", _lsmagic, LSMAGIC,
+               doc="One line per magic: how it is written, and what it does.  %help NAME says more.",
+               example="%lsmagic"))
+register(Magic("help", "show how to use a magic", _help, HELP,
+               doc="""\
+                   What the magic does, its arguments and an example.  A name with both
+                   forms (%overlay and %%overlay) shows both.  In Jupyter, Shift-Tab on a
+                   magic shows the same text, and Tab completes magics and their options.""",
+               example="%help chroot"))

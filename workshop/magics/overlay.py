@@ -14,18 +14,22 @@ from __future__ import annotations
 
 from argparse import Namespace
 
+from ..arguments import FILES
 from ..errors import MagicError
 from . import Magic, arguments, register
 from .container import chroot_command, q, resolve_root, safe_name, token
 from .context import CellContext
 
 CELL_ARGS = arguments("overlay", cell=True)
-CELL_ARGS.add_argument("rootfs", metavar="ROOTFS")
-CELL_ARGS.add_argument("--name", type=safe_name, metavar="NAME")
+CELL_ARGS.add_argument("rootfs", metavar="ROOTFS", completions=FILES,
+                       help="the root filesystem the snapshot is made of; it is never changed")
+CELL_ARGS.add_argument("--name", type=safe_name, metavar="NAME",
+                       help="keep the snapshot under NAME; a later %%overlay of the same ROOTFS with --name NAME goes on from it")
 LINE_ARGS = arguments("overlay")
 _ACTIONS = LINE_ARGS.add_subparsers(dest="action", required=True, metavar="ls|rm")
-_ACTIONS.add_parser("ls", prog="%overlay ls")
-_ACTIONS.add_parser("rm", prog="%overlay rm").add_argument("name", type=safe_name, metavar="NAME")
+_ACTIONS.add_parser("ls", prog="%overlay ls", help="list the named snapshots and how much each changed")
+_ACTIONS.add_parser("rm", prog="%overlay rm", help="unmount and delete the snapshot NAME").add_argument(
+    "name", type=safe_name, metavar="NAME", help="a snapshot's name, as %overlay ls shows it")
 SHOWN = 40  # changes listed after a cell; the record keeps up to KEPT of each kind
 KEPT = 1000
 
@@ -181,5 +185,20 @@ done
 
 
 register(Magic("overlay", "run the body in a fresh overlayfs snapshot of ROOTFS (kept with --name); shows the changes",
-               run_cell, CELL_ARGS, cell=True))
-register(Magic("overlay", "list or remove named overlay snapshots", run_line, LINE_ARGS))
+               run_cell, CELL_ARGS, cell=True,
+               doc="""\
+                   An overlay mount puts an empty, writable upper directory over ROOTFS;
+                   the body runs chrooted into the merged view, as with %%chroot.  Whatever
+                   it writes, changes or deletes lands in the upper directory, so ROOTFS
+                   stays as it was, and after the cell the kernel lists what the container
+                   added, modified and deleted.  Without --name the snapshot goes away
+                   after the cell; with it, it stays until %overlay rm NAME or %cleanup.""",
+               example="""\
+                   %%overlay rootfs --name try1
+                   rm /bin/ls
+                   echo hello > /hello.txt"""))
+register(Magic("overlay", "list or remove named overlay snapshots", run_line, LINE_ARGS,
+               doc="The snapshots that %%overlay ROOTFS --name NAME made and kept.",
+               example="""\
+                   %overlay ls
+                   %overlay rm try1"""))

@@ -24,6 +24,7 @@ import posixpath
 import shutil
 import struct
 
+from ..arguments import FILES
 from ..errors import MagicError
 from . import Magic, arguments, register
 from .container import q
@@ -48,9 +49,14 @@ def _source(text: str) -> str:
 
 
 ARGS = arguments("rootfs")
-ARGS.add_argument("dir", metavar="DIR")
-ARGS.add_argument("--from", dest="source", type=_source, default="busybox", metavar="busybox|oci:IMAGE|tar:FILE")
-ARGS.add_argument("--upload", action="store_true")
+ARGS.add_argument("dir", metavar="DIR", completions=FILES, help="where the root filesystem goes on the target")
+ARGS.add_argument("--from", dest="source", type=_source, default="busybox", metavar="busybox|oci:IMAGE|tar:FILE",
+                  completions=("busybox", "oci:", "tar:"),
+                  help="busybox (the default): a static busybox and its applet links; oci:IMAGE: an OCI image "
+                       "(docker://..., a registry name, or a local OCI layout), with skopeo and umoci on the target; "
+                       "tar:FILE: a tarball on the target, as docker export or docker save writes it")
+ARGS.add_argument("--upload", action="store_true",
+                  help="send this machine's static busybox even when the target has one")
 
 
 def run(ctx: CellContext, args: argparse.Namespace) -> None:
@@ -256,4 +262,17 @@ echo flat
     ctx.print(f"{directory}: root filesystem from {tarball}\n")
 
 
-MAGIC = register(Magic("rootfs", "prepare a root filesystem: static busybox, OCI image or tarball", run, ARGS))
+MAGIC = register(Magic("rootfs", "prepare a root filesystem: static busybox, OCI image or tarball", run, ARGS,
+                       doc="""\
+                           A root filesystem is a directory that looks like / : bin, etc,
+                           proc, tmp... with programs that run there.  The busybox one is one
+                           static program (no libraries needed) and a link for each command it
+                           provides, so it works inside %%chroot, %%overlay and %%unshare.
+                           DIR is made when missing; a relative DIR is taken from the shell's
+                           current directory.""",
+                       example="""\
+                           %rootfs rootfs
+                           ls rootfs/bin | head
+                           %%check
+                           test -x rootfs/bin/sh || echo "FAIL: no /bin/sh in rootfs"
+                           """))

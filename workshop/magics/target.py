@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from argparse import Namespace
 
 from ..errors import MagicError, TargetError
-from ..targets import parse_target
+from ..targets import parse_target, target_usage
 from . import Magic, arguments, register
 from .context import CellContext
 
 ARGS = arguments("target")
-ARGS.add_argument("spec", nargs="?", metavar="SPEC")
+
+
+def _kinds(before: list[str]) -> list[str]:
+    """How each kind of target starts (local, ssh://, ssh:, qemu:, ...), from the kinds' USAGE."""
+    written = target_usage().removeprefix("targets: ").split(" | ")
+    return list(dict.fromkeys(re.match(r"[a-z]+(?::(?://)?)?", usage)[0] for usage in written))
+
+
+ARGS.add_argument("spec", nargs="?", metavar="SPEC", completions=_kinds,
+                  help="local, ssh://USER@HOST[:PORT], ssh:ALIAS, qemu:NAME, bakerx:NAME or vagrant:NAME; "
+                       "without it, show the current target")
 
 
 def run(ctx: CellContext, args: Namespace) -> None:
@@ -25,4 +36,13 @@ def run(ctx: CellContext, args: Namespace) -> None:
     ctx.print(f"target: {target.spec}\n")
 
 
-register(Magic("target", "show or choose where cells run", run, ARGS))
+register(Magic("target", "show or choose where cells run", run, ARGS,
+               doc="""\
+                   The cells after it run there, in a new shell: the old shell's directory,
+                   variables and functions stay behind, and %cleanup runs on the old target
+                   first.  A notebook may name its target in metadata.workshop.target, and
+                   WORKSHOP_TARGET chooses one for every kernel; %target wins over both.
+                   A grading rerun fixes the target, and %target is then an error.""",
+               example="""\
+                   %target qemu:lab
+                   uname -a"""))

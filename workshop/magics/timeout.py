@@ -21,7 +21,8 @@ def _seconds(text: str) -> float | None:
 
 
 ARGS = arguments("timeout")
-ARGS.add_argument("seconds", nargs="?", type=_seconds, default=False, metavar="SECONDS|off")
+ARGS.add_argument("seconds", nargs="?", type=_seconds, default=False, metavar="SECONDS|off", completions=("off",),
+                  help="seconds a cell may run (decimals allowed), or off; without it, show the timeout")
 
 
 def run(ctx: CellContext, args: argparse.Namespace) -> None:
@@ -32,4 +33,12 @@ def run(ctx: CellContext, args: argparse.Namespace) -> None:
     ctx.runner.timeout = args.seconds
 
 
-register(Magic("timeout", "interrupt this and later cells after N seconds (off to disable)", run, ARGS))
+register(Magic("timeout", "interrupt this and later cells after N seconds (off to disable)", run, ARGS,
+               doc="""\
+                   A cell still running after that long is stopped as the stop button would
+                   stop it: its command and what it started end, the shell and its state stay,
+                   and the cell says it timed out (exit status 130).  WORKSHOP_TIMEOUT sets
+                   the timeout for every kernel.""",
+               example="""\
+                   %timeout 5
+                   sleep 60    # stopped after 5 s"""))

@@ -16,16 +16,16 @@ from . import Magic, arguments, register
 from .container import as_command, q
 from .context import CellContext
 
-NAMESPACES = {  # flag letter -> long option, as util-linux unshare spells them
-    "f": "--fork",
-    "m": "--mount",
-    "u": "--uts",
-    "i": "--ipc",
-    "p": "--pid",
-    "n": "--net",
-    "U": "--user",
-    "r": "--map-root-user",
-    "C": "--cgroup",
+NAMESPACES = {  # flag letter -> long option, as util-linux unshare spells them, and what it does
+    "f": ("--fork", "run the body in a child of unshare (needed with -p: the body is then PID 1)"),
+    "m": ("--mount", "a new mount namespace: mounts made inside stay inside"),
+    "u": ("--uts", "a new UTS namespace: its own host name"),
+    "i": ("--ipc", "a new IPC namespace: its own message queues and shared memory"),
+    "p": ("--pid", "a new PID namespace: its own process numbers (with -f)"),
+    "n": ("--net", "a new network namespace: only a loopback interface, down"),
+    "U": ("--user", "a new user namespace"),
+    "r": ("--map-root-user", "root inside maps to your user outside (implies -U)"),
+    "C": ("--cgroup", "a new cgroup namespace: the body sees its cgroup as /"),
 }
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$")
 
@@ -37,10 +37,12 @@ def _hostname(text: str) -> str:
 
 
 ARGS = arguments("unshare", cell=True)
-for _letter, _long in NAMESPACES.items():
-    ARGS.add_argument(f"-{_letter}", _long, dest=_letter, action="store_true")
-ARGS.add_argument("--mount-proc", action="store_true")
-ARGS.add_argument("--hostname", type=_hostname, metavar="H")
+for _letter, (_long, _help) in NAMESPACES.items():
+    ARGS.add_argument(f"-{_letter}", _long, dest=_letter, action="store_true", help=_help)
+ARGS.add_argument("--mount-proc", action="store_true",
+                  help="mount a new /proc for the new PID namespace (inside the %%chroot or %%overlay root, when "
+                       "there is one), so ps shows only the body's processes")
+ARGS.add_argument("--hostname", type=_hostname, metavar="H", help="set the host name inside (implies -u)")
 
 
 def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
@@ -73,5 +75,14 @@ def run(ctx: CellContext, args: argparse.Namespace, body: str) -> str:
 
 
 MAGIC = register(
-    Magic("unshare", "run the body in new namespaces (own hostname, PIDs, mounts, ...)", run, ARGS, cell=True)
-)
+    Magic("unshare", "run the body in new namespaces (own hostname, PIDs, mounts, ...)", run, ARGS, cell=True,
+          doc="""\
+              The body runs under util-linux (or busybox) unshare, in the namespaces the
+              flags name; letters combine (-fmuipn).  What happens inside a namespace
+              (a host name, mounts, processes) is not seen outside it, and the
+              namespaces end with the body.  Put it above %%chroot or %%overlay to run a
+              container's shell in them.""",
+          example="""\
+              %%unshare -fmuipn --mount-proc --hostname box
+              hostname
+              ps ax    # the body's shell is PID 1"""))
