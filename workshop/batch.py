@@ -358,6 +358,7 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
         timings["grade"] = round(time.monotonic() - clock, 3)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
+    sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
     if run.error and not run.timed_out:
