@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,17 @@ def test_completion_replies_name_their_types_for_jupyterlab(shared_kernel, code)
     types = reply["metadata"]["_jupyter_types_experimental"]
     assert [t["text"] for t in types] == reply["matches"]
     assert all(t["start"] == reply["cursor_start"] and t["end"] == reply["cursor_end"] for t in types)
+
+
+def test_tab_and_shift_tab_never_boot_a_vm(start_kernel):
+    """Before a qemu target's first cell, magics still complete and explain
+    themselves; shell words find nothing rather than start the machine."""
+    name = f"ws-tab-{secrets.token_hex(3)}"
+    kernel = start_kernel(f"qemu:{name}")
+    assert completes(kernel, "%%ch") == (["%%check", "%%chroot"], 0, 4)
+    assert completes(kernel, "%expect std")[0][:2] == ["stdout", "stderr"]
+    assert completes(kernel, "ech") == ([], 0, 3)
+    assert inspects(kernel, "%%chroot")["found"]
+    assert inspects(kernel, "ls")["found"] is False
+    running = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout
+    assert running == ""

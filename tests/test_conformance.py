@@ -23,7 +23,11 @@ class WorkshopKernelConformance(jupyter_kernel_test.KernelTests):
     completion_samples = [
         {"text": "ech", "matches": {"echo"}},
         {"text": "ls /pro", "matches": {"/proc/"}},
+        {"text": "%ta", "matches": {"%target"}},
+        {"text": "%%ch", "matches": {"%%check", "%%chroot"}},
+        {"text": "%expect stdout-", "matches": {"stdout-contains"}},
     ]
+    code_inspect_sample = "ls"
     complete_code_samples = ["echo hi", "for i in 1 2; do echo $i; done", "%lsmagic"]
     incomplete_code_samples = ["for i in 1 2; do", "echo 'open", "cat <<EOF\nbody"]
     invalid_code_samples = ["fi", "done", "}"]
