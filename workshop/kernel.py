@@ -3,7 +3,8 @@
 Everything about running a cell lives in :mod:`workshop.session`; this module
 only speaks the protocol: it streams output to IOPub without outrunning it (or
 a Jupyter server's rate limits), shows the record, answers with the error or
-ok, turns interrupts into a stopped cell, and asks the shell for completions.
+ok, turns interrupts into a stopped cell, and hands Tab and Shift-Tab to
+:mod:`workshop.completion` and :mod:`workshop.inspection`.
 """
 
 from __future__ import annotations
