@@ -147,6 +147,11 @@ def test_inspect_never_runs_a_students_program_and_never_hangs(kernel, tmp_path)
     assert inspects(kernel, "./mine")["found"]  # type says what it is...
     assert "mine-too is " in inspects(kernel, "mine-too")["data"]["text/plain"]
     assert not ran.exists()  # ...and it did not run
+    # nor do the student's functions and aliases named like the commands the lookup uses
+    kernel.run(f"type() {{ touch {ran}; }}; head() {{ touch {ran}; }}; alias man='touch {ran}; man'")
+    assert re.search(r"^ls is (/usr)?/bin/ls$", inspects(kernel, "ls")["data"]["text/plain"], re.M)
+    assert not ran.exists()
+    kernel.run("unset -f type head; unalias man")
     name = f"ws-inspect-hang-{secrets.token_hex(4)}"
     waiter = Path("/usr/local/bin") / name
     waiter.write_text("#!/bin/sh\nread answer\nexec sleep 300\n")

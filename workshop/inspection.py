@@ -27,22 +27,26 @@ if TYPE_CHECKING:
     from .session import Session
 
 # What the shell prints for WORD, in a subshell: nothing when it is no command.
+# Every command goes through `command`: the student's functions and aliases
+# named type, head, man... must not run in their place.
 _LOOKUP = """(
 w={word}; n={lines}
-type "$w" >/dev/null 2>&1 || exit 0
-type "$w" 2>&1 | head -n 20
-case $(type -t "$w" 2>/dev/null) in builtin|keyword) echo; help "$w" 2>&1 | head -n "$n"; exit 0;; esac
+command type "$w" >/dev/null 2>&1 || exit 0
+command type "$w" 2>&1 | command head -n 20
+case $(command type -t "$w" 2>/dev/null) in
+  builtin|keyword) command echo; command help "$w" 2>&1 | command head -n "$n"; exit 0;;
+esac
 p=$(command -v "$w" 2>/dev/null)
 case $p in /*) ;; *) exit 0;; esac
 command -v timeout >/dev/null 2>&1 || exit 0
 m=
 if command -v man >/dev/null 2>&1; then
-  m=$(MANWIDTH=80 timeout -s KILL 3 man -P cat "$w" </dev/null 2>/dev/null | head -n "$n")
+  m=$(MANWIDTH=80 command timeout -s KILL 3 man -P cat "$w" </dev/null 2>/dev/null | command head -n "$n")
 fi
-[ -n "$m" ] && {{ echo; printf '%s\\n' "$m"; exit 0; }}
+[ -n "$m" ] && {{ command echo; command printf '%s\\n' "$m"; exit 0; }}
 case $p in /bin/*|/sbin/*|/usr/bin/*|/usr/sbin/*|/usr/local/bin/*|/usr/local/sbin/*) ;; *) exit 0;; esac
 case ${{p##*/}} in reboot|halt|poweroff|shutdown|init|telinit|kexec|systemctl) exit 0;; esac
-echo; timeout -s KILL 2 "$p" --help </dev/null 2>&1 | head -n "$n"
+command echo; command timeout -s KILL 2 "$p" --help </dev/null 2>&1 | command head -n "$n"
 )"""
 _OVERSTRIKE = re.compile(r".\x08|\x1b\[[0-9;]*m")  # bold and underline as man and groff write them
 LOOKUP_SECONDS = 8  # the whole lookup, after which the shell's command is interrupted
