@@ -130,6 +130,7 @@ class Session:
         self.shell: ShellSession | None = None
         self._transport: Transport | None = None
         self._ended_notice: str | None = None
+        self._told_unordered = False
         self._cleanups: dict[str, str] = {}
         self._cleanup_files: dict[str, str] = {}  # key -> its file on the target
         self._notices: list[str] = []  # for the next cell to show (found outside a cell)
@@ -403,7 +404,8 @@ class Session:
             self._transport = self.target.open()
         shell = ShellSession(self._transport.channel)
         try:
-            shell.start()
+            # a grading rerun (target locked) runs what the notebook says, whoever's ~/.bashrc is there
+            shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked)
         except (ShellError, OSError) as exc:
             shell.close()
             raise TargetError(f"could not start a shell on {self.target.describe()}: "
@@ -412,6 +414,10 @@ class Session:
         self.shell = shell
         self._cleanup_files.clear()  # a new shell, a new state directory
         self._report_leftovers(ctx)
+        if not shell.ordered and ctx is not None and not self._told_unordered:
+            self._told_unordered = True  # once: it is the target's nature, not the cell's
+            ctx.notice(f"{self.target.describe()} cannot run the relay that keeps stdout and stderr in "
+                       "order (it needs perl): each stream arrives in order, the two may not")
         if self._ended_notice and ctx is not None:
             ctx.notice(f"started a new shell on {self.target.describe()} ({self._ended_notice}); "
                        "cwd, variables and functions from the old shell are gone")

@@ -45,6 +45,9 @@ class Settings(Configurable):
     target_locked = Bool(False, help="Cells cannot change where they run: %target is refused and the "
                          "notebook's metadata ignored (WORKSHOP_TARGET_LOCKED=1; set by grading reruns).").tag(
         config=True, env="WORKSHOP_TARGET_LOCKED")
+    bashrc = Bool(False, help="Source the target user's ~/.bashrc when a bash shell starts, for its aliases and "
+                  "functions; off so that a notebook runs the same for everyone, and never in grading reruns "
+                  "(WORKSHOP_BASHRC=1).").tag(config=True, env="WORKSHOP_BASHRC")
     failed_check = Enum(["record", "error"], "record",
                         help="'error': a failed check also fails the cell (WORKSHOP_FAILED_CHECK).").tag(
         config=True, env="WORKSHOP_FAILED_CHECK")

@@ -80,13 +80,24 @@ def bootstrap_command() -> str:
     )
 
 
+# No prompts (they would go nowhere), nothing run between cells, no history file.
+_QUIET = "PS1= PS2= PS4='+ '; unset PROMPT_COMMAND HISTFILE"
+
+
 def hello_line(nonce: str) -> str:
     """First line sent: reports the shell's pid and flavour."""
     return (
-        "PS1= PS2= PS4='+ '; unset PROMPT_COMMAND HISTFILE; "
+        f"{_QUIET}; "
         f"printf '\\0WS{nonce}:hello:%s:%s|%s\\0' \"$$\" \"${{BASH_VERSION:-sh}}\" "
         f"\"$(readlink /proc/$$/fd/0 2>/dev/null)\" >&{BOOT_OUT_FD}\n"
     )
+
+
+def startup_file_line() -> str:
+    """Sources the user's ~/.bashrc (its aliases and functions), sent between
+    the hello and the driver when asked for.  What it prints is dropped, it
+    reads no input, and the prompt settings are set back after it."""
+    return f"[ -r ~/.bashrc ] && . ~/.bashrc </dev/null >/dev/null 2>&1; {_QUIET}\n"
 
 
 def driver_script(nonce: str, flavour: str, state_dir: str) -> str:

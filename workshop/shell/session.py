@@ -21,7 +21,9 @@ from .framing import (
     hello_line,
     new_nonce,
     new_token,
+    startup_file_line,
 )
+from .ordered import OrderedChannel, relayed
 from .result import CommandResult, FailedCommand
 
 # Seconds between SIGINT and the harder steps of an interrupt.
@@ -35,6 +37,8 @@ UNRESPONSIVE_AFTER = 5.0
 # shell is still busy with it (see ShellSession._watch).
 PROBE_AFTER = 1.0
 PROBE_GONE = 3
+# Stream switches in one read past which it is a backlog (see _merge_backlog).
+BACKLOG_SWITCHES = 64
 
 # bash says this when a job it waits for dies of a signal (an interrupt, or
 # SIGPIPE in `ls | head`) and it has no terminal; it is not the cell's output.
@@ -123,9 +127,16 @@ class ShellSession:
     def state_dir(self) -> str:
         return f"{self._state_root}/.workshop-{self.nonce}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    @property
+    def ordered(self) -> bool:
+        """Whether stdout and stderr arrive in the order they were written
+        (the target runs the relay, see shell.ordered), not only each in its own."""
+        return isinstance(self.channel, OrderedChannel) and bool(self.channel.ordered)
+
+    def start(self, timeout: float = 30.0, bashrc: bool = False) -> None:
+        """Start the shell; ``bashrc``: source the user's ~/.bashrc first (bash only)."""
         self.nonce = new_nonce()
-        self.channel = self._factory(bootstrap_command())
+        self.channel = OrderedChannel(self._factory(relayed(bootstrap_command())))
         self._out = MarkerScanner(self.nonce)
         self._err = MarkerScanner(self.nonce)
         self.channel.write(hello_line(self.nonce).encode())
@@ -133,6 +144,8 @@ class ShellSession:
         self.pid = int(hello.fields[0])
         version, _, self._stdin = ":".join(hello.fields[1:]).partition("|")  # pipe:[N] holds a colon
         self.flavour = "bash" if version != "sh" else "sh"
+        if bashrc and self.flavour == "bash":
+            self.channel.write(startup_file_line().encode())
         self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir).encode())
         self._await_marker("ready", timeout)
 
@@ -239,7 +252,7 @@ class ShellSession:
                 self._send_fallback(cell)
                 wait = min(wait, 0.05)
             try:
-                events = self.channel.read(wait)
+                events = _merge_backlog(self.channel.read(wait))
             except ChannelClosed:
                 events = [(STDOUT, b""), (STDERR, b"")]
             closed = {stream for stream, data in events if not data}
@@ -429,6 +442,30 @@ class ShellSession:
                                    + f"; [ -e {abort} ] && kill -INT {pid}")
             return 2
         return done
+
+
+def _merge_backlog(events: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """What one read found, each stream's pieces joined when they switch
+    streams more than BACKLOG_SWITCHES times.
+
+    The relay keeps the order of writes across stdout and stderr; each switch
+    becomes a message of its own to the notebook.  A read finds that many
+    switches only when the reader fell behind a cell that alternates fast
+    (the notebook's rate limits, a slow link): then a message per switch would
+    keep it behind and flood the notebook with outputs, so what waited goes as
+    one piece per stream, stdout first.
+    """
+    switches = sum(1 for (a, _), (b, _) in zip(events, events[1:], strict=False) if a != b)
+    if switches <= BACKLOG_SWITCHES:
+        return events
+    joined: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+    ends = []
+    for stream, data in events:
+        if data:
+            joined[stream].append(data)
+        else:
+            ends.append((stream, data))
+    return [(stream, b"".join(parts)) for stream, parts in joined.items() if parts] + ends
 
 
 def _parse_failed(text: str) -> list[FailedCommand]:

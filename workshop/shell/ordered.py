@@ -1,0 +1,170 @@
+"""A cell's stdout and stderr in the order they were written, kept apart.
+
+Two pipes (or an SSH channel's two streams) lose the order between them: a
+reader that finds both readable cannot tell which was written first.  So on
+the target a small relay gives the shell, as its stdout and stderr, two unix
+datagram sockets, each bound to an address of its own and both connected to
+one receiving socket.  The kernel queues every ``write()`` as one datagram on
+that one socket, in the order the writes happened, whichever process made them,
+and ``recvfrom`` names the socket it came from.  The relay passes them on as
+frames on its stdout (one byte for the stream, four for the length, the data),
+which :class:`OrderedChannel` turns back into ``(stream, data)`` pairs.
+
+The relay is Perl with its core modules (``perl-base`` is on every Debian and
+Ubuntu system, minimal ones included).  A target without Perl, or where the
+sockets cannot be made, runs the shell on plain pipes as before: each stream
+stays in order, the two may not be (:attr:`OrderedChannel.ordered` says which).
+
+What sockets change for a cell's programs (see the README's "Output order"):
+a program that opens ``/dev/stdout`` or ``/dev/stderr`` by name gets ENXIO
+(bash's own redirections to them still work), and one ``write()`` larger
+than the send buffer fails (EMSGSIZE or ENOBUFS): about 4 MiB as root, where
+the relay raises the buffer with SO_SNDBUFFORCE, ``net.core.wmem_max`` times
+two otherwise (416 KiB on a stock kernel).  Programs that stream write far
+less at a time.
+"""
+
+from __future__ import annotations
+
+import shlex
+import struct
+
+from .channels import STDERR, STDOUT, Channel
+from .result import CommandResult
+
+# What the relay writes first: not a marker (its fourth byte is no hex digit).
+GREETING = b"\0WS-ordered\0"
+_HEADER = struct.Struct(">BI")
+
+# argv[1]: the shell command.  The senders stay open in the relay too, so that
+# their addresses stay taken: nothing else can bind one and pass for a stream.
+# SO_SNDBUFFORCE is 32 on Linux's x86, arm and riscv ABIs.
+RELAY = r"""
+use strict; use Socket; use POSIX ();
+$0 = 'workshop-relay';
+my ($inner, $max, $r, @s) = ($ARGV[0], 8 << 20);
+sub plain { exec '/bin/sh', '-c', $inner; exit 127 }
+eval {
+  socket($r, AF_UNIX, SOCK_DGRAM, 0) && bind($r, pack('S', AF_UNIX)) or die;
+  for my $i (0, 1) {
+    socket($s[$i], AF_UNIX, SOCK_DGRAM, 0) && bind($s[$i], pack('S', AF_UNIX))
+      && connect($s[$i], getsockname($r)) or die;
+    setsockopt($s[$i], SOL_SOCKET, 32, $max) or setsockopt($s[$i], SOL_SOCKET, SO_SNDBUF, $max);
+  }
+  1;
+} or plain();
+my %stream = (getsockname($s[0]) => 1, getsockname($s[1]) => 2);
+my $done = 0;
+$SIG{CHLD} = sub { $done = 1 };
+my $pid = fork;
+plain() unless defined $pid;
+if (!$pid) {
+  setpgrp(0, 0);
+  POSIX::dup2(fileno $s[0], 1) && POSIX::dup2(fileno $s[1], 2) or POSIX::_exit(127);
+  exec '/bin/sh', '-c', $inner; POSIX::_exit(127);
+}
+my ($rin, $d, $out, $cur, $status) = ('', '', '', 0, 0);
+vec($rin, fileno $r, 1) = 1;
+sub put {
+  my $w = $_[0];
+  for (my $o = 0; $o < length $w;) {
+    my $n = syswrite STDOUT, $w, length($w) - $o, $o;
+    if (defined $n) { $o += $n } elsif (!$!{EINTR}) { exit 141 }
+  }
+}
+sub flush { put(pack('CN', $cur, length $out) . $out) if length $out; $out = '' }
+put("\0WS-ordered\0");
+while (1) {
+  select(my $ready = $rin, undef, undef, $done ? 0 : 0.5);
+  while (defined(my $from = recv($r, $d, $max, Socket::MSG_DONTWAIT()))) {
+    my $s = $stream{$from} or next;
+    flush() if $s != $cur;
+    $cur = $s; $out .= $d;
+    flush() if length $out >= 1 << 20;
+  }
+  flush();
+  last if $done == 2;
+  if (waitpid($pid, POSIX::WNOHANG()) == $pid) { $status = $?; $done = 2 }
+}
+exit($status & 127 ? 128 + ($status & 127) : $status >> 8);
+"""
+
+
+def relayed(command: str) -> str:
+    """``command`` (sh code) run under the relay where the target has Perl."""
+    return (f"if command -v perl >/dev/null 2>&1; then exec perl -e {shlex.quote(RELAY)} "
+            f"-- {shlex.quote(command)}; fi; {command}")
+
+
+class OrderedChannel(Channel):
+    """A shell's channel whose stdout carries the relay's frames.
+
+    ``ordered`` is None until the first output says whether the relay runs:
+    True, or False for a target that runs the shell on plain pipes.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.inner = channel
+        self.ordered: bool | None = None
+        self._head = b""  # the start of the greeting, or of a frame's header
+        self._stream = STDOUT
+        self._left = 0  # bytes of the current frame still to come
+
+    def read(self, timeout: float | None) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for stream, data in self.inner.read(timeout):
+            if stream != STDOUT or self.ordered is False:
+                out.append((stream, data))
+            elif not data:
+                if self._head and self.ordered is None:
+                    out.append((STDOUT, self._head))  # a short plain output, then the end
+                out.append((STDOUT, b""))
+            elif self.ordered is None:
+                self._greeting(data, out)
+            else:
+                self._frames(data, out)
+        return out
+
+    def _greeting(self, data: bytes, out: list[tuple[int, bytes]]) -> None:
+        data, self._head = self._head + data, b""
+        if data.startswith(GREETING):
+            self.ordered = True
+            self._frames(data[len(GREETING):], out)
+        elif GREETING.startswith(data):
+            self._head = data
+        else:
+            self.ordered = False
+            out.append((STDOUT, data))
+
+    def _frames(self, data: bytes, out: list[tuple[int, bytes]]) -> None:
+        view, pos = memoryview(data), 0
+        while pos < len(view):
+            if not self._left:
+                need = _HEADER.size - len(self._head)
+                self._head += bytes(view[pos : pos + need])
+                pos += need
+                if len(self._head) < _HEADER.size:
+                    return
+                stream, self._left = _HEADER.unpack(self._head)
+                self._stream = STDERR if stream == 2 else STDOUT
+                self._head = b""
+                continue
+            take = min(self._left, len(view) - pos)
+            out.append((self._stream, bytes(view[pos : pos + take])))
+            pos += take
+            self._left -= take
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(data)
+
+    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
+        return self.inner.run_aside(command, stdin)
+
+    def exit_status(self) -> int | None:
+        return self.inner.exit_status()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def lost_reason(self) -> str | None:
+        return self.inner.lost_reason()
