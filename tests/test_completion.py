@@ -222,3 +222,13 @@ def test_tab_and_shift_tab_never_boot_a_vm(start_kernel):
     assert inspects(kernel, "ls")["found"] is False
     running = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout
     assert running == ""
+
+
+def test_tab_offers_the_micro_vms_made_on_this_machine(start_kernel, tmp_path):
+    (tmp_path / "vms" / "lab").mkdir(parents=True)
+    (tmp_path / "vms" / "lab" / "disk.qcow2").write_bytes(b"")
+    (tmp_path / "vms" / "half-made").mkdir()  # no disk: not a VM yet
+    (tmp_path / "vms" / "images").mkdir()  # the image cache
+    kernel = start_kernel("local", WORKSHOP_DATA_DIR=str(tmp_path))
+    assert completes(kernel, "%target qemu:") == (["qemu:", "qemu:lab"], 8, 13)
+    assert completes(kernel, "%target qemu:l") == (["qemu:lab"], 8, 14)

@@ -15,6 +15,7 @@ send it.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from . import magics
 from .arguments import FILES
 from .cell import RAW_ARGUMENTS
 
+log = logging.getLogger(__name__)
 # Characters that end a shell word for completion purposes.
 WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
@@ -126,7 +128,11 @@ def _values(action: argparse.Action, before: list[str], partial: str, shell_word
     if offered == FILES:
         return Matches(_paths(partial, shell_words), "path")
     if callable(offered):
-        offered = offered(before)
+        try:
+            offered = offered(before)
+        except Exception:  # a Tab key must never cost the student an error
+            log.warning("completing %s failed", action.dest, exc_info=True)
+            offered = ()
     return Matches([w for w in dict.fromkeys(offered or ()) if w.startswith(partial)], "keyword")
 
 

@@ -13,13 +13,23 @@ from .context import CellContext
 ARGS = arguments("target")
 
 
-def _kinds(before: list[str]) -> list[str]:
-    """How each kind of target starts (local, ssh://, ssh:, qemu:, ...), from the kinds' USAGE."""
+def _specs(before: list[str]) -> list[str]:
+    """How each kind of target starts (local, ssh://, ssh:, qemu:, ...), from the
+    kinds' USAGE, then the micro VMs made on this machine."""
+    from ..vm.machine import VM, VMError, vms_dir
+
     written = target_usage().removeprefix("targets: ").split(" | ")
-    return list(dict.fromkeys(re.match(r"[a-z]+(?::(?://)?)?", usage)[0] for usage in written))
+    specs = [re.match(r"[a-z]+(?::(?://)?)?", usage)[0] for usage in written]
+    for path in sorted(vms_dir().iterdir()):
+        try:
+            if VM(path.name).exists:
+                specs.append(f"qemu:{path.name}")
+        except VMError:  # not a VM's directory (the image cache)
+            continue
+    return list(dict.fromkeys(specs))
 
 
-ARGS.add_argument("spec", nargs="?", metavar="SPEC", completions=_kinds,
+ARGS.add_argument("spec", nargs="?", metavar="SPEC", completions=_specs,
                   help="local, ssh://USER@HOST[:PORT], ssh:ALIAS, qemu:NAME, bakerx:NAME or vagrant:NAME; "
                        "without it, show the current target")
 
