@@ -102,7 +102,7 @@ def test_the_reference_holds_everything_the_grader_uses(released):
     assert ref.max_points == VISIBLE_POINTS + HIDDEN_POINTS and ref.hidden_points == HIDDEN_POINTS
     assert [(t.label, t.kind, t.manual_points) for t in ref.tasks] == [
         ("box", "code", 0), ("count", "code", 0), ("why", "markdown", MANUAL_POINTS)]
-    assert {c.key for c in ref.checks if c.hidden} == {"box:note-says-hello", "cell4:middle-line"}
+    assert {c.key for c in ref.checks if c.hidden} == {"box:note-says-hello", "cell 4:middle-line"}
     # every visible check of the reference is in the student copy, unchanged
     student_ref = load_reference(tmp_path / "out" / "student" / "lab.ipynb")
     assert {(c.key, c.digest) for c in student_ref.checks} == {(c.key, c.digest) for c in ref.checks if not c.hidden}

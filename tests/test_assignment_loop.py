@@ -117,7 +117,7 @@ def test_workshop_check_gives_the_visible_score_before_hand_in(course):
 # ---- grading -----------------------------------------------------------------------------
 def test_grading_from_records_leaves_hidden_checks_to_a_rerun(course):
     results = _by_student(grade(course["reference"], [course["subs"]]))
-    hidden = ["box:note-says-hello", "cell4:middle-line"]
+    hidden = ["box:note-says-hello", "cell 4:middle-line"]
     for result in results.values():
         assert [result["checks"][k]["status"] for k in hidden] == ["needs-rerun", "needs-rerun"]
         assert "--rerun" in result["checks"][hidden[0]]["message"]
@@ -149,7 +149,7 @@ def test_a_rerun_puts_the_checks_back_and_scores_the_hidden_ones(course):
     assert edited["box:note-says-hello"]["status"] == "failed"
     assert results["edited"]["answers"]["box"] == "mkdir -p wrong"  # the student's code, not the restored cell
     attacker = results["attacker"]["checks"]
-    assert attacker["cell4:middle-line"]["status"] == "passed"  # the real hidden cell, run after its code
+    assert attacker["cell 4:middle-line"]["status"] == "passed"  # the real hidden cell, run after its code
     assert all(r["checks"][k]["status"] != "needs-rerun" for r in results.values() for k in r["checks"])
 
 

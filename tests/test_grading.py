@@ -125,7 +125,7 @@ def test_workshop_run_exit_status_and_junit(lab):
     runs = lab["runs"]
     assert runs["good"].returncode == 0, runs["good"].stderr
     assert runs["wrong"].returncode == 1
-    assert "✘ hello:stdout /^hello/" in runs["wrong"].stderr
+    assert "✘ hello (cell 2, id hello): check stdout /^hello/: stdout does not match" in runs["wrong"].stderr
     from xml.etree import ElementTree as ET
 
     good = ET.parse(lab["dir"] / "good.xml").getroot()
@@ -135,9 +135,10 @@ def test_workshop_run_exit_status_and_junit(lab):
     suite = wrong.find("testsuite")
     assert suite.get("tests") == "6" and suite.get("failures") == "3"
     failures = {c.get("name"): c.find("failure") for c in wrong.iter("testcase") if c.find("failure") is not None}
-    assert set(failures) == {"hello:stdout /^hello/", "hello:stderr empty", "cell3:rootfs"}
-    assert failures["cell3:rootfs"].get("message") == "rootfs/bin is missing"
-    assert "expected: stdout matching /^hello/" in failures["hello:stdout /^hello/"].text
+    assert set(failures) == {"hello (cell 2, id hello): stdout /^hello/", "hello (cell 2, id hello): stderr empty",
+                             "cell 3 (id rootfs): rootfs"}
+    assert failures["cell 3 (id rootfs): rootfs"].get("message") == "cell 3 (id rootfs): check rootfs: rootfs/bin is missing"
+    assert "expected: stdout matching /^hello/" in failures["hello (cell 2, id hello): stdout /^hello/"].text
 
 
 def test_records_name_their_cells_in_headless_runs(lab):
@@ -162,7 +163,7 @@ def test_grade_flags_each_submission(lab):
 
     wrong = results["wrong"]
     assert wrong["total"] == MAX - 4 - 3 and kinds(wrong) == set()
-    assert wrong["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert wrong["checks"]["cell 3:rootfs"]["message"] == "rootfs/bin is missing"
     assert "hi" in wrong["cells"]["hello"]["stderr"]
 
     edited = results["edited"]
@@ -172,23 +173,23 @@ def test_grade_flags_each_submission(lab):
 
     deleted = results["deleted"]
     assert kinds(deleted) == {"check-removed"}
-    assert deleted["checks"]["cell3:rootfs"]["status"] == "missing"
+    assert deleted["checks"]["cell 3:rootfs"]["status"] == "missing"
     assert deleted["total"] == MAX - 3
 
     cheat = results["cheat"]
     assert kinds(cheat) == {"check-edited"}
-    assert cheat["checks"]["cell3:rootfs"]["passed"] is False
+    assert cheat["checks"]["cell 3:rootfs"]["passed"] is False
     assert cheat["total"] == MAX - 3
 
     locked = results["locked"]
     assert "locked-changed" in kinds(locked)
-    assert locked["checks"]["cell1:stdout /ready/"]["earned"] == 0
+    assert locked["checks"]["cell 1:stdout /ready/"]["earned"] == 0
 
     assert kinds(results["disorder"]) == {"out-of-order"}
     assert results["disorder"]["total"] == MAX  # a flag for the instructor, points kept
     assert "sessions" in kinds(results["restarted"])
     assert kinds(results["cleared"]) == {"record-missing", "replay"}
-    assert results["cleared"]["checks"]["cell4:exit 2"]["earned"] == 0
+    assert results["cleared"]["checks"]["cell 4:exit 2"]["earned"] == 0
 
     assert kinds(results["corrupt"]) == {"unreadable"}
     assert "invalid JSON" in results["corrupt"]["error"]
@@ -215,7 +216,7 @@ def test_grade_cli_reports(lab, tmp_path):
     row = {r["student"]: r for r in rows}
     assert row["good"]["total"] == f"{MAX:g}" and row["good"]["flags"] == "replay"
     assert row["edited"]["flags"] == "output-edited; replay" and row["edited"]["hello:stdout /^hello/"] == "0"
-    assert row["wrong"]["cell3:rootfs"] == "0" and row["wrong"]["cell4:exit 2"] == "1"
+    assert row["wrong"]["cell 3:rootfs"] == "0" and row["wrong"]["cell 4:exit 2"] == "1"
 
     data = json.loads(json_path.read_text())
     assert data["max_points"] == MAX and len(data["checks"]) == 6
@@ -283,9 +284,9 @@ def test_rerun_grades_a_fresh_run(lab, tmp_path):
                    timeout=60)
     results = by_student(report)
     # The reference's checks run again whatever the submission did to them.
-    assert results["deleted"]["checks"]["cell3:rootfs"]["status"] == "failed"
-    assert results["deleted"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
-    assert results["cheat"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["deleted"]["checks"]["cell 3:rootfs"]["status"] == "failed"
+    assert results["deleted"]["checks"]["cell 3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["cheat"]["checks"]["cell 3:rootfs"]["message"] == "rootfs/bin is missing"
     assert results["edited"]["total"] == MAX and results["edited"]["flags"] == []
     assert all(r.get("rerun") for r in report.results)
 
@@ -341,7 +342,7 @@ def test_rerun_on_a_dask_cluster(lab, tmp_path, dask_cluster):
     )
     assert done.returncode == 0, done.stderr
     results = {r["student"]: r for r in json.loads(out.read_text())["submissions"]}
-    assert results["deleted"]["checks"]["cell3:rootfs"]["message"] == "rootfs/bin is missing"
+    assert results["deleted"]["checks"]["cell 3:rootfs"]["message"] == "rootfs/bin is missing"
     assert results["edited"]["total"] == MAX and results["edited"]["flags"] == []
     assert all(r.get("rerun") for r in results.values())
     # and the scheduler handed them to its worker

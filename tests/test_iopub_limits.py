@@ -279,7 +279,7 @@ def test_an_edited_output_is_still_flagged_as_edited(lab):
     middle = len(text) // 2
     out["text"] = text[:middle] + ("X" if text[middle] != "X" else "Y") + text[middle + 1 :]  # same length
     result = grade(lab["reference"], save(nb, lab["base"] / "edited.ipynb"))
-    assert ("output-edited", "cell2") in flags(result), result["flags"]
+    assert ("output-edited", "cell 2 (id big35)") in flags(result), result["flags"]
     assert not [f for f in result["flags"] if f["kind"] == "output-truncated-by-client"]
     assert result["total"] == 6 - 2  # the edited cell's two checks earn nothing
 
@@ -294,13 +294,13 @@ def test_a_prefix_kept_by_the_client_is_recognised_and_not_held_against_the_stud
     out["text"] = "".join(out["text"])[:2_500_000]
     result = grade(lab["reference"], save(nb, lab["base"] / "cut.ipynb"))
     found = flags(result)
-    assert set(found) == {("output-truncated-by-client", "cell3")}, result["flags"]
-    assert "kept 2500000 of the 6000012 characters of stdout" in found[("output-truncated-by-client", "cell3")]
+    assert set(found) == {("output-truncated-by-client", "cell 3 (id big6)")}, result["flags"]
+    assert "kept 2500000 of the 6000012 characters of stdout" in found[("output-truncated-by-client", "cell 3 (id big6)")]
     assert result["total"] == result["max"] == 6
     # an edit inside the verified prefix of a cut output is still an edit
     out["text"] = "Z" + out["text"][1:]
     result = grade(lab["reference"], save(nb, lab["base"] / "cut-edited.ipynb"))
-    assert ("output-edited", "cell3") in flags(result), result["flags"]
+    assert ("output-edited", "cell 3 (id big6)") in flags(result), result["flags"]
     assert result["total"] == 6 - 2
 
 

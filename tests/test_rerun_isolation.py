@@ -112,7 +112,7 @@ def test_a_submission_cannot_move_its_rerun(tmp_path, sshd, installed_kernelspec
     assert done.returncode == 0, done.stderr
     results = results_of(tmp_path / "g.json")
     for name in ("honest", "escape"):  # both ran over SSH: the check that says so passed
-        assert results[name]["checks"]["cell1:over-ssh"]["passed"], results[name]
+        assert results[name]["checks"]["cell 1:over-ssh"]["passed"], results[name]
     assert kinds(results["honest"]) == set()
     refused = [f for f in results["escape"]["flags"] if f["kind"] == "target-change-refused"]
     assert len(refused) == 2, results["escape"]["flags"]  # the metadata and the %target line; not "%target" alone

@@ -89,8 +89,8 @@ def test_pytest_plugin_passing_notebook(tmp_path, installed_kernelspec):
     done = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, "--workshop", str(folder), "-vv"],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path, env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "lab.ipynb::cell2:stdout /^hello/ PASSED" in done.stdout
-    assert "lab.ipynb::cell3:made PASSED" in done.stdout
+    assert "lab.ipynb::cell 2:stdout /^hello/ PASSED" in done.stdout
+    assert "lab.ipynb::cell 3:made PASSED" in done.stdout
     assert "3 passed" in done.stdout
 
 
@@ -102,9 +102,9 @@ def test_pytest_plugin_failing_notebook(tmp_path, installed_kernelspec):
     out = done.stdout
     assert "2 failed, 3 passed" in out
     # A readable failure: the command, what was expected, what the cell gave.
-    assert "cell4:stdout /^bye/: stdout does not match /^bye/" in out
+    assert "cell 4 (id c3): check stdout /^bye/: stdout does not match /^bye/" in out
     assert "command:\n    echo hello\nexpected: stdout matching /^bye/\ngot: hello" in out
-    assert "cell5:there: the file is not there" in out
+    assert "cell 5 (id c4): check there: the file is not there" in out
     assert "test -f /nonexistent-workshop-file" in out
 
 

@@ -194,3 +194,20 @@ def parse_cell(source: str, known: Collection[str] = (), strict: bool = True) ->
     code, checks = split_checks(source)
     line_magics, cell_magics, body = split_cell(code, known, strict)
     return Cell(line_magics, cell_magics, body, checks)
+
+
+# ---- naming cells -------------------------------------------------------------
+def cell_label(number: int, name: str | None = None) -> str:
+    """A code cell's short label, the first part of its checks' keys: its name
+    (``metadata.workshop.name``) or ``cell N``, N its number among the
+    notebook's code cells, counting from 1."""
+    return name or f"cell {number}"
+
+
+def cell_name(number: int, cell_id: str | None = None, name: str | None = None) -> str:
+    """How every report names a code cell: ``cell 3 (id 1f0c2a9e)``, or
+    ``hello (cell 3, id 1f0c2a9e)`` for a cell named hello in its metadata."""
+    label = cell_label(number, name)
+    where = [f"cell {number}"] if name else []
+    where += [f"id {cell_id}"] if cell_id else []
+    return f"{label} ({', '.join(where)})" if where else label

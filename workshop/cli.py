@@ -79,7 +79,7 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .errors import NotebookError
-    from .reports import junit_xml
+    from .reports import junit_xml, run_details, run_headline
     from .runner import NotebookResult, run_notebook
 
     console = Console(stderr=True, emoji=False)
@@ -104,16 +104,16 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
                 failed += 1
                 continue
             results.append(result)
-            checks = f"{len(result.checks) - len(result.failed_checks)}/{len(result.checks)} checks passed"
+            where = f" → {escape(str(result.out_path))}"
             if result.ok:
-                progress.console.print(f"[green]✔ {escape(str(path))}[/green]: {checks} → {escape(str(result.out_path))}")
-            else:
-                failed += 1
-                why = result.error or checks
-                progress.console.print(f"[red]✘ {escape(str(path))}: {escape(str(why))}[/red] → {escape(str(result.out_path))}", highlight=False, soft_wrap=True)
-                for check in result.failed_checks:
-                    progress.console.print(f"    [red]✘ {escape(str(check.key))}[/red]: {escape(str(check.message))}", markup=True,
-                                           highlight=False)
+                progress.console.print(f"[green]✔ {escape(str(path))}[/green]: {escape(run_headline(result))}{where}",
+                                       highlight=False)
+                continue
+            failed += 1
+            progress.console.print(f"[red]✘ {escape(str(path))}: {escape(run_headline(result))}[/red]{where}",
+                                   highlight=False, soft_wrap=True)
+            for line in run_details(result):
+                progress.console.print(f"    [red]✘[/red] {escape(line)}", highlight=False, soft_wrap=True)
     if junit_path:
         junit_path.write_text(junit_xml(results), encoding="utf-8")
     sys.exit(1 if failed else 0)

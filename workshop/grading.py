@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cell import cell_label, cell_name
 from .checks import CellChecks, Expectation, cell_checks, evaluate, is_check_line, split_checks
 from .errors import CheckSyntaxError, GradingError, NoChecksError
 from .records import (
@@ -280,6 +281,7 @@ class RefCheck:
     digest: str | None = None  # of a %%check script
     command: str = ""  # what runs: the cell's code or the check script
     hidden: bool = False  # %%check --hidden, or in a hidden cell: scored only by a rerun
+    cell: str = ""  # the cell's name in reports: "cell 3 (id 1f0c2a9e)"
 
 
 @dataclass
@@ -291,6 +293,7 @@ class RefCell:
     locked: bool
     checks: list[RefCheck] = field(default_factory=list)
     hidden: bool = False  # a cell of hidden checks, left out of the student copy
+    name: str = ""  # in reports: "cell 3 (id 1f0c2a9e)"
 
 
 @dataclass
@@ -382,7 +385,8 @@ def _reference_task(path: Path, cell: dict, kind: str, ordinal: int) -> RefTask 
         return None
     if not cell.get("id"):
         raise GradingError(f"{path}: cells have no ids (notebook format 4.5 or later is needed)")
-    label = str(_workshop_meta(cell).get("name") or (f"cell{ordinal}" if kind == "code" else f"text{ordinal}"))
+    given = _workshop_meta(cell).get("name")
+    label = cell_label(ordinal, str(given) if given else None) if kind == "code" else str(given or f"text {ordinal}")
     return RefTask(cell["id"], label, kind, manual_points(cell))
 
 
@@ -400,11 +404,14 @@ def _reference_cell(path: Path, cell: dict, index: int, ordinal: int) -> RefCell
     cell_id = cell.get("id")
     if not cell_id:
         raise GradingError(f"{path}: cells have no ids (notebook format 4.5 or later is needed)")
-    label = str(meta.get("name") or f"cell{ordinal}")
-    ref_cell = RefCell(cell_id, index, label, source, locked, hidden=is_hidden(cell))
+    given = str(meta["name"]) if meta.get("name") else None
+    label = cell_label(ordinal, given)
+    ref_cell = RefCell(cell_id, index, label, source, locked, hidden=is_hidden(cell),
+                       name=cell_name(ordinal, cell_id, given))
     ref_cell.checks = _reference_checks(found, meta, cell_id, label, source)
     for check in ref_cell.checks:
         check.hidden = check.hidden or ref_cell.hidden
+        check.cell = ref_cell.name
     return ref_cell
 
 
@@ -496,13 +503,13 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
             continue
         cell = by_id.get(ref_cell.id)
         if cell is None:
-            _flag(result["flags"], "cell-missing", ref_cell.label, "the cell was deleted")
+            _flag(result["flags"], "cell-missing", ref_cell.name, "the cell was deleted")
             for check in ref_cell.checks:
                 result["checks"][check.key] = _check_entry(check, False, "the cell was deleted", "missing")
             continue
         record = _grade_cell(result, ref_cell, cell, score_hidden)
         if record is not None:
-            ran.append((positions.get(ref_cell.id, 0), ref_cell.label, record))
+            ran.append((positions.get(ref_cell.id, 0), ref_cell.name, record))
     _order_flags(ran, result["flags"])
     result["total"] = sum(c["earned"] for c in result["checks"].values())
     return result
@@ -517,7 +524,7 @@ def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, score_hidden: bool 
     if not ref_cell.checks:
         return None
     if record is None:
-        _flag(flags, "record-missing", ref_cell.label, "no record: the cell was not run or its outputs were cleared")
+        _flag(flags, "record-missing", ref_cell.name, "no record: the cell was not run or its outputs were cleared")
         zero = zero or "the cell has no record (not run?)"
         stdout = stderr = ""
         cut = False
@@ -550,7 +557,7 @@ def _locked_changed(flags: list[dict], ref_cell: RefCell, source: str, record: d
         return None
     run_digest = record.get("source_digest") if record else None
     if source != ref_cell.source or (run_digest and run_digest != sha256_text(ref_cell.source)):
-        _flag(flags, "locked-changed", ref_cell.label, "the source of a locked cell was changed")
+        _flag(flags, "locked-changed", ref_cell.name, "the source of a locked cell was changed")
         return "the locked cell was changed"
     return None
 
@@ -559,7 +566,7 @@ def _untrusted_record(flags: list[dict], ref_cell: RefCell, record: dict, stdout
                       stderr: str) -> tuple[str | None, bool]:
     """Flag a record of another cell and shown output that is not what ran; why nothing is earned,
     and whether a client kept only a verified prefix of the output (the record's results count)."""
-    label = ref_cell.label
+    label = ref_cell.name
     zero = None
     if record.get("cell_id") and record.get("cell_id") != ref_cell.id:
         _flag(flags, "record-moved", label, f"the record belongs to cell {record.get('cell_id')}")
@@ -584,7 +591,7 @@ def _grade_check(flags: list[dict], check: RefCheck, record: dict | None, got: d
     """One check's entry: evaluated again (%expect) or taken from the record (%%check, same script;
     %expect too when ``streams`` is None: the saved output is only a verified prefix)."""
     if got is None and record is not None:
-        _flag(flags, "check-removed", check.label, f"the check '{check.name}' is not in the cell's record")
+        _flag(flags, "check-removed", check.cell, f"the check '{check.name}' is not in the cell's record")
     if zero:
         return _check_entry(check, False, zero, "invalid")
     if check.kind == "expect" and streams is not None:  # record is set: a missing record means zero
@@ -593,7 +600,7 @@ def _grade_check(flags: list[dict], check: RefCheck, record: dict | None, got: d
     if got is None:
         return _check_entry(check, False, "the check did not run (removed from the cell?)", "missing")
     if check.kind == "check" and got.get("digest") != check.digest:
-        _flag(flags, "check-edited", check.label, f"the script of check '{check.name}' was changed")
+        _flag(flags, "check-edited", check.cell, f"the script of check '{check.name}' was changed")
         return _check_entry(check, False, "the check script differs from the reference", "invalid")
     passed = bool(got.get("passed"))
     return _check_entry(check, passed, str(got.get("message") or ""), "passed" if passed else "failed",
@@ -735,7 +742,7 @@ def target_changes(ref: Reference, nb: dict, target: str) -> list[dict]:
     if spec and spec != target and spec not in ref.targets:
         _flag(flags, "target-change-refused", None, f"metadata.workshop.target asks for {str(spec)[:100]!r}; "
                                                    f"ignored: {fixed}")
-    labels = {c.id: c.label for c in ref.cells}
+    names = {c.id: c.name for c in ref.cells}
     ordinal = 0
     for cell in nb["cells"]:
         if cell.get("cell_type") != "code":
@@ -743,7 +750,7 @@ def target_changes(ref: Reference, nb: dict, target: str) -> list[dict]:
         ordinal += 1
         for line in _target_lines(multiline_text(cell.get("source"))):
             if line not in ref.targets:
-                _flag(flags, "target-change-refused", labels.get(cell.get("id"), f"cell{ordinal}"),
+                _flag(flags, "target-change-refused", names.get(cell.get("id")) or cell_name(ordinal, cell.get("id")),
                       f"`{line[:100]}` in the cell was refused: {fixed}")
     return flags
 

@@ -99,7 +99,9 @@ class WorkshopCheck(pytest.Item):
         checks, run = self.parent.results()
         check = checks[self.key]
         if not check.passed:
-            lines = [f"{self.key}: {check.message or check.status}"]
+            from .reports import failed_check_line
+
+            lines = [failed_check_line(check)]
             if check.status == "missing" and run.error:
                 lines.append(f"the notebook stopped early: {run.error}")
             lines.append("command:")

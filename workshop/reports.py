@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 from .grading import NEEDS_RERUN, Report
 
 if TYPE_CHECKING:
-    from .runner import NotebookResult
+    from .runner import CellResult, CheckResult, NotebookResult
 
 
 def _num(value: float) -> str:
@@ -215,9 +215,48 @@ def write_reports(report: Report, csv_path: Path | None = None, html_path: Path 
 
 
 # ---- headless runs -----------------------------------------------------------------
+def failed_cell_line(cell: CellResult) -> str:
+    """``cell 3 (id 1f0c2a9e): exit status 2; stderr: ls: cannot access '/nope'``"""
+    return f"{cell.name}: {cell.error}"
+
+
+def failed_check_line(check: CheckResult) -> str:
+    """``cell 2 (id 9d1e): check stdout /^bye/: stdout does not match /^bye/``; a check
+    that did not run says so."""
+    why = check.message or check.status
+    if check.status == "missing":
+        why = f"not run ({why})" if check.message else "not run"
+    return f"{check.cell or check.key}: check {check.name or check.key}: {why}"
+
+
+def run_headline(result: NotebookResult) -> str:
+    """What a notebook's run came to, in one line: failed cells, cells not run, checks."""
+    parts = []
+    failed = result.failed_cells
+    if len(failed) == 1:
+        parts.append(f"{failed[0].name} failed")
+    elif failed:
+        parts.append(f"{len(failed)} cells failed")
+    not_run = sum(1 for c in result.cells if c.status == "not run")
+    if not_run and (failed or result.error):
+        parts.append(f"{not_run} cell{'s' if not_run > 1 else ''} not run")
+    if result.error and not any(c.error and result.error in c.error for c in failed):
+        parts.append(result.error)
+    passed = len(result.checks) - len(result.failed_checks)
+    parts.append(f"{passed}/{len(result.checks)} checks passed" if result.checks else "no checks")
+    return "; ".join(parts)
+
+
+def run_details(result: NotebookResult) -> list[str]:
+    """A line per failed cell and per failed check, in notebook order."""
+    lines = [(c.index, failed_cell_line(c)) for c in result.failed_cells]
+    lines += [(c.cell_index, failed_check_line(c)) for c in result.failed_checks]
+    return [line for _, line in sorted(lines, key=lambda item: item[0])]
+
+
 def junit_xml(results: list[NotebookResult]) -> str:
-    """JUnit XML: a test suite per notebook, a test case per check (and per
-    failing cell without checks)."""
+    """JUnit XML: a test suite per notebook, a test case per check and per failed cell,
+    each cell named as everywhere else (``cell 3 (id 1f0c2a9e)``)."""
     suites = ET.Element("testsuites")
     for result in results:
         _junit_suite(suites, result)
@@ -227,37 +266,35 @@ def junit_xml(results: list[NotebookResult]) -> str:
 
 def _junit_suite(suites: ET.Element, result: NotebookResult) -> None:
     suite = ET.SubElement(suites, "testsuite", name=str(result.path), time=f"{result.duration:.3f}")
-    tests = failures = errors = skipped = 0
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     classname = result.path.stem
-    if result.error and not result.cells:
-        case = ET.SubElement(suite, "testcase", classname=classname, name="notebook")
-        ET.SubElement(case, "error", message=result.error).text = result.error
-        tests, errors = 1, 1
+
+    def case(name: str, outcome: str | None = None, message: str = "", text: str = "", kind: str = "") -> None:
+        counts["tests"] += 1
+        element = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        if outcome:
+            counts["failures" if outcome == "failure" else "errors"] += 1
+            detail = ET.SubElement(element, outcome, message=message, **({"type": kind} if kind else {}))
+            detail.text = text or message
+
+    failed = result.failed_cells
+    if result.error and not any(c.error and result.error in c.error for c in failed):
+        case("notebook", "error", result.error)  # the run stopped, or never started, outside any cell's error
     for check in result.checks:
-        tests += 1
-        case = ET.SubElement(suite, "testcase", classname=classname, name=check.key)
+        name = f"{check.cell}: {check.name}" if check.cell and check.name else check.key
         if check.passed:
+            case(name)
             continue
-        detail = f"command:\n{check.command}\nexpected: {check.expected}\ngot: {check.got}\n"
-        if check.status == "missing":
-            ET.SubElement(case, "failure", message=f"not run: {check.message}", type="not-run").text = detail
-        else:
-            ET.SubElement(case, "failure", message=check.message, type=check.status).text = detail
-        failures += 1
-    checked = {c.cell_index for c in result.checks}
-    for cell in result.cells:
-        if cell.status == "error" and cell.index not in checked:
-            # a failing cell without checks is a test case of its own
-            tests += 1
-            errors += 1
-            case = ET.SubElement(suite, "testcase", classname=classname, name=f"cell[{cell.index}]")
-            message = f"exit status {(cell.record or {}).get('exit_status')}"
-            ET.SubElement(case, "error", message=message).text = message
-    for name, count in (("tests", tests), ("failures", failures), ("errors", errors), ("skipped", skipped)):
+        detail = f"{failed_check_line(check)}\ncommand:\n{check.command}\nexpected: {check.expected}\ngot: {check.got}\n"
+        case(name, "failure", failed_check_line(check), detail, "not-run" if check.status == "missing"
+             else check.status)
+    for cell in failed:
+        case(cell.name, "error", failed_cell_line(cell))
+    for name, count in counts.items():
         suite.set(name, str(count))
 
 
 __all__ = [
-    "csv_text", "junit_xml", "print_proof", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
+    "csv_text", "failed_cell_line", "failed_check_line", "junit_xml", "run_details", "run_headline", "print_proof", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
     "to_json", "unjudged", "write_reports",
 ]

@@ -18,6 +18,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from .cell import cell_name
 from .errors import NoChecksError, NotebookError, TargetError
 from .grading import GradingError, Reference, grade_submission, load_reference
 from .records import cell_record
@@ -26,10 +27,16 @@ from .targets import parse_target
 
 @dataclass
 class CellResult:
-    index: int
+    index: int  # position among all the notebook's cells, from 0
     cell_id: str | None
     status: str  # "ok", "error", "not run"
     record: dict | None = None
+    number: int = 0  # among the code cells, from 1
+    error: str = ""  # why it failed: the kernel's error and the last line it wrote on stderr
+
+    @property
+    def name(self) -> str:
+        return cell_name(self.number, self.cell_id)
 
 
 @dataclass
@@ -43,6 +50,8 @@ class CheckResult:
     expected: str = ""
     got: str = ""
     points: float = 1.0
+    cell: str = ""  # the cell's name: "cell 3 (id 1f0c2a9e)"
+    name: str = ""  # the check's name within its cell
 
 
 @dataclass
@@ -66,6 +75,10 @@ class NotebookResult:
     @property
     def failed_checks(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
+
+    @property
+    def failed_cells(self) -> list[CellResult]:
+        return [c for c in self.cells if c.status == "error"]
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
@@ -286,13 +299,29 @@ def _execute(client: NotebookClient, env: dict) -> str | None:
 
 def _cell_results(nb: nbformat.NotebookNode) -> list[CellResult]:
     results = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
+    code_cells = [(index, cell) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    for number, (index, cell) in enumerate(code_cells, 1):
         record = cell_record(cell)
         status = "not run" if record is None else record.get("status", "ok")
-        results.append(CellResult(index, cell.get("id"), status, record))
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            status = "error"  # an error the kernel raised before it could make a record (a bad magic line)
+        error = _why_failed(cell, record) if status == "error" else ""
+        results.append(CellResult(index, cell.get("id"), status, record, number, error))
     return results
+
+
+def _why_failed(cell: dict, record: dict | None) -> str:
+    """The kernel's error message for a failed cell, and the last line it wrote on stderr."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    why = _ANSI.sub("", str(errors[-1].get("evalue") or errors[-1].get("ename") or "")) if errors else ""
+    if not why and record is not None:
+        why = f"exit status {record.get('exit_status')}"
+    stderr = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                     if o.get("output_type") == "stream" and o.get("name") == "stderr")
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if last and last not in why:
+        why = f"{why}; stderr: {last[:200]}" if why else f"stderr: {last[:200]}"
+    return why or "failed"
 
 
 def _target_error(code_cells: list) -> str | None:
@@ -487,5 +516,7 @@ def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[Check
             expected=entry["expected"],
             got=entry["got"],
             points=check.points,
+            cell=check.cell,
+            name=check.name,
         ))
     return results
