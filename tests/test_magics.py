@@ -192,6 +192,34 @@ def test_rootfs_from_oci(kernel, rootfs, tmp_path):
     assert ok(kernel, f"%%chroot {tmp_path}/fromoci\necho oci ok").stdout == "oci ok\n"
 
 
+def test_rootfs_from_a_local_oci_layout_without_skopeo_or_umoci(kernel, rootfs, tmp_path):
+    """Offline and without the OCI tools, the target's python3 unpacks a local layout:
+    layers in order, whiteouts applied; an entry that leads out of DIR stops it."""
+    if not shutil.which("umoci"):
+        pytest.skip("making the layout needs umoci here (apt-get install umoci)")
+    layout, bundle = tmp_path / "layout", tmp_path / "bundle"
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    run("umoci", "init", "--layout", str(layout))
+    run("umoci", "new", "--image", f"{layout}:v1")
+    run("umoci", "unpack", "--image", f"{layout}:v1", str(bundle))
+    subprocess.run(["cp", "-a", f"{rootfs}/.", str(bundle / "rootfs")], check=True)
+    run("umoci", "repack", "--image", f"{layout}:v1", str(bundle))
+    (bundle / "rootfs" / "bin" / "vi").unlink()
+    run("umoci", "repack", "--image", f"{layout}:v1", str(bundle))  # a second layer: vi's whiteout
+    tools = tmp_path / "no-oci-tools"
+    tools.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in os.listdir(folder):
+            if tool not in ("skopeo", "umoci") and not (tools / tool).exists():
+                (tools / tool).symlink_to(os.path.join(folder, tool))
+    ok(kernel, f"__saved_path=$PATH; export PATH={tools}")
+    result = kernel.run(f"%rootfs {tmp_path}/fromlayout --from oci:{layout}:v1")
+    ok(kernel, "export PATH=$__saved_path")
+    assert result.status == "ok", result.stderr
+    assert ok(kernel, f"%%chroot {tmp_path}/fromlayout\necho layout ok").stdout == "layout ok\n"
+    assert (tmp_path / "fromlayout" / "bin" / "ls").exists() and not (tmp_path / "fromlayout" / "bin" / "vi").exists()
+
+
 def test_paths_are_paths_never_commands(kernel, tmp_path):
     odd = tmp_path / "a b'c\";$(touch PWNED)`touch PWNED2`"
     ok(kernel, f"cd {tmp_path}")

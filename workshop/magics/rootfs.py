@@ -10,7 +10,8 @@ prepare a root filesystem on the target.
 - ``oci:IMAGE``: an OCI image copied with skopeo and unpacked with umoci (both
   on the target).  IMAGE is a skopeo reference (``docker://...``,
   ``oci:PATH:TAG``, ...); a path (``/...``, ``./...``) is a local OCI layout,
-  anything else an image name in a registry.
+  anything else an image name in a registry.  A local layout on a target
+  without skopeo and umoci is unpacked by its python3 (offline, no tools).
 - ``tar:FILE``: a tarball on the target: a flat root filesystem as ``docker
   export`` writes it, or (with skopeo and umoci) an image as ``docker save``
   writes it.
@@ -217,11 +218,76 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
 """
 
 
+# Without skopeo and umoci, a local OCI layout is unpacked by the target's python3:
+# the manifest's layers in order, whiteouts applied, nothing written outside DIR
+# (a member whose path leads out of it, through ".." or a link, stops the unpacking).
+_UNPACK_LAYOUT = r"""
+import json, os, shutil, sys, tarfile
+
+trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}  # paths checked below
+image, dest = sys.argv[1], os.path.realpath(sys.argv[2])
+layout, _, tag = image.rpartition(":") if ":" in image and "/" not in image.rpartition(":")[2] else (image, "", "")
+
+
+def blob(digest):
+    algorithm, _, hexdigest = digest.partition(":")
+    return os.path.join(layout, "blobs", algorithm, hexdigest)
+
+
+def inside(path):
+    real = os.path.realpath(os.path.join(dest, path))
+    if real != dest and not real.startswith(dest + os.sep):
+        sys.exit(f"{image}: the layer entry {path!r} leads outside the root filesystem; install umoci to unpack it")
+    return real
+
+
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+with open(os.path.join(layout, "index.json")) as f:
+    manifests = json.load(f).get("manifests", [])
+named = [m for m in manifests if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+chosen = named if tag else manifests
+if not chosen:
+    sys.exit(f"{layout} has no image tagged {tag!r}")
+with open(blob(chosen[0]["digest"])) as f:
+    layers = json.load(f)["layers"]
+os.makedirs(dest, exist_ok=True)
+for layer in layers:
+    with tarfile.open(blob(layer["digest"]), "r:*") as tar:
+        for member in tar.getmembers():
+            parent, name = os.path.split(os.path.normpath(member.name.lstrip("/")))
+            if name == ".wh..wh..opq":
+                folder = inside(parent)
+                for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+                    remove(os.path.join(folder, entry))
+            elif name.startswith(".wh."):
+                remove(os.path.join(inside(parent), name[4:]))
+            elif name not in ("", "."):
+                target = os.path.join(inside(parent), name)
+                if os.path.lexists(target) and not (member.isdir() and os.path.isdir(target)):
+                    remove(target)
+                member.name = os.path.relpath(target, dest)
+                tar.extract(member, dest, set_attrs=True, numeric_owner=True, **trusted)
+"""
+
+
 def _oci_script(directory: str, ref: str) -> str:
     return f"""
 dir={q(directory)}; ref={q(ref)}
-command -v skopeo >/dev/null && command -v umoci >/dev/null || {{ echo {q(OCI_TOOLS)} >&2; exit 1; }}
 {_EMPTY}
+if ! {{ command -v skopeo && command -v umoci; }} >/dev/null; then
+  case "$ref" in
+    oci:*) if command -v python3 >/dev/null; then
+             python3 -c {q(_UNPACK_LAYOUT)} "${{ref#oci:}}" "$dir" || exit 1; echo ok; exit 0
+           fi ;;
+  esac
+  echo {q(OCI_TOOLS)} >&2; exit 1
+fi
 policy=; [ -e /etc/containers/policy.json ] || policy=--insecure-policy
 tmp=$(mktemp -d /var/tmp/workshop-oci.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
