@@ -1,0 +1,298 @@
+"""The kernel as a student meets it: JupyterLab in Debian's Chromium.
+
+The test starts a Jupyter server with JupyterLab on loopback with a token,
+opens a notebook made for the Workshop kernel in Chromium driven by Playwright,
+and does what a student does: runs cells, stops a running one with the toolbar's
+stop button, answers an input box, presses Tab after a magic's first letters,
+and switches to the dark theme.  Screenshots of the badges in both themes, and
+of nbconvert's HTML export of the saved notebook, are kept under
+build/test-artifacts/browser-lab/ (the path is printed).
+
+Kernel states are read from JupyterLab's own DOM (the toolbar's execution
+indicator and the cells' prompts), never waited for with sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbconvert import HTMLExporter
+from test_iopub_limits import Server  # a jupyter_server on loopback; JupyterLab is its extension
+
+pytestmark = pytest.mark.timeout(900)
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts" / "browser-lab"
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 120_000  # a busy two-core machine starts JupyterLab and the kernel slowly
+NOTEBOOK = "lab.ipynb"
+CELLS = {
+    "hello": "echo hello",
+    "check": "%expect stdout-contains bye\necho hello",
+    "sleep": "sleep 100",
+    "input": 'read -p "name? " n; echo hi $n',
+    "complete": "",
+    "help": "%help check",  # last: its long text would push the others out of the screenshots
+}
+INDEX = {name: i for i, name in enumerate(CELLS)}
+# JupyterLab's settings for the test: no question about news over the notebook.
+SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
+
+
+def _chromium() -> str:
+    if os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True) \
+        if shutil.which("apt-cache") else None
+    if policy is None or "Candidate: (none)" in policy.stdout or "chromium:" not in policy.stdout:
+        pytest.skip("Chromium cannot be installed here: apt has no chromium package, and browsers cannot be downloaded")
+    pytest.fail(f"{CHROMIUM} is missing: run scripts/setup --test (it installs the chromium package)")
+
+
+def _artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    print(f"screenshot: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, installed_kernelspec) -> Iterator[dict]:
+    """JupyterLab with the notebook open in Chromium, its kernel idle."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    base = tmp_path_factory.mktemp("browser-lab")
+    root, settings = base / "root", base / "lab-settings"
+    root.mkdir()
+    for name, values in SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
+    nb.cells = [nbformat.v4.new_code_cell(source, id=name) for name, source in CELLS.items()]
+    server = Server(root, JUPYTERLAB_SETTINGS_DIR=str(settings))
+    try:
+        server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.set_default_timeout(WAIT_MS)
+                page.goto(f"http://127.0.0.1:{server.port}/lab/tree/{NOTEBOOK}?token={server.token}")
+                page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+                _wait_idle(page)
+                yield {"page": page, "browser": browser, "server": server, "base": base}
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _page_after_each_test(lab, request) -> Iterator[None]:
+    """The page as each test left it, to see what went wrong where."""
+    yield
+    lab["page"].screenshot(path=_artifact(f"after-{request.node.name}.png"))
+
+
+# ---- what a student does, and what JupyterLab shows ------------------------------
+def _cell(page, name: str):
+    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(INDEX[name])
+
+
+def _wait_idle(page) -> None:
+    """The kernel is idle as JupyterLab shows it: in the status bar (the toolbar's
+    indicator alone says idle before the kernel is connected) and the toolbar."""
+    from playwright.sync_api import expect
+
+    status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"^Workshop \(bash\) \| "))
+    expect(status).to_have_text("Workshop (bash) | Idle", timeout=WAIT_MS)
+    indicator = page.locator(".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator")
+    expect(indicator).to_have_attribute("data-status", "idle", timeout=WAIT_MS)
+
+
+def _start(page, name: str) -> None:
+    """Select the cell and press the toolbar's run button, as a student does."""
+    _cell(page, name).locator(".jp-InputPrompt").click()
+    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+
+
+def _finished(page, name: str):
+    """The cell once its prompt shows its execution count and the kernel is idle again."""
+    from playwright.sync_api import expect
+
+    cell = _cell(page, name)
+    expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=WAIT_MS)
+    _wait_idle(page)
+    return cell
+
+
+def _run(page, name: str):
+    _start(page, name)
+    return _finished(page, name)
+
+
+def _badge(cell) -> str:
+    return cell.locator(".workshop-record").inner_text()
+
+
+# ---- the tests -----------------------------------------------------------------
+def test_a_command_shows_its_output_and_a_check_mark(lab):
+    cell = _run(lab["page"], "hello")
+    assert cell.locator(".jp-OutputArea-output pre").first.inner_text().strip() == "hello"
+    badge = _badge(cell)
+    assert badge.startswith("✔ exit 0 · "), badge
+    assert len(badge.splitlines()) == 1
+
+
+def test_a_failed_check_shows_a_cross_with_the_check_name(lab):
+    badge = _badge(_run(lab["page"], "check"))
+    assert badge.startswith("✘ check 'stdout-contains bye': stdout does not contain 'bye'"), badge
+    assert "exit 0" not in badge
+
+
+def test_the_stop_button_interrupts_a_running_cell(lab):
+    from playwright.sync_api import expect
+
+    page = lab["page"]
+    _start(page, "sleep")
+    expect(_cell(page, "sleep").locator(".jp-InputPrompt")).to_have_text("[*]:")
+    expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "busy")
+    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:interrupt-kernel']").click()
+    cell = _finished(page, "sleep")
+    assert "interrupted" in cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")\
+        .first.inner_text()
+    assert _badge(cell).startswith("✘ interrupted · ")
+    assert _badge(_run(page, "hello")).startswith("✔ exit 0")  # the shell is still there, and usable
+
+
+def test_an_input_box_answers_read(lab):
+    page = lab["page"]
+    _start(page, "input")
+    box = _cell(page, "input").locator(".jp-Stdin-input")
+    box.wait_for()
+    assert _cell(page, "input").locator(".jp-Stdin-prompt").inner_text().strip() == "name?"
+    box.fill("Ada")
+    box.press("Enter")
+    cell = _finished(page, "input")
+    assert "hi Ada" in cell.locator(".jp-OutputArea").inner_text()
+    assert _badge(cell).startswith("✔ exit 0")
+
+
+def test_help_shows_its_text_and_no_badge(lab):
+    cell = _run(lab["page"], "help")
+    assert "%%check" in cell.locator(".jp-OutputArea").inner_text()
+    assert cell.locator(".workshop-record").count() == 0
+
+
+def test_tab_after_a_magics_first_letters_offers_it(lab):
+    page = lab["page"]
+    editor = _cell(page, "complete").locator(".cm-content")
+    editor.click()
+    page.keyboard.type("%ta")
+    page.keyboard.press("Tab")
+    # one match is put in at once, several are listed
+    offered = page.wait_for_function(
+        """index => {
+            const items = [...document.querySelectorAll('.jp-Completer-item .jp-Completer-match')];
+            const cells = document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell');
+            const text = cells[index].querySelector('.cm-content').innerText;
+            return items.some(i => i.innerText.trim() === '%target') || text.startsWith('%target');
+        }""", arg=INDEX["complete"], timeout=30_000)
+    assert offered
+    page.screenshot(path=_artifact("tab-completion.png"))
+    page.keyboard.press("Escape")
+
+
+def test_badges_read_in_light_and_dark_theme(lab):
+    page = lab["page"]
+    for name in ("hello", "check"):
+        if not _cell(page, name).locator(".workshop-record").count():
+            _run(page, name)
+    page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").click()
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        _choose_theme(page, theme)
+        marks = _mark_contrasts(page)
+        assert {m["mark"] for m in marks} == {"✔", "✘"}, marks
+        for mark in marks:
+            assert mark["contrast"] >= 3, f"{theme}: {mark['text']!r} is {mark['contrast']:.1f}:1 on its background"
+        slug = theme.split()[-1].lower()
+        _cell(page, "hello").evaluate("cell => cell.scrollIntoView({block: 'start'})")
+        page.locator(".jp-NotebookPanel").screenshot(path=_artifact(f"lab-{slug}.png"))
+        _cell(page, "check").locator(".jp-OutputArea").screenshot(path=_artifact(f"lab-{slug}-failed-check.png"))
+
+
+def test_nbconvert_html_shows_the_badges_in_both_themes(lab):
+    saved = lab["server"].get_notebook(NOTEBOOK)
+    nb = nbformat.from_dict(saved)
+    assert any(o.get("data", {}).get("text/html") for c in nb.cells for o in c.get("outputs", [])), \
+        "the notebook was saved without badges"
+    page = lab["browser"].new_page(viewport={"width": 1000, "height": 900})
+    try:
+        for theme in ("light", "dark"):
+            body, _ = HTMLExporter(template_name="lab", theme=theme).from_notebook_node(nb)
+            path = lab["base"] / f"export-{theme}.html"
+            path.write_text(body, encoding="utf-8")
+            page.goto(path.as_uri())
+            assert page.locator(".workshop-record li").count() == 0
+            marks = _mark_contrasts(page)
+            assert {m["mark"] for m in marks} == {"✔", "✘"}, marks
+            for mark in marks:
+                assert mark["contrast"] >= 3, f"nbconvert {theme}: {mark['text']!r} is {mark['contrast']:.1f}:1"
+            page.screenshot(path=_artifact(f"nbconvert-{theme}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+# ---- themes and colours --------------------------------------------------------
+def _choose_theme(page, theme: str) -> None:
+    """Settings → Theme → ``theme`` from JupyterLab's menu bar."""
+    if page.evaluate("() => document.body.dataset.jpThemeName") == theme:
+        return
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(theme)}$")).click()
+    page.wait_for_function("theme => document.body.dataset.jpThemeName === theme", arg=theme)
+    page.locator("#jupyterlab-splash").wait_for(state="detached")  # shown while the theme loads
+
+
+_COLOURS = """() => {
+    const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+    const background = el => {
+        for (; el; el = el.parentElement) {
+            const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+    };
+    return [...document.querySelectorAll('.workshop-record span')]
+        .filter(span => /^[✔✘]/.test(span.textContent))
+        .map(span => ({text: span.textContent, colour: rgb(getComputedStyle(span).color).slice(0, 3),
+                       background: background(span)}));
+}"""
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(value: float) -> float:
+        value /= 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _mark_contrasts(page) -> list[dict]:
+    """Each ✔/✘ of the badges shown, with its WCAG contrast ratio on the background behind it."""
+    found = []
+    for mark in page.evaluate(_COLOURS):
+        light, dark = sorted((_luminance(mark["colour"]), _luminance(mark["background"])), reverse=True)
+        found.append({**mark, "mark": mark["text"][0], "contrast": (light + 0.05) / (dark + 0.05)})
+    return found
