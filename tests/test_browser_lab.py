@@ -49,11 +49,24 @@ SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
 def _chromium() -> str:
     if os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
+    elsewhere = shutil.which("chromium") or shutil.which("chromium-browser")  # Ubuntu's name
+    if elsewhere:
+        return elsewhere
     policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True) \
         if shutil.which("apt-cache") else None
     if policy is None or "Candidate: (none)" in policy.stdout or "chromium:" not in policy.stdout:
         pytest.skip("Chromium cannot be installed here: apt has no chromium package, and browsers cannot be downloaded")
     pytest.fail(f"{CHROMIUM} is missing: run scripts/setup --test (it installs the chromium package)")
+
+
+def _say(config, line: str) -> None:
+    """A line on the terminal even under -q and output capture: where to look at the badges."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{line}")
 
 
 def _artifact(name: str) -> Path:
@@ -64,9 +77,10 @@ def _artifact(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, installed_kernelspec) -> Iterator[dict]:
+def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
     """JupyterLab with the notebook open in Chromium, its kernel idle."""
     executable = _chromium()
+    request.addfinalizer(lambda: _say(request.config, f"browser screenshots: {ARTIFACTS}"))
     from playwright.sync_api import sync_playwright
 
     base = tmp_path_factory.mktemp("browser-lab")
