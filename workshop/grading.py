@@ -10,7 +10,13 @@ or editing checks, and these are flagged:
 - ``unreadable``: the file is not a notebook for this kernel
 - ``cell-missing``: a cell with checks was deleted
 - ``record-missing``: a cell with checks has no record (not run, or outputs cleared)
-- ``record-moved``: the record belongs to another cell
+- ``record-moved``: the record belongs to another cell (it names that cell, or
+  the code that ran is another cell's)
+- ``record-duplicated`` / ``cell-id-duplicated``: two cells carry the same run's
+  record, or the same id
+- ``record-unmatched``: the record names no cell (nbconvert and papermill send
+  no cell id) and the code that ran is not the cell's
+- ``edited-after-run``: the cell's source changed after it ran (for the instructor)
 - ``output-edited``: the shown stdout/stderr differ from the record's digests
 - ``output-truncated-by-client``: the shown output is a verified prefix of what
   ran (a Jupyter server's rate limit dropped the rest); checks count from the record
@@ -23,9 +29,10 @@ or editing checks, and these are flagged:
 - ``sessions``: checked cells ran in more than one kernel session
 - ``out-of-order``: checked cells ran in another order than the notebook's
 
-Checks of a cell flagged ``record-missing``, ``output-edited``,
-``framing-forged`` or ``locked-changed`` earn no points; the other flags are
-for the instructor.
+Checks of a cell flagged ``record-missing``, ``record-moved``,
+``record-duplicated``, ``cell-id-duplicated``, ``record-unmatched``,
+``output-edited``, ``framing-forged`` or ``locked-changed`` earn no points;
+the other flags are for the instructor.
 
 Notebooks are read as plain JSON (not validated by nbformat) so that a class
 of a thousand submissions grades in seconds.  Grading many submissions, reruns
@@ -496,6 +503,7 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
     result["answers"] = task_answers(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
     positions = {cell.get("id"): i for i, cell in enumerate(nb["cells"])}
+    submitted = _Submitted.of(nb)
     ran: list[tuple[int, str, dict]] = []  # (position in submission, label, record) of checked cells
     for ref_cell in ref.cells:
         if ref_cell.hidden and not score_hidden:  # not in the student's copy: nothing to look at
@@ -507,7 +515,7 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
             for check in ref_cell.checks:
                 result["checks"][check.key] = _check_entry(check, False, "the cell was deleted", "missing")
             continue
-        record = _grade_cell(result, ref_cell, cell, score_hidden)
+        record = _grade_cell(result, ref_cell, cell, submitted, score_hidden)
         if record is not None:
             ran.append((positions.get(ref_cell.id, 0), ref_cell.name, record))
     _order_flags(ran, result["flags"])
@@ -515,7 +523,33 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
     return result
 
 
-def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, score_hidden: bool = False) -> dict | None:
+@dataclass
+class _Submitted:
+    """What ties a record to its cell, across one submission's code cells."""
+
+    sources: dict[str, set[str]]  # digest of a cell's source -> the ids of the cells with that source
+    ids: dict[str, int]  # cell id -> how many code cells carry it
+    runs: dict[tuple, list[str]]  # (kernel session, execution count) -> the ids of the cells whose record it is
+
+    @classmethod
+    def of(cls, nb: dict) -> _Submitted:
+        sources: dict[str, set[str]] = {}
+        ids: dict[str, int] = {}
+        runs: dict[tuple, list[str]] = {}
+        for cell in nb["cells"]:
+            if cell.get("cell_type") != "code":
+                continue
+            cell_id = str(cell.get("id") or "")
+            ids[cell_id] = ids.get(cell_id, 0) + 1
+            sources.setdefault(sha256_text(multiline_text(cell.get("source"))), set()).add(cell_id)
+            record = cell_record(cell)
+            if record and record.get("session") and record.get("execution_count") is not None:
+                runs.setdefault((record["session"], record["execution_count"]), []).append(cell_id)
+        return cls(sources, ids, runs)
+
+
+def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, submitted: _Submitted,
+                score_hidden: bool = False) -> dict | None:
     """Flag one submitted cell and enter its checks' results; the record its checks were graded on."""
     flags: list[dict] = result["flags"]
     source = multiline_text(cell.get("source"))
@@ -531,7 +565,7 @@ def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, score_hidden: bool 
     else:
         stdout, stderr = cell_streams(cell)
         untrusted, cut = _untrusted_record(flags, ref_cell, record, stdout, stderr)  # flags even when zero is set
-        zero = zero or untrusted
+        zero = _record_elsewhere(flags, ref_cell, source, record, submitted) or zero or untrusted
     recorded = {c.get("id"): c for c in (record or {}).get("checks", []) if isinstance(c, dict)}
     failing = False
     for check in ref_cell.checks:
@@ -559,6 +593,37 @@ def _locked_changed(flags: list[dict], ref_cell: RefCell, source: str, record: d
     if source != ref_cell.source or (run_digest and run_digest != sha256_text(ref_cell.source)):
         _flag(flags, "locked-changed", ref_cell.name, "the source of a locked cell was changed")
         return "the locked cell was changed"
+    return None
+
+
+def _record_elsewhere(flags: list[dict], ref_cell: RefCell, source: str, record: dict,
+                      submitted: _Submitted) -> str | None:
+    """Flag a record that may be another cell's; why the cell earns nothing, or None.
+
+    A record's cell id is null when the client sent none (nbconvert, papermill),
+    and a student can copy or forge it; the digest of the source that ran is
+    what ties a record to its cell then.  A record of another cell's code, of
+    no cell's code when it names none, carried by two cells, or a cell id two
+    cells carry, earns nothing."""
+    name = ref_cell.name
+    if submitted.ids.get(ref_cell.id, 0) > 1:
+        _flag(flags, "cell-id-duplicated", name, f"{submitted.ids[ref_cell.id]} cells carry the id {ref_cell.id}")
+        return "several cells carry this cell's id, so which one ran is unknown"
+    copies = submitted.runs.get((record.get("session"), record.get("execution_count")), [])
+    if len(copies) > 1:
+        _flag(flags, "record-duplicated", name, f"the same run's record is in {len(copies)} cells")
+        return "the record is also in another cell: one of them is a copy"
+    ran = record.get("source_digest")
+    if not isinstance(ran, str) or not ran or ran == sha256_text(source):
+        return None
+    others = sorted(i for i in submitted.sources.get(ran, set()) if i != ref_cell.id)
+    if others:
+        _flag(flags, "record-moved", name, f"the record is of the code of cell id {others[0]}")
+        return "the record is of another cell's code"
+    if not record.get("cell_id"):
+        _flag(flags, "record-unmatched", name, "the record names no cell and its code is not this cell's")
+        return "the record cannot be tied to this cell"
+    _flag(flags, "edited-after-run", name, "the cell's source was changed after it ran")
     return None
 
 
