@@ -89,6 +89,7 @@ def test_a_changed_submission_runs_again_and_names_never_become_paths(tmp_path, 
     done = grade("--resume")
     assert done.returncode == 0, done.stderr
     assert runs(log).count("s3") == 2 and len(runs(log)) == len(HOSTILE) + 1  # only the changed one ran again
+    assert f"{len(HOSTILE)} of {len(HOSTILE) + 1} submissions need no rerun" in done.stderr
     results = results_of(tmp_path / "g.json")
     assert len(results) == len(HOSTILE) + 1
     assert results["-rf"]["total"] == 0 and results["$(touch pwned)"]["total"] == 1

@@ -39,6 +39,9 @@ class RerunProgress:
         return min(self.slots, self.total - self.done)
 
     def __enter__(self) -> RerunProgress:
+        if self.done:  # said once, in CI too: a resumed batch that reruns little is not a mistake
+            self.console.print(f"{self.done} of {self.total} submissions need no rerun (stored already by an "
+                               "earlier run, or unreadable)", highlight=False, markup=False)
         if self._bar is not None:
             self._bar.start()
             self._task = self._bar.add_task("re-running", total=self.total, completed=self.done, **self._fields())
