@@ -113,7 +113,7 @@ def main() -> None:
     print(f"{args.submissions} submissions of {args.notebook.name} on fresh {args.target} VMs, "
           f"{args.workers} Dask workers: {wall:.0f} s wall, {wall / args.submissions:.1f} s per submission; "
           f"{len(failed)} reruns failed {failed[:3]}; totals seen {totals} of {report.reference.max_points:g}")
-    for part in ("vm_start", "run", "grade", "total"):
+    for part in ("vm_start", "run", "grade", "teardown", "total"):
         print(f"  {part:9s} {spread([t[part] for t in timings if part in t])}")
     per_worker = statistics.mean(t["total"] for t in timings if "total" in t)
     print(f"extrapolation to {args.class_size} submissions ({per_worker:.1f} s each on one worker, "

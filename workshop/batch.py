@@ -332,7 +332,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     """Execute a submission again (with the reference's checks, visible and
     hidden, its locked and hidden cells restored, the target fixed, in a fresh empty directory, within time limits,
     in a cgroup that is emptied afterwards) and grade the fresh run; ``timings``
-    gets the seconds its target took to start, the run and the grading."""
+    gets the seconds its target took to start, the run (the kernel's start
+    included), the grading and the teardown."""
     from .runner import KernelCgroup, run_notebook  # nbclient: plain grading never loads it
 
     ref = reference_of(job.reference, Path(job.reference_name))
@@ -358,6 +359,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
         timings["grade"] = round(time.monotonic() - clock, 3)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
+        clock = time.monotonic()
+    timings["teardown"] = round(time.monotonic() - clock, 3)  # the VM stopped and deleted, the scratch removed
     sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
