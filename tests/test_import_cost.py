@@ -50,3 +50,12 @@ def test_grading_from_records_needs_no_notebook_library():
 def test_the_kernel_for_a_local_target_loads_no_ssh_no_nbformat_no_debugger():
     found = loaded_after("import workshop.kernel")
     assert found & {"paramiko", "nbformat", "jsonschema", "debugpy", "nbclient"} == set()
+
+
+@pytest.mark.parametrize("module", ["workshop.runner", "workshop.assign", "workshop.importer"])
+def test_notebook_commands_skip_the_iri_grammar_jsonschema_would_compile(module):
+    """`workshop run`, `assign` and `import` need nbformat, hence jsonschema, whose IRI format
+    checks would compile rfc3987-syntax's grammar (seconds) when that package is installed."""
+    found = loaded_after(f"import {module}")
+    assert "nbformat" in found and "jsonschema" in found
+    assert "rfc3987_syntax" not in found and "lark" not in found

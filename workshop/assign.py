@@ -31,6 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import quick_nbformat  # noqa: F401 (first: it makes importing nbformat quick)
+
+# isort: split
 import nbformat
 
 from .checks import cell_checks, check_options, is_check_line

@@ -36,6 +36,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import quick_nbformat  # noqa: F401 (first: it makes importing nbformat quick)
+
+# isort: split
 import nbformat
 
 from .errors import ImporterError

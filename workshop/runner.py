@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import quick_nbformat  # noqa: F401 (first: it makes importing nbformat quick)
+
+# isort: split
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
