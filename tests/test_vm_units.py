@@ -12,7 +12,7 @@ from workshop.paths import known_hosts_file
 from workshop.vm import VM, VMError
 from workshop.vm.image import Image
 from workshop.vm.initrd import _Cpio, module_closure
-from workshop.vm.machine import _pin_host_key, _unpin_port, check_name
+from workshop.vm.machine import _unpin_port, check_name, pin_host_key
 
 
 @pytest.mark.parametrize("name", ["workshop", "vm-1", "a.b_c"])
@@ -63,8 +63,8 @@ def test_host_key_is_pinned_for_the_port_and_unpinned(tmp_path):
                    check=True)
     image = Image(tmp_path)
     kind, b64 = image.host_key_line()
-    _pin_host_key(40222, image)
-    _pin_host_key(40222, image)  # idempotent: one entry
+    pin_host_key(40222, kind, b64)
+    pin_host_key(40222, kind, b64)  # idempotent: one entry
     lines = [line for line in known_hosts_file().read_text().splitlines() if line.startswith("[127.0.0.1]:40222 ")]
     assert lines == [f"[127.0.0.1]:40222 {kind} {b64}"]
     _unpin_port(40222)

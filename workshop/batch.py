@@ -407,20 +407,15 @@ def _unmount_under(path: Path) -> None:
 @contextlib.contextmanager
 def fresh_target(target: str | None) -> Iterator[str | None]:
     """The target one rerun uses.  For ``qemu:NAME`` every rerun gets its own
-    new VM (from the cached image), destroyed afterwards, so no submission sees
+    new VM (restored from the VM snapshot), destroyed afterwards, so no submission sees
     what another left behind; other targets are used as they are."""
     if not target or not target.startswith("qemu:"):
         yield target
         return
-    from .vm import VM  # only qemu reruns need the VM machinery
+    from .targets.qemu import fresh_qemu  # only qemu reruns need the VM machinery
 
-    vm = VM(f"{target[5:]}-{secrets.token_hex(4)}")
-    try:
-        vm.up()
-        yield f"qemu:{vm.name}"
-    finally:
-        if vm.dir.exists():
-            vm.destroy()
+    with fresh_qemu(target) as spec:
+        yield spec
 
 
 # ---- executors --------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""``qemu:NAME``: the built-in micro VM, brought up on first use."""
+"""``qemu:NAME``: the built-in micro VM, brought up on first use; and fresh
+VMs restored from a snapshot, one per job (:func:`fresh_qemu`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import TargetError
@@ -24,6 +27,29 @@ class QemuTarget(Target):
         except VMError as exc:
             raise TargetError(f"{self.spec}: {exc}") from None
         self.point_at(info.as_json())
+
+
+@contextlib.contextmanager
+def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
+    """For ``qemu:NAME``, the spec of a new VM ``qemu:NAME-xxxxxxxx`` of its own:
+    restored from the VM snapshot (saved once, on demand) on its own disk
+    overlay, with its own SSH port, host key (pinned), clock and randomness;
+    stopped and removed afterwards (or by the next fresh VM if this process is
+    killed).  Boots from scratch when the snapshot cannot be used.  Raises
+    TargetError when no VM can be started."""
+    from ..vm import VMError
+    from ..vm.clone import start_fresh
+
+    target = parse(spec)
+    try:
+        vm = start_fresh(target.name[:54], progress)  # room for the suffix in a VM name
+    except VMError as exc:
+        raise TargetError(f"{spec}: {exc}") from None
+    try:
+        yield f"qemu:{vm.name}"
+    finally:
+        if vm.dir.exists():
+            vm.destroy()
 
 
 def qemu_target(spec: str, name: str) -> QemuTarget:

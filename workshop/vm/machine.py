@@ -145,6 +145,35 @@ def _ssh_banner(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def qemu_command(qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, *, name: str, disk: Path,
+                 port: int, files: Path, devices: tuple[str, ...] = ()) -> list[str]:
+    """qemu's command line for a VM; its console log, QMP socket and pid file go into ``files``.
+    A snapshot is keyed by this very line (with placeholders for the paths and the port)."""
+    cpu = "host" if accel == "kvm" else "max"
+    return [
+        qemu,
+        "-name", f"workshop-{name}",
+        "-machine", f"q35,accel={accel}",
+        "-cpu", cpu,
+        "-smp", str(cpus),
+        "-m", str(memory_mb),
+        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+        "-no-reboot",
+        "-kernel", str(image.kernel),
+        "-initrd", str(image.initrd),
+        "-append", f"{KERNEL_ARGS} {INIT_ARGS[init_system()]}",
+        "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
+        "-netdev", f"user,id=net0,hostfwd=tcp:{HOST}:{port}-:22",
+        "-device", "virtio-net-pci,netdev=net0",
+        "-device", "virtio-rng-pci",
+        *devices,
+        "-serial", f"file:{files / 'console.log'}",
+        "-qmp", f"unix:{files / 'qmp.sock'},server=on,wait=off",
+        "-pidfile", str(files / "qemu.pid"),
+        "-daemonize",
+    ]
+
+
 @dataclass
 class SSHInfo:
     user: str
@@ -174,10 +203,11 @@ class SSHInfo:
 
 
 class VM:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, directory: Path | None = None) -> None:
         check_name(name)
         self.name = name
-        self.dir = vm_dir(name)
+        # a VM of `workshop vm`, or the machine a snapshot is saved from (its own directory)
+        self.dir = directory or vm_dir(name)
 
     # ---- files --------------------------------------------------------
     @property
@@ -247,34 +277,44 @@ class VM:
                 return self.ssh_info()
             if self.running:  # started but never became ready: start over
                 self._stop(say)
-            qemu = qemu_binary()
-            if qemu is None:
-                raise VMError("qemu is not installed: apt-get install qemu-system-x86 qemu-utils")
-            try:
-                image, _ = build_image(say)
-            except ImageError as exc:
-                raise VMError(str(exc)) from None
-            self._prepare_disk(image, say)
-            settings = Settings()
-            memory_mb = memory_mb or settings.vm_memory
-            cpus = cpus or settings.vm_cpus
-            use_kvm, why = kvm_usable()
-            kvm_failure = None
-            if use_kvm:
-                try:
-                    return self._boot(qemu, image, "kvm", memory_mb, cpus, say)
-                except _KVMFailed as exc:
-                    kvm_failure = str(exc)
-                    say(f"KVM failed ({exc}); falling back to TCG software emulation")
-            else:
-                say(f"no KVM ({why}): booting with TCG software emulation")
-            info = self._boot(qemu, image, "tcg", memory_mb, cpus, say)
-            if kvm_failure:
-                # the same VM boots without KVM: remember that KVM is what fails here
-                _kvm_broken_file().write_text(f"{kvm_failure} ({time.strftime('%Y-%m-%d %H:%M')})\n")
-            return info
+            if self.state().get("ephemeral"):
+                raise VMError(f"the fresh VM '{self.name}' is no longer running; it is not started again")
+            image = self.ready_image(say)
+            self.prepare_disk(image, say)
+            return self.start_cold(image, say, memory_mb, cpus)
 
-    def _prepare_disk(self, image: Image, say: Progress) -> None:
+    def ready_image(self, say: Progress) -> Image:
+        if qemu_binary() is None:
+            raise VMError("qemu is not installed: apt-get install qemu-system-x86 qemu-utils")
+        try:
+            return build_image(say)[0]
+        except ImageError as exc:
+            raise VMError(str(exc)) from None
+
+    def start_cold(self, image: Image, say: Progress, memory_mb: int | None = None, cpus: int | None = None,
+                   devices: tuple[str, ...] = ()) -> SSHInfo:
+        """Boot the image from scratch on this VM's disk: KVM when it works, else TCG."""
+        qemu = qemu_binary() or "qemu-system-x86_64"
+        settings = Settings()
+        memory_mb = memory_mb or settings.vm_memory
+        cpus = cpus or settings.vm_cpus
+        use_kvm, why = kvm_usable()
+        kvm_failure = None
+        if use_kvm:
+            try:
+                return self._boot(qemu, image, "kvm", memory_mb, cpus, say, devices)
+            except _KVMFailed as exc:
+                kvm_failure = str(exc)
+                say(f"KVM failed ({exc}); falling back to TCG software emulation")
+        else:
+            say(f"no KVM ({why}): booting with TCG software emulation")
+        info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices)
+        if kvm_failure:
+            # the same VM boots without KVM: remember that KVM is what fails here
+            _kvm_broken_file().write_text(f"{kvm_failure} ({time.strftime('%Y-%m-%d %H:%M')})\n")
+        return info
+
+    def prepare_disk(self, image: Image, say: Progress) -> None:
         backing = self.dir / "image"
         if self.disk.exists() and backing.exists() and backing.read_text().strip() == str(image.dir):
             return
@@ -293,57 +333,44 @@ class VM:
             raise VMError(f"qemu-img could not create {self.disk}: {done.stderr.strip()}")
         backing.write_text(str(image.dir) + "\n")
 
-    def _command(self, qemu: str, image: Image, accel: str, port: int, memory_mb: int, cpus: int) -> list[str]:
-        cpu = "host" if accel == "kvm" else "max"
-        return [
-            qemu,
-            "-name", f"workshop-{self.name}",
-            "-machine", f"q35,accel={accel}",
-            "-cpu", cpu,
-            "-smp", str(cpus),
-            "-m", str(memory_mb),
-            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-            "-no-reboot",
-            "-kernel", str(image.kernel),
-            "-initrd", str(image.initrd),
-            "-append", f"{KERNEL_ARGS} {INIT_ARGS[init_system()]}",
-            "-drive", f"file={self.disk},if=virtio,format=qcow2,discard=unmap",
-            "-netdev", f"user,id=net0,hostfwd=tcp:{HOST}:{port}-:22",
-            "-device", "virtio-net-pci,netdev=net0",
-            "-device", "virtio-rng-pci",
-            "-serial", f"file:{self.console_log}",
-            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
-            "-pidfile", str(self.dir / "qemu.pid"),
-            "-daemonize",
-        ]
+    def command(self, image: Image, accel: str, port: int, memory_mb: int, cpus: int,
+                devices: tuple[str, ...] = ()) -> list[str]:
+        return qemu_command(qemu_binary() or "qemu-system-x86_64", image, accel, memory_mb, cpus,
+                            name=self.name, disk=self.disk, port=port, files=self.dir, devices=devices)
 
-    def _boot(self, qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, say: Progress) -> SSHInfo:
-        started = time.monotonic()
+    def launch(self, command_for_port: Callable[[int], list[str]], what: str, say: Progress) -> int:
+        """Start qemu (it daemonizes) with SSH forwarded to a free loopback port;
+        returns the port. Raises _QemuRefused with qemu's own words."""
         for _ in range(5):
             port = free_port()
             self.qmp_socket.unlink(missing_ok=True)
             (self.dir / "qemu.pid").unlink(missing_ok=True)
-            say(f"booting '{self.name}' ({accel.upper()}, {cpus} CPU, {memory_mb} MB) with SSH on {HOST}:{port}")
-            done = subprocess.run(
-                self._command(qemu, image, accel, port, memory_mb, cpus),
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                cwd=self.dir,
-            )
+            say(f"{what} with SSH on {HOST}:{port}")
+            done = subprocess.run(command_for_port(port), capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, cwd=self.dir)
             if done.returncode == 0:
-                break
+                return port
             err = done.stderr.strip()
             if "hostfwd" in err or "host forwarding" in err:
                 continue  # the port was taken meanwhile: another one
+            raise _QemuRefused(err or f"qemu exit {done.returncode}")
+        raise VMError("qemu could not forward SSH to a free loopback port after 5 tries")
+
+    def qemu_pid(self) -> int:
+        return int((self.dir / "qemu.pid").read_text().strip())
+
+    def _boot(self, qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, say: Progress,
+              devices: tuple[str, ...] = ()) -> SSHInfo:
+        started = time.monotonic()
+        try:
+            port = self.launch(lambda port: self.command(image, accel, port, memory_mb, cpus, devices),
+                               f"booting '{self.name}' ({accel.upper()}, {cpus} CPU, {memory_mb} MB)", say)
+        except _QemuRefused as exc:
             if accel == "kvm":
-                last = err.splitlines()[-1] if err else f"qemu exit {done.returncode}"
-                raise _KVMFailed(last.replace(qemu + ": ", ""))
-            raise VMError(f"qemu could not start the VM: {err}")
-        else:
-            raise VMError("qemu could not forward SSH to a free loopback port after 5 tries")
-        pid = int((self.dir / "qemu.pid").read_text().strip())
-        state = {
+                raise _KVMFailed(str(exc).splitlines()[-1].replace(qemu + ": ", "")) from None
+            raise VMError(f"qemu could not start the VM: {exc}") from None
+        pid = self.qemu_pid()
+        state = self.state() | {
             "name": self.name,
             "pid": pid,
             "port": port,
@@ -356,7 +383,7 @@ class VM:
             "ready": False,
         }
         self._save_state(state)
-        _pin_host_key(port, image)
+        pin_host_key(port, *image.host_key_line())
         try:
             held_back = self._await_ssh(pid, port, accel, started, say)
             self._verify_login(port, image)
@@ -459,7 +486,7 @@ class VM:
             self._forget(port)
             return False
         say(f"stopping '{self.name}'")
-        if state.get("ready") and port:
+        if state.get("ready") and port and not state.get("ephemeral"):
             self._sync_guest(int(port), state.get("private_key"))
         try:
             with QMP(self.qmp_socket, timeout=3) as q:
@@ -509,6 +536,10 @@ class _KVMFailed(Exception):
     pass
 
 
+class _QemuRefused(Exception):
+    """qemu exited at once (a bad option, a snapshot it cannot load)."""
+
+
 def _cpu_wait_seconds(pid: int) -> float | None:
     """How long a thread of process ``pid`` has been runnable but waiting for a
     CPU (the kernel's schedstat run-queue delay), for the thread that waited
@@ -546,13 +577,12 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not _pid_alive(pid)
 
 
-def _pin_host_key(port: int, image: Image) -> None:
-    """Write the guest's host key (made at build time) for its port in the tool's known_hosts."""
+def pin_host_key(port: int, kind: str, b64: str) -> None:
+    """Pin the guest's host key (one the tool made) for its port in the tool's known_hosts."""
     import base64
 
     import paramiko
 
-    kind, b64 = image.host_key_line()
     known_hosts.pin(host_pattern(HOST, port), paramiko.PKey.from_type_string(kind, base64.b64decode(b64)),
                     replace=True)
 

@@ -1,0 +1,268 @@
+"""Fresh VMs: each one restored from the snapshot (see snapshot.py) on its own disk.
+
+A fresh VM is an ordinary VM of ``vms_dir()`` (so ``qemu:NAME`` reaches it)
+marked ephemeral: its own qcow2 overlay on the snapshot's read-only disk, its
+own state directory, FIFOs and QMP socket, its own SSH port (qemu's user
+network forwards a host port chosen for this qemu; the restored guest's sshd
+keeps listening on 22), and its own host key, clock and randomness, given by
+the snapshot's agent before anything connects.  It is never booted again: when
+it stops, it is gone.
+
+Each records its owner (pid and start time of the process that made it).  A
+fresh VM whose owner is gone (a grader killed with ``kill -9``) is stopped and
+removed, overlay and all, by :func:`sweep_orphans`, which every new fresh VM
+runs first (and ``workshop vm list``).
+
+When the snapshot is damaged or cannot be made, the fresh VM boots from
+scratch instead, and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import select
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+from ..errors import VMError
+from ..settings import Settings
+from .image import Image
+from .machine import (
+    VM,
+    _pid_alive,
+    _pid_is_qemu,
+    _QemuRefused,
+    _unpin_port,
+    kvm_usable,
+    pin_host_key,
+    qemu_img_binary,
+    vms_dir,
+)
+from .qmp import QMP, QMPError
+from .snapshot import Snapshot, ensure_snapshot, make_setup_fifos, setup_devices
+
+Progress = Callable[[str], None]
+
+# Restoring takes a fraction of a second; this is for a host whose other load
+# keeps the clone from a CPU for a long while.
+RESTORE_TIMEOUT = 60.0
+
+
+class SnapshotFailed(VMError):
+    """The snapshot could not be restored: boot from scratch instead."""
+
+
+@contextlib.contextmanager
+def fresh_vm(base: str, progress: Progress | None = None) -> Iterator[VM]:
+    """A new VM named ``BASE-xxxxxxxx``, ready for SSH, stopped and removed afterwards."""
+    vm = start_fresh(base, progress)
+    try:
+        yield vm
+    finally:
+        if vm.dir.exists():
+            vm.destroy()
+
+
+def start_fresh(base: str, progress: Progress | None = None) -> VM:
+    """Start a fresh VM from the snapshot (saving it first if there is none);
+    boots from scratch when the snapshot cannot be used.  The caller destroys it."""
+    say = progress or (lambda text: None)
+    sweep_orphans(say)
+    vm = VM(f"{base}-{secrets.token_hex(4)}")
+    vm.dir.mkdir(parents=True)
+    vm._save_state({"name": vm.name, "ephemeral": True, "owner": _owner(os.getpid())})
+    try:
+        _start(vm, say)
+    except BaseException:
+        vm.destroy()
+        raise
+    return vm
+
+
+def _start(vm: VM, say: Progress) -> None:
+    image = vm.ready_image(say)
+    settings = Settings()
+    memory_mb, cpus = settings.vm_memory, settings.vm_cpus
+    accel = "kvm" if kvm_usable()[0] else "tcg"
+    try:
+        snap = ensure_snapshot(image, accel, memory_mb, cpus, say)
+    except VMError as exc:
+        say(f"no VM snapshot ({exc}); booting '{vm.name}' from scratch")
+        return _cold(vm, image, say)
+    problem = snap.problem()
+    if problem is None:
+        try:
+            return restore(vm, snap, image, say)
+        except SnapshotFailed as exc:
+            problem = str(exc)
+        vm._stop(lambda text: None)
+    say(f"the VM snapshot {snap.dir} cannot be restored: {problem}. Booting '{vm.name}' from scratch "
+        "instead; the snapshot is saved again next time")
+    snap.discard()
+    _cold(vm, image, say)
+
+
+def _cold(vm: VM, image: Image, say: Progress) -> None:
+    vm.disk.unlink(missing_ok=True)
+    vm.prepare_disk(image, say)
+    vm.start_cold(image, say)
+
+
+def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
+    """Start ``vm`` from ``snap`` on an overlay of its own, then give it its own
+    host key, clock and randomness through the snapshot's agent."""
+    started = time.monotonic()
+    meta = snap.meta
+    _overlay(vm, snap)
+    make_setup_fifos(vm.dir)
+    incoming = ["-incoming", f"exec:cat {shlex.quote(str(snap.memory))}"]
+    try:
+        port = vm.launch(
+            lambda port: vm.command(image, meta["accel"], port, meta["memory_mb"], meta["cpus"],
+                                    setup_devices(vm.dir)) + incoming,
+            f"restoring '{vm.name}' from the VM snapshot", say)
+    except _QemuRefused as exc:
+        raise SnapshotFailed(f"qemu refused it: {exc}") from None
+    pid = vm.qemu_pid()
+    state = vm.state() | {
+        "pid": pid, "port": port, "accel": meta["accel"], "image": str(image.dir),
+        "private_key": str(image.client_key), "memory_mb": meta["memory_mb"], "cpus": meta["cpus"],
+        "snapshot": snap.dir.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "ready": False,
+    }
+    vm._save_state(state)
+    _await_restored(vm, pid)
+    restored = time.monotonic()
+    kind, b64, private = _new_host_key()
+    pin_host_key(port, kind, b64)
+    _personalise(vm, pid, private, f"{kind} {b64} workshop-{vm.name}\n".encode())
+    state.update(ready=True, restore_seconds=round(restored - started, 2),
+                 boot_seconds=round(time.monotonic() - started, 2))
+    vm._save_state(state)
+    say(f"'{vm.name}' is up, restored from the snapshot in {state['boot_seconds']:.1f} s: "
+        f"ssh root@127.0.0.1 -p {port}")
+
+
+def _overlay(vm: VM, snap: Snapshot) -> None:
+    done = subprocess.run(
+        [qemu_img_binary() or "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(snap.disk),
+         str(vm.disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SnapshotFailed(f"qemu-img could not put an overlay on its disk: {done.stderr.strip()}")
+
+
+def _await_restored(vm: VM, pid: int) -> None:
+    """Wait until qemu has loaded the saved state, then let the guest run."""
+    deadline = time.monotonic() + RESTORE_TIMEOUT
+    try:
+        with QMP(vm.qmp_socket, timeout=RESTORE_TIMEOUT) as q:
+            while time.monotonic() < deadline:
+                migration = q.command("query-migrate")
+                assert isinstance(migration, dict)
+                status = migration.get("status")
+                if status == "completed":
+                    q.command("cont")  # the snapshot was saved paused
+                    return
+                if status == "failed":
+                    raise SnapshotFailed(f"qemu could not load it: {migration.get('error-desc', 'failed')}")
+                time.sleep(0.01)
+    except QMPError as exc:
+        if not _pid_alive(pid):
+            # qemu exits when the saved state does not fit the machine or is damaged
+            raise SnapshotFailed("qemu could not load it (the saved state is damaged or does not fit)") from None
+        raise SnapshotFailed(f"qemu did not answer while loading it: {exc}") from None
+    raise SnapshotFailed(f"qemu had not loaded it after {RESTORE_TIMEOUT:.0f} s")
+
+
+def _new_host_key() -> tuple[str, str, bytes]:
+    """A fresh ed25519 host key: (type, base64 public key, OpenSSH private key file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    kind, b64 = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                              serialization.PublicFormat.OpenSSH).decode().split()[:2]
+    return kind, b64, private
+
+
+def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
+    """Send the agent its request (the host's time last, so it is fresh) and wait for its answer."""
+    fields = [("seed", os.urandom(64)), ("key", private), ("pub", public)]
+    now = time.time_ns()
+    fields.append(("time", f"{now // 10**9}.{now % 10**9:09d}".encode()))
+    request = "".join(f"{name} {value.hex()}\n" for name, value in fields) + "end\n"
+    out = os.open(vm.dir / "setup.out", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd = os.open(vm.dir / "setup.in", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, request.encode())
+        finally:
+            os.close(fd)
+        answer = _read_answer(out, pid)
+    finally:
+        os.close(out)
+    if answer != "ok":
+        raise SnapshotFailed(f"the restored guest's agent said: {answer}")
+
+
+def _read_answer(fd: int, pid: int) -> str:
+    data = b""
+    deadline = time.monotonic() + RESTORE_TIMEOUT
+    while b"\n" not in data:
+        if time.monotonic() > deadline:
+            raise SnapshotFailed(f"the restored guest did not answer within {RESTORE_TIMEOUT:.0f} s")
+        if not _pid_alive(pid):
+            raise SnapshotFailed("qemu stopped right after restoring it")
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        if ready:
+            data += os.read(fd, 4096)
+    return data.split(b"\n", 1)[0].decode(errors="replace")
+
+
+# ---- owners and orphans ------------------------------------------------------------
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner(pid: int) -> dict:
+    return {"pid": pid, "start": _start_time(pid)}
+
+
+def _orphaned(state: dict) -> bool:
+    owner = state.get("owner") or {}
+    pid = owner.get("pid")
+    return not (isinstance(pid, int) and _pid_alive(pid) and _start_time(pid) == owner.get("start"))
+
+
+def sweep_orphans(progress: Progress | None = None) -> list[str]:
+    """Stop and remove the fresh VMs whose owner is gone; returns their names."""
+    say = progress or (lambda text: None)
+    removed = []
+    for entry in sorted(vms_dir().iterdir()):
+        try:
+            state = json.loads((entry / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not state.get("ephemeral") or not _orphaned(state):
+            continue
+        pid = state.get("pid")
+        if isinstance(pid, int) and _pid_alive(pid) and _pid_is_qemu(pid, entry):
+            os.kill(pid, 9)  # its disk is thrown away: nothing to flush
+        if state.get("port"):
+            _unpin_port(int(state["port"]))
+        shutil.rmtree(entry, ignore_errors=True)
+        say(f"removed the fresh VM '{entry.name}', left by a process that is gone")
+        removed.append(entry.name)
+    return removed
+
