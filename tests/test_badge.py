@@ -77,8 +77,9 @@ def test_html_has_no_list_and_takes_its_colours_from_the_theme():
     markup = badge_html(_record(checks=[EXIT_0, GREETING, _check("other <b>", False, "a & b")]))
     assert "<ul" not in markup and "<li" not in markup  # list bullets show clipped left of an output
     assert "other &lt;b&gt;" in markup and "a &amp; b" in markup
-    colours = re.findall(r"color:([^;']+)", markup)
-    assert colours and all(c.startswith("var(--jp-") for c in colours)  # a fallback inside each var()
+    # each colour twice: a plain one where var() is dropped or unknown, then the theme's
+    colours = re.findall(r"style='color:(#[0-9a-f]{6});color:var\(--jp-[a-z0-9-]+,(#[0-9a-f]{6})\)", markup)
+    assert len(colours) == 3 and all(plain == fallback for plain, fallback in colours)
 
 
 def test_nbconvert_html_shows_the_badge_as_lines(tmp_path):

@@ -266,6 +266,35 @@ def test_nbconvert_html_shows_the_badges_in_both_themes(lab):
         page.close()
 
 
+def test_a_notebook_lab_does_not_trust_still_shows_coloured_badges(lab):
+    """An instructor opening a student's notebook: JupyterLab sanitizes its HTML
+    outputs, which drops the theme's var() colours; the plain ones stay."""
+    nb = nbformat.from_dict(lab["server"].get_notebook(NOTEBOOK))
+    for cell in nb.cells:
+        cell.metadata.pop("trusted", None)  # the server's mark, not part of a file handed in
+    # JupyterLab trusts what its server signed, by content: a student's notebook differs
+    nb.cells.append(nbformat.v4.new_markdown_cell("Handed in by Ada."))
+    nbformat.write(nb, str(lab["base"] / "root" / "from-a-student.ipynb"))
+    page = lab["browser"].new_page(viewport={"width": 1280, "height": 700})
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"http://127.0.0.1:{lab['server'].port}/lab/workspaces/instructor/tree/from-a-student.ipynb"
+                  f"?token={lab['server'].token}")
+        page.locator(".jp-NotebookPanel .workshop-record").first.wait_for()
+        styles = page.evaluate("() => [...document.querySelectorAll('.workshop-record span')].map(s => s.style.cssText)")
+        assert not any("var(" in style for style in styles), styles  # it was sanitized, as untrusted
+        for theme in ("JupyterLab Dark", "JupyterLab Light"):
+            _choose_theme(page, theme)
+            marks = _mark_contrasts(page)
+            assert {m["mark"] for m in marks} == {"✔", "✘"}, marks
+            for mark in marks:
+                assert mark["contrast"] >= 3, f"untrusted, {theme}: {mark['text']!r} is {mark['contrast']:.1f}:1"
+            _cell(page, "hello").evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            page.locator(".jp-NotebookPanel").screenshot(path=_artifact(f"untrusted-{theme.split()[-1].lower()}.png"))
+    finally:
+        page.close()
+
+
 # ---- themes and colours --------------------------------------------------------
 def _choose_theme(page, theme: str) -> None:
     """Settings → Theme → ``theme`` from JupyterLab's menu bar."""

@@ -261,12 +261,14 @@ def _stream_dict(digest: StreamDigest) -> dict:
 
 
 # The badge: what happened, in the fewest words.  Colours come from JupyterLab's
-# theme (so they hold in light and dark), with fallbacks that read on either
-# background where its variables are missing; a sanitizer that strips them
-# (an untrusted notebook) leaves the text's own colour.
-_GREEN = "var(--jp-success-color1,#2e8540)"
-_RED = "var(--jp-error-color1,#d33b3b)"
-_FONT = "font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)"
+# theme (so they hold in light and dark).  Each is declared twice: first a plain
+# colour that reads on a light or a dark background, for where the theme's
+# variables are missing or a sanitizer drops var() (JupyterLab, for a notebook it
+# does not trust: one from a student), then the theme's, which wins where it holds.
+_GREEN = "color:#388e3c;color:var(--jp-success-color1,#388e3c)"
+_RED = "color:#e04848;color:var(--jp-error-color1,#e04848)"
+_FONT = ("font-family:monospace;font-family:var(--jp-code-font-family,monospace);"
+         "font-size:var(--jp-code-font-size,13px)")
 
 
 @dataclass(frozen=True)
@@ -326,9 +328,9 @@ def badge_html(data: dict) -> str:
     """Plain lines, no list (its bullets show clipped beside an output), coloured marks."""
     shown = badge(data)
     esc = html.escape
-    head = (f"<div><span style='color:{_GREEN if shown.ok else _RED}'>{'✔' if shown.ok else '✘'} "
+    head = (f"<div><span style='{_GREEN if shown.ok else _RED}'>{'✔' if shown.ok else '✘'} "
             f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
-    rows = "".join(f"<div><span style='color:{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
+    rows = "".join(f"<div><span style='{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
                    for name, message in shown.failures)
     return (f"<div class='workshop-record' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
             f"overflow-wrap:anywhere'>{head}{rows}</div>")
