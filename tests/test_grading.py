@@ -247,6 +247,7 @@ def test_grade_cli_reports(lab, tmp_path):
     assert len(parser.sections) == 11
     assert any("hi" in text for text in parser.pre)  # the failing output of "wrong"
     assert "rootfs/bin is missing" in page
+    assert "hello (cell 2, id hello): failing output" in page  # cells named as in every report
     assert "<script" not in page and "http" not in page.split("<body>", 1)[1]  # self-contained
 
 

@@ -577,6 +577,7 @@ def _grade_cell(result: dict, ref_cell: RefCell, cell: dict, submitted: _Submitt
         result["checks"][check.key] = entry
     if failing:
         result["cells"][ref_cell.label] = {
+            "name": ref_cell.name,
             "exit_status": record.get("exit_status") if record else None,
             "stdout": tail(stdout, TAIL),
             "stderr": tail(stderr, TAIL),
