@@ -348,19 +348,19 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     clock = time.monotonic()
     with _scratch("workshop-rerun-", workdir) as tmp, _scratch("workshop-rerun-cwd-", None) as cwd, \
             fresh_target(target) as job_target:
-        timings["vm_start"] = round(time.monotonic() - clock, 3)
+        timings["vm_start"] = round(time.monotonic() - clock, 4)
         prepared = tmp / "submission.ipynb"
         prepared.write_text(json.dumps(nb), encoding="utf-8")
         clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain)
-        timings["run"] = round(time.monotonic() - clock, 3)
+        timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
-        timings["grade"] = round(time.monotonic() - clock, 3)
+        timings["grade"] = round(time.monotonic() - clock, 4)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
         clock = time.monotonic()
-    timings["teardown"] = round(time.monotonic() - clock, 3)  # the VM stopped and deleted, the scratch removed
+    timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed
     sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
