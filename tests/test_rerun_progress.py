@@ -82,3 +82,24 @@ def test_no_bar_when_not_on_a_terminal_or_in_ci(tmp_path, installed_kernelspec):
     status, drawn = on_a_terminal(grade_args(ref, subs), terminal_env(CI="true"))  # a CI job with a terminal
     assert status == 0, drawn
     assert "re-running" not in drawn and "done ·" not in drawn
+
+
+def test_a_long_batch_off_a_terminal_says_it_is_alive_in_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from workshop.progress import RerunProgress
+
+    log = io.StringIO()
+    console = Console(file=log, force_terminal=False, width=200)
+    with RerunProgress(console, total=4, slots=2, done=1, env={}, plain_every=0) as progress:
+        progress.finished()
+        progress.finished(failed=True)
+        progress.finished()  # the last: the report follows, no line needed
+    lines = [re.sub(r"\d+m\d\ds elapsed", "TIME elapsed", line) for line in log.getvalue().splitlines()]
+    assert lines == [
+        "1 of 4 submissions need no rerun (stored already by an earlier run, or unreadable)",
+        "re-running: 2/4 done, 0 failed, TIME elapsed",
+        "re-running: 3/4 done, 1 failed, TIME elapsed",
+    ]
