@@ -1,11 +1,14 @@
 """The workshop notebooks run headless on this machine with every check passing,
-and leave the mount table and the cgroup trees as they found them."""
+and leave the mount table and the cgroup trees as they found them; and they
+all pass on the built-in qemu: VM too (one VM for all of them)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,32 @@ def test_workshop_run_all_notebooks(tmp_path, installed_kernelspec):
         assert (tmp_path / "j.xml").read_text().count("<failure") == 0
     finally:
         leftovers_cleanup()
+
+
+def _workshop_cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("JPY_SESSION_NAME", None)
+    env.pop("WORKSHOP_TARGET", None)
+    return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.timeout(3600)
+def test_every_notebook_passes_on_the_qemu_vm(tmp_path, installed_kernelspec):
+    """`workshop run notebooks/*.ipynb --target qemu:NAME`: the built-in VM (cgroup v2,
+    memory and pids controllers) is built and booted once and serves every
+    notebook in turn; each cleans up after itself, as on the local target."""
+    missing = [t for t in ("qemu-system-x86_64", "qemu-img") if shutil.which(t) is None]
+    assert not missing, f"missing {', '.join(missing)}: bash scripts/setup --vm"
+    name = "nbrun"
+    paths = [str(p) for p in sorted(NOTEBOOKS[0].parent.glob("*.ipynb")) if not p.name.endswith(".out.ipynb")]
+    started = time.monotonic()
+    try:
+        done = _workshop_cli("run", *paths, "--target", f"qemu:{name}", "--timeout", "300", "--out", str(tmp_path),
+                             "--junit", str(tmp_path / "j.xml"), timeout=3000)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert (tmp_path / "j.xml").read_text().count("<failure") == 0
+    finally:
+        _workshop_cli("vm", "destroy", name, timeout=120)
+        print(f"\nall notebooks on qemu:{name}: {time.monotonic() - started:.0f} s (image build and boot included)")
+    assert name not in _workshop_cli("vm", "list", timeout=60).stdout
