@@ -37,8 +37,10 @@ UNRESPONSIVE_AFTER = 5.0
 # shell is still busy with it (see ShellSession._watch).
 PROBE_AFTER = 1.0
 PROBE_GONE = 3
-# Stream switches in one read past which it is a backlog (see _merge_backlog).
-BACKLOG_SWITCHES = 64
+# A cell's output goes out in the order written for this many switches between
+# stdout and stderr; past them, in batches (see _Output).
+IN_ORDER_SWITCHES = 200
+BATCH_SECONDS, BATCH_BYTES = 0.1, 1 << 20
 
 # bash says this when a job it waits for dies of a signal (an interrupt, or
 # SIGPIPE in `ls | head`) and it has no terminal; it is not the cell's output.
@@ -63,6 +65,50 @@ class _Cell:
     heard: float = field(default_factory=time.monotonic)  # last output
     probed: float = 0.0
     idle: int = 0  # probes in a row that found the shell at its prompt
+
+
+class _Output:
+    """A cell's output on its way out, in the order it was written.
+
+    Each switch between stdout and stderr is a message of its own to the
+    notebook.  A cell that switches more than IN_ORDER_SWITCHES times would
+    flood it (and a Jupyter server's rate limit) with outputs, so from then on
+    what comes within BATCH_SECONDS is held and passed on as one piece per
+    stream, in the order the streams first wrote in that batch.
+    """
+
+    def __init__(self, send: OutputCallback) -> None:
+        self._send = send
+        self._last = ""
+        self._switches = 0
+        self._held: dict[str, list[bytes]] = {}
+        self._held_bytes = 0
+        self._since = 0.0
+
+    def write(self, name: str, data: bytes) -> None:
+        if name != self._last:
+            self._switches += 1 if self._last else 0
+            self._last = name
+        if self._switches <= IN_ORDER_SWITCHES:
+            self._send(name, data)
+            return
+        if not self._held:
+            self._since = time.monotonic()
+        self._held.setdefault(name, []).append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush_due(self, now: float, wait: float) -> float:
+        """Pass on a batch whose time is up; how long the reader may wait now."""
+        if self._held and now >= self._since + BATCH_SECONDS:
+            self.flush()
+        return min(wait, max(self._since + BATCH_SECONDS - now, 0)) if self._held else wait
+
+    def flush(self) -> None:
+        held, self._held, self._held_bytes = self._held, {}, 0
+        for name, parts in held.items():
+            self._send(name, b"".join(parts))
 
 
 def idle_probe(pid: int, stdin: str) -> str:
@@ -203,6 +249,7 @@ class ShellSession:
             raise ShellError("the shell is not running")
         self._seq += 1
         cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None)
+        output = _Output(on_output)
         self._tokens[cell.seq] = {cell.token}
         self._tokens.pop(cell.seq - 64, None)  # markers that late are not coming
         with self._lock:
@@ -214,10 +261,11 @@ class ShellSession:
                 self.channel.write(line.encode())
             except ChannelClosed:
                 return self._ended(cell.outcome)
-            ended = self._wait(cell, on_output, on_input)
+            ended = self._wait(cell, output, on_input)
             if ended is not None:
                 return ended
         finally:
+            output.flush()
             with self._lock:
                 if self._interrupt_at is not None:
                     cell.outcome.interrupted = True
@@ -229,7 +277,7 @@ class ShellSession:
             self._reap()
         return cell.outcome
 
-    def _wait(self, cell: _Cell, on_output: OutputCallback, on_input: InputCallback | None) -> CommandResult | None:
+    def _wait(self, cell: _Cell, output: _Output, on_input: InputCallback | None) -> CommandResult | None:
         """Read until the cell's end markers; a result when the shell is gone instead."""
         assert self.channel is not None
         outcome = cell.outcome
@@ -251,18 +299,19 @@ class ShellSession:
                 cell.escalated = self._escalate(interrupt_at, cell.escalated)
                 self._send_fallback(cell)
                 wait = min(wait, 0.05)
+            wait = output.flush_due(now, wait)
             try:
-                events = _merge_backlog(self.channel.read(wait))
+                events = self.channel.read(wait)
             except ChannelClosed:
                 events = [(STDOUT, b""), (STDERR, b"")]
             closed = {stream for stream, data in events if not data}
             for stream, data in events:
                 if data:
-                    self._take(stream, data, cell, on_output, on_input)
+                    self._take(stream, data, cell, output, on_input)
                     cell.heard = now
             if closed:
                 # the shell is gone: what it wrote on the other stream before it went still counts
-                self._drain(closed, cell, on_output)
+                self._drain(closed, cell, output)
                 return self._ended(outcome)
             verdict = self._watch(cell, now)
             if verdict is not None:
@@ -300,7 +349,7 @@ class ShellSession:
         cell.outcome.status = cell.outcome.status or 255
         return self._stop(cell.outcome, "the cell broke the shell's framing, so the shell was stopped")
 
-    def _take(self, stream: int, data: bytes, cell: _Cell, on_output: OutputCallback,
+    def _take(self, stream: int, data: bytes, cell: _Cell, output: _Output,
               on_input: InputCallback | None) -> None:
         """Pass a chunk's output on and act on its markers."""
         name = "stdout" if stream == STDOUT else "stderr"
@@ -311,10 +360,11 @@ class ShellSession:
                     item = _TTY_NOISE.sub(b"", item)
                     if not item:
                         continue
-                on_output(name, item)
+                output.write(name, item)
             elif item.kind == "end":
                 self._end_marker(stream, item, cell)
             elif item.kind == "in" and stream == STDOUT:
+                output.flush()  # what the cell printed before it asked
                 self._answer_input(item.fields[0], on_input)
 
     def _end_marker(self, stream: int, item: Marker, cell: _Cell) -> None:
@@ -344,7 +394,7 @@ class ShellSession:
             cell.outcome.status = int(item.fields[1]) if item.fields[1].lstrip("-").isdigit() else 255
             cell.outcome.failed_commands = _parse_failed(item.fields[2])
 
-    def _drain(self, closed: set[int], cell: _Cell, on_output: OutputCallback, patience: float = 1.0) -> None:
+    def _drain(self, closed: set[int], cell: _Cell, output: _Output, patience: float = 1.0) -> None:
         """Read what is left on the streams of a shell that ended, up to their EOF."""
         assert self.channel is not None
         deadline = time.monotonic() + patience
@@ -355,7 +405,7 @@ class ShellSession:
                 return
             for stream, data in events:
                 if data:
-                    self._take(stream, data, cell, on_output, None)
+                    self._take(stream, data, cell, output, None)
                 else:
                     closed.add(stream)
 
@@ -442,30 +492,6 @@ class ShellSession:
                                    + f"; [ -e {abort} ] && kill -INT {pid}")
             return 2
         return done
-
-
-def _merge_backlog(events: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """What one read found, each stream's pieces joined when they switch
-    streams more than BACKLOG_SWITCHES times.
-
-    The relay keeps the order of writes across stdout and stderr; each switch
-    becomes a message of its own to the notebook.  A read finds that many
-    switches only when the reader fell behind a cell that alternates fast
-    (the notebook's rate limits, a slow link): then a message per switch would
-    keep it behind and flood the notebook with outputs, so what waited goes as
-    one piece per stream, stdout first.
-    """
-    switches = sum(1 for (a, _), (b, _) in zip(events, events[1:], strict=False) if a != b)
-    if switches <= BACKLOG_SWITCHES:
-        return events
-    joined: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
-    ends = []
-    for stream, data in events:
-        if data:
-            joined[stream].append(data)
-        else:
-            ends.append((stream, data))
-    return [(stream, b"".join(parts)) for stream, parts in joined.items() if parts] + ends
 
 
 def _parse_failed(text: str) -> list[FailedCommand]:
