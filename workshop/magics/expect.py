@@ -35,6 +35,7 @@ register(Magic("expect", "state what the cell's result must be (exit, stdout, st
                doc=EXPECT_HELP.partition("\n")[2], usage_text=EXPECT_USAGE,
                example="""\
                    %expect exit 0
+                   echo hello world
+                   # declarations may stand above or below the commands
                    %expect stdout-contains hello
-                   %expect stderr empty
-                   echo hello world"""))
+                   %expect stderr empty"""))
