@@ -54,6 +54,9 @@ Progress = Callable[[str], None]
 RESTORE_TIMEOUT = 60.0
 
 
+_LOAD_FAILED = "qemu could not load it (the saved state is damaged or does not fit this machine)"
+
+
 class SnapshotFailed(VMError):
     """The snapshot could not be restored: boot from scratch instead."""
 
@@ -109,6 +112,7 @@ def _start(vm: VM, say: Progress) -> None:
 
 
 def _cold(vm: VM, image: Image, say: Progress) -> None:
+    vm._save_state({key: value for key, value in vm.state().items() if key in ("name", "ephemeral", "owner")})
     vm.disk.unlink(missing_ok=True)
     vm.prepare_disk(image, say)
     vm.start_cold(image, say)
@@ -129,7 +133,10 @@ def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
             f"restoring '{vm.name}' from the VM snapshot", say)
     except _QemuRefused as exc:
         raise SnapshotFailed(f"qemu refused it: {exc}") from None
-    pid = vm.qemu_pid()
+    try:
+        pid = vm.qemu_pid()
+    except (OSError, ValueError):  # qemu loads the state before it writes its pid file
+        raise SnapshotFailed(_LOAD_FAILED) from None
     state = vm.state() | {
         "pid": pid, "port": port, "accel": meta["accel"], "image": str(image.dir),
         "private_key": str(image.client_key), "memory_mb": meta["memory_mb"], "cpus": meta["cpus"],
@@ -174,7 +181,7 @@ def _await_restored(vm: VM, pid: int) -> None:
     except QMPError as exc:
         if not _pid_alive(pid):
             # qemu exits when the saved state does not fit the machine or is damaged
-            raise SnapshotFailed("qemu could not load it (the saved state is damaged or does not fit)") from None
+            raise SnapshotFailed(_LOAD_FAILED) from None
         raise SnapshotFailed(f"qemu did not answer while loading it: {exc}") from None
     raise SnapshotFailed(f"qemu had not loaded it after {RESTORE_TIMEOUT:.0f} s")
 
