@@ -11,7 +11,7 @@ it stops, it is gone.
 Each records its owner (pid and start time of the process that made it).  A
 fresh VM whose owner is gone (a grader killed with ``kill -9``) is stopped and
 removed, overlay and all, by :func:`sweep_orphans`, which every new fresh VM
-runs first (and ``workshop vm list``).
+runs first.
 
 When the snapshot is damaged or cannot be made, the fresh VM boots from
 scratch instead, and says why.
