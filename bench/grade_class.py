@@ -68,6 +68,24 @@ def spread(values: list[float]) -> str:
                      (("mean", statistics.mean(values)), ("median", statistics.median(values)), ("p90", p90)))
 
 
+def cell_times(entries: list[dict]) -> dict[str, list[float]]:
+    """Seconds each code cell took (execute_input to execute_reply), by cell id, from the stored notebooks."""
+    from datetime import datetime
+
+    times: dict[str, list[float]] = {}
+    for entry in entries:
+        executed = entry["result"].get("executed")
+        if not executed:
+            continue
+        for cell in json.loads(Path(executed).read_text())["cells"]:
+            stamps = cell.get("metadata", {}).get("execution") or {}
+            if "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
+                start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                              for k in ("iopub.execute_input", "shell.execute_reply"))
+                times.setdefault(cell.get("id", "?"), []).append((end - start).total_seconds())
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=50)
@@ -120,6 +138,9 @@ def main() -> None:
           f"{len(failed)} reruns failed {failed[:3]}; totals seen {totals} of {report.reference.max_points:g}")
     for part in ("vm_start", "run", "grade", "teardown", "total"):
         print(f"  {part:9s} {spread([t[part] for t in timings if part in t])}")
+    print("  inside run, each cell (from the timestamps in the executed notebooks):")
+    for cell_id, seconds in cell_times(entries).items():
+        print(f"    {cell_id:12s} {spread(seconds)}")
     per_worker = statistics.mean(t["total"] for t in timings if "total" in t)
     print(f"extrapolation to {args.class_size} submissions ({per_worker:.1f} s each on one worker, "
           f"{args.workers} workers per machine like this one):")
