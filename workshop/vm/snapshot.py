@@ -249,6 +249,10 @@ def _save(snap: Snapshot, image: Image, memory_mb: int, cpus: int, say: Progress
         say("saving a snapshot of the VM: booting it once")
         machine.start_cold(image, say, memory_mb, cpus, devices=setup_devices(staging))
         accel = machine.state()["accel"]
+        if snapshot_for(image, accel, memory_mb, cpus).problem() is None:  # KVM failed; TCG's is there
+            machine.down()
+            shutil.rmtree(staging, ignore_errors=True)
+            return snapshot_for(image, accel, memory_mb, cpus)
         booted = time.monotonic()
         _prepare_guest(int(machine.state()["port"]), image)
         _save_machine(machine, staging / "memory")
