@@ -6,6 +6,7 @@ luck fails some of them)."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,28 @@ def test_big_writes_go_through(shared_kernel, program):
     assert result.status == "ok", result.stderr
     assert result.stdout.count("x") in (3_000_000, 5 * 1024 * 1024)
     assert result.stderr.endswith("end\n")
+
+
+@pytest.fixture(scope="module")
+def plain_user(sshd):
+    """An ordinary account that logs in over the loopback sshd (no root, no sudo)."""
+    name = "ws-order"
+    made = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name],
+                          capture_output=True).returncode == 0
+    sshd.authorize(name)
+    yield sshd.url_for(name)
+    if made:
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+        subprocess.run(["userdel", "--remove", "--force", name], check=False, capture_output=True)
+
+
+def test_a_non_root_shell_over_ssh_keeps_the_order(start_kernel, plain_user):
+    """Not root: the relay cannot force a bigger send buffer, and still orders."""
+    kernel = start_kernel(plain_user)
+    assert kernel.run("id -u").stdout != "0\n"
+    code = "for i in $(seq 1 30); do echo o$i; /bin/echo e$i >&2; done"
+    expected = [pair for i in range(1, 31) for pair in (("stdout", f"o{i}"), ("stderr", f"e{i}"))]
+    for run in range(RUNS):
+        assert lines(kernel.run(code)) == expected, f"run {run}"
+    big = kernel.run("python3 -c 'import sys; sys.stdout.write(\"x\" * 200_000)'; echo")
+    assert big.status == "ok" and big.stdout.count("x") == 200_000
