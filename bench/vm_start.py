@@ -126,6 +126,7 @@ def main() -> None:
     started = time.monotonic()
     snap = ensure_snapshot(image, accel, settings.vm_memory, settings.vm_cpus, print)
     result["snapshot"] = {"ensure_s": round(time.monotonic() - started, 1), **snap.meta}
+    result["accel"] = snap.meta["accel"]  # (KVM may have failed while saving it)
     result["cold"] = [_cold(n) for n in range(args.cold)]
     result["restored"] = [_restore() for _ in range(args.restores)]
     result["load_after"] = _load()
