@@ -41,11 +41,13 @@ from .machine import (
     _unpin_port,
     kvm_usable,
     pin_host_key,
+    process_owner,
+    process_start_time,
     qemu_img_binary,
     vms_dir,
 )
 from .qmp import QMP, QMPError
-from .snapshot import Snapshot, ensure_snapshot, make_setup_fifos, setup_devices
+from .snapshot import Snapshot, ensure_snapshot, make_setup_fifos, setup_devices, snapshots_dir
 
 Progress = Callable[[str], None]
 
@@ -79,7 +81,7 @@ def start_fresh(base: str, progress: Progress | None = None) -> VM:
     sweep_orphans(say)
     vm = VM(f"{base}-{secrets.token_hex(4)}")
     vm.dir.mkdir(parents=True)
-    vm._save_state({"name": vm.name, "ephemeral": True, "owner": _owner(os.getpid())})
+    vm._save_state({"name": vm.name, "ephemeral": True, "owner": process_owner()})
     try:
         _start(vm, say)
     except BaseException:
@@ -205,16 +207,19 @@ def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
     now = time.time_ns()
     fields.append(("time", f"{now // 10**9}.{now % 10**9:09d}".encode()))
     request = "".join(f"{name} {value.hex()}\n" for name, value in fields) + "end\n"
-    out = os.open(vm.dir / "setup.out", os.O_RDONLY | os.O_NONBLOCK)
     try:
-        fd = os.open(vm.dir / "setup.in", os.O_WRONLY | os.O_NONBLOCK)
+        out = os.open(vm.dir / "setup.out", os.O_RDONLY | os.O_NONBLOCK)
         try:
-            os.write(fd, request.encode())
+            fd = os.open(vm.dir / "setup.in", os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, request.encode())
+            finally:
+                os.close(fd)
+            answer = _read_answer(out, pid)
         finally:
-            os.close(fd)
-        answer = _read_answer(out, pid)
-    finally:
-        os.close(out)
+            os.close(out)
+    except OSError as exc:  # qemu is gone (no reader behind the FIFO)
+        raise SnapshotFailed(f"could not reach the restored guest's agent ({exc.strerror})") from None
     if answer != "ok":
         raise SnapshotFailed(f"the restored guest's agent said: {answer}")
 
@@ -234,29 +239,18 @@ def _read_answer(fd: int, pid: int) -> str:
 
 
 # ---- owners and orphans ------------------------------------------------------------
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _owner(pid: int) -> dict:
-    return {"pid": pid, "start": _start_time(pid)}
-
-
 def _orphaned(state: dict) -> bool:
     owner = state.get("owner") or {}
     pid = owner.get("pid")
-    return not (isinstance(pid, int) and _pid_alive(pid) and _start_time(pid) == owner.get("start"))
+    return not (isinstance(pid, int) and _pid_alive(pid) and process_start_time(pid) == owner.get("start"))
 
 
 def sweep_orphans(progress: Progress | None = None) -> list[str]:
-    """Stop and remove the fresh VMs whose owner is gone; returns their names."""
+    """Stop and remove the fresh VMs (and half-saved snapshots) whose owner is
+    gone; returns their names."""
     say = progress or (lambda text: None)
     removed = []
-    for entry in sorted(vms_dir().iterdir()):
+    for entry in [*sorted(vms_dir().iterdir()), *snapshots_dir().glob("*.saving")]:
         try:
             state = json.loads((entry / "state.json").read_text())
         except (OSError, ValueError):
@@ -269,7 +263,7 @@ def sweep_orphans(progress: Progress | None = None) -> list[str]:
         if state.get("port"):
             _unpin_port(int(state["port"]))
         shutil.rmtree(entry, ignore_errors=True)
-        say(f"removed the fresh VM '{entry.name}', left by a process that is gone")
+        say(f"removed '{entry.name}', left by a process that is gone")
         removed.append(entry.name)
     return removed
 

@@ -126,6 +126,19 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def process_start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_owner() -> dict:
+    """This process, as a VM's owner: its pid and start time (a reused pid is another process)."""
+    return {"pid": os.getpid(), "start": process_start_time(os.getpid())}
+
+
 def _pid_is_qemu(pid: int, vmdir: Path) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -46,7 +46,7 @@ from ..errors import TargetError, VMError
 from ..lock import FileLock
 from ..shell.ssh import Endpoint, SSHConnection
 from .image import Image, _digest, images_dir
-from .machine import HOST, USER, VM, qemu_binary, qemu_command
+from .machine import HOST, USER, VM, process_owner, qemu_binary, qemu_command
 from .qmp import QMP, QMPError
 
 Progress = Callable[[str], None]
@@ -241,7 +241,8 @@ def _save(snap: Snapshot, image: Image, memory_mb: int, cpus: int, say: Progress
     _remove_staging(staging)  # left by a process that was killed while saving
     staging.mkdir()
     machine = VM("snapshot", directory=staging)
-    (staging / "state.json").write_text(json.dumps({"ephemeral": True}))  # stopped without a sync
+    # stopped without a sync; removed by the next fresh VM if this process is killed
+    (staging / "state.json").write_text(json.dumps({"ephemeral": True, "owner": process_owner()}))
     started = time.monotonic()
     try:
         machine.prepare_disk(image, say)
