@@ -145,6 +145,8 @@ def test_clones_have_the_hosts_clock_and_their_own_randomness(two_clones):
         seen.append((boot_id, machine_id, random))
     for first, second in zip(*seen, strict=True):
         assert first != second
+    # and each kernel keeps taking randomness from its own qemu's virtio-rng
+    assert _run(a, "cat /sys/class/misc/hw_random/rng_current").strip() == "virtio_rng.0"
 
 
 def test_a_kernel_runs_cells_on_a_fresh_vm(small_vms, installed_kernelspec):

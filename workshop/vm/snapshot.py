@@ -24,7 +24,8 @@ pool and forces the CRNG to reseed at once (``RNDRESEEDCRNG``: the cloud kernel
 has no vmgenid driver, and a plain write to /dev/urandom would only be used at
 the next reseed, up to a minute later), sets the clock (``clock_settime``),
 installs the host key (sshd reads it again for every connection), writes a new
-machine-id, answers and exits.  All of this happens before any SSH connection
+machine-id, answers and exits.  The guest also has virtio-rng's driver loaded,
+so its kernel keeps taking fresh randomness from its own qemu afterwards.  All of this happens before any SSH connection
 to the clone, whose key is the only one pinned for its port.
 """
 
@@ -112,9 +113,11 @@ syswrite($port, "ok\n");
 """.replace("PORT_NAME", PORT_NAME)
 
 # Run once in the snapshot's guest before it is saved: the setup port's driver,
-# the agent waiting on it, and the programs a first cell runs read into the
+# the virtio-rng driver (the kernel then keeps mixing in the host's randomness,
+# in every clone from its own qemu), the agent waiting on the port, and the programs a first cell runs read into the
 # page cache (each clone's qemu starts with an empty translation cache anyway).
 PREPARE = """modprobe virtio_console && cat > /run/workshop-agent && bash -c true || exit 1
+modprobe virtio_rng 2>/dev/null
 setsid perl /run/workshop-agent </dev/null >/dev/console 2>&1 &
 i=0
 while [ ! -e /run/workshop-agent.ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
