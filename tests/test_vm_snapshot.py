@@ -227,3 +227,18 @@ def test_a_damaged_snapshot_falls_back_to_a_cold_boot(small_vms):
         assert vm.state().get("snapshot") is None  # booted from scratch
     assert any("cannot be restored" in m and "from scratch" in m for m in said), said
     assert not snap.dir.exists()  # discarded: saved again next time
+
+
+def test_saving_a_snapshot_removes_the_stale_ones_of_that_machine(tmp_path, monkeypatch):
+    from workshop.vm import snapshot
+
+    monkeypatch.setenv("WORKSHOP_VM_CACHE", str(tmp_path))
+    (tmp_path / "img").mkdir()
+    made = {}
+    for name, image, memory in (("new", "img", 512), ("old", "img", 512), ("bigger", "img", 1024), ("gone", "x", 512)):
+        made[name] = Snapshot(snapshot.snapshots_dir() / name)
+        made[name].dir.mkdir()
+        (made[name].dir / "snapshot.json").write_text(json.dumps(
+            {"image": image, "accel": "tcg", "memory_mb": memory, "cpus": 1}))
+    snapshot._prune(made["new"])
+    assert sorted(p.name for p in snapshot.snapshots_dir().iterdir()) == ["bigger", "new"]

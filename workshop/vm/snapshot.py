@@ -233,7 +233,7 @@ def ensure_snapshot(image: Image, accel: str, memory_mb: int, cpus: int, say: Pr
         if snap.problem() is None:
             return snap
         snap = _save(snap, image, memory_mb, cpus, say)
-    _prune()
+        _prune(snap)
     return snap
 
 
@@ -326,9 +326,16 @@ def _remove_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _prune() -> None:
-    """Remove the snapshots of images that are gone (an image rebuilt for a new configuration)."""
+def _prune(keep: Snapshot) -> None:
+    """Remove the snapshots that can no longer be restored: those of images
+    that are gone, and those of ``keep``'s machine that another qemu, agent or
+    command line made (a snapshot of another size stays)."""
+    same = {field: keep.meta.get(field) for field in ("image", "accel", "memory_mb", "cpus")}
     for entry in snapshots_dir().iterdir():
-        image = Snapshot(entry).meta.get("image") if entry.is_dir() else None
-        if image and not (images_dir() / image).exists():
+        meta = Snapshot(entry).meta if entry.is_dir() and entry != keep.dir else {}
+        if not meta.get("image"):
+            continue
+        stale = all(meta.get(field) == value for field, value in same.items())
+        if stale or not (images_dir() / meta["image"]).exists():
             shutil.rmtree(entry, ignore_errors=True)
+            (entry.parent / f".{entry.name}.lock").unlink(missing_ok=True)
