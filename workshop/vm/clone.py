@@ -259,7 +259,8 @@ def sweep_orphans(progress: Progress | None = None) -> list[str]:
             continue
         pid = state.get("pid")
         if isinstance(pid, int) and _pid_alive(pid) and _pid_is_qemu(pid, entry):
-            os.kill(pid, 9)  # its disk is thrown away: nothing to flush
+            with contextlib.suppress(ProcessLookupError):  # another sweep got there first
+                os.kill(pid, 9)  # its disk is thrown away: nothing to flush
         if state.get("port"):
             _unpin_port(int(state["port"]))
         shutil.rmtree(entry, ignore_errors=True)
