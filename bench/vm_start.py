@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -110,8 +111,17 @@ def main() -> None:
     parser.add_argument("--restores", type=int, default=5, help="restores from the snapshot (default 5)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    os.environ.setdefault("WORKSHOP_DATA_DIR", tempfile.mkdtemp(prefix="workshop-bench-vm-"))
+    own_data = None
+    if "WORKSHOP_DATA_DIR" not in os.environ:  # known hosts and VM dirs of this run only
+        own_data = os.environ["WORKSHOP_DATA_DIR"] = tempfile.mkdtemp(prefix="workshop-bench-vm-")
+    try:
+        _run(args)
+    finally:
+        if own_data:
+            shutil.rmtree(own_data, ignore_errors=True)
 
+
+def _run(args: argparse.Namespace) -> None:
     from workshop.settings import Settings
     from workshop.vm import build_image
     from workshop.vm.machine import kvm_usable
