@@ -152,3 +152,14 @@ def test_a_non_root_shell_over_ssh_keeps_the_order(start_kernel, plain_user):
         assert lines(kernel.run(code)) == expected, f"run {run}"
     big = kernel.run("python3 -c 'import sys; sys.stdout.write(\"x\" * 200_000)'; echo")
     assert big.status == "ok" and big.stdout.count("x") == 200_000
+
+
+def test_plain_pipes_on_request_let_programs_open_dev_stdout(start_kernel):
+    """WORKSHOP_ORDERED_OUTPUT=0: no relay, so `tee /dev/stderr` works again (the
+    sockets the relay gives cannot be opened by name)."""
+    kernel = start_kernel("local", WORKSHOP_ORDERED_OUTPUT="0")
+    result = kernel.run("echo both | tee /dev/stderr")
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "both\n" and result.stderr == "both\n"
+    assert "relay" not in result.stderr, "asked for: no notice"
+    assert "workshop-relay" not in kernel.run("ps -o comm= -p $PPID").stdout

@@ -405,7 +405,8 @@ class Session:
         shell = ShellSession(self._transport.channel)
         try:
             # a grading rerun (target locked) runs what the notebook says, whoever's ~/.bashrc is there
-            shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked)
+            shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked,
+                        ordered=self.settings.ordered_output)
         except (ShellError, OSError) as exc:
             shell.close()
             raise TargetError(f"could not start a shell on {self.target.describe()}: "
@@ -414,7 +415,7 @@ class Session:
         self.shell = shell
         self._cleanup_files.clear()  # a new shell, a new state directory
         self._report_leftovers(ctx)
-        if not shell.ordered and ctx is not None and not self._told_unordered:
+        if not shell.ordered and self.settings.ordered_output and ctx is not None and not self._told_unordered:
             self._told_unordered = True  # once: it is the target's nature, not the cell's
             ctx.notice(f"{self.target.describe()} cannot run the relay that keeps stdout and stderr in "
                        "order (it needs perl): each stream arrives in order, the two may not")

@@ -48,6 +48,10 @@ class Settings(Configurable):
     bashrc = Bool(False, help="Source the target user's ~/.bashrc when a bash shell starts, for its aliases and "
                   "functions; off so that a notebook runs the same for everyone, and never in grading reruns "
                   "(WORKSHOP_BASHRC=1).").tag(config=True, env="WORKSHOP_BASHRC")
+    ordered_output = Bool(True, help="Deliver a cell's stdout and stderr in the order they were written (the "
+                          "target's shell writes to sockets through a relay); 0: plain pipes, for programs "
+                          "that open /dev/stdout by name (WORKSHOP_ORDERED_OUTPUT=0).").tag(
+        config=True, env="WORKSHOP_ORDERED_OUTPUT")
     failed_check = Enum(["record", "error"], "record",
                         help="'error': a failed check also fails the cell (WORKSHOP_FAILED_CHECK).").tag(
         config=True, env="WORKSHOP_FAILED_CHECK")

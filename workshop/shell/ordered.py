@@ -19,9 +19,10 @@ What sockets change for a cell's programs (see the README's "Output order"):
 a program that opens ``/dev/stdout`` or ``/dev/stderr`` by name gets ENXIO
 (bash's own redirections to them still work), and one ``write()`` larger
 than the send buffer fails (EMSGSIZE or ENOBUFS): about 4 MiB as root, where
-the relay raises the buffer with SO_SNDBUFFORCE, ``net.core.wmem_max`` times
-two otherwise (416 KiB on a stock kernel).  Programs that stream write far
-less at a time.
+the relay raises the buffer with SO_SNDBUFFORCE (past that the kernel cannot
+allocate one datagram, whatever the buffer), ``net.core.wmem_max`` times two
+otherwise (416 KiB on a stock kernel).  Programs that stream write far less at a time.
+``WORKSHOP_ORDERED_OUTPUT=0`` runs the shell on plain pipes instead.
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ exit($status & 127 ? 128 + ($status & 127) : $status >> 8);
 """
 
 
-def relayed(command: str) -> str:
-    """``command`` (sh code) run under the relay where the target has Perl."""
+def relayed(command: str, ordered: bool = True) -> str:
+    """``command`` (sh code) run under the relay where the target has Perl;
+    ``ordered=False``: on plain pipes, for programs that need /dev/stdout by name."""
+    if not ordered:
+        return command
     return (f"if command -v perl >/dev/null 2>&1; then exec perl -e {shlex.quote(RELAY)} "
             f"-- {shlex.quote(command)}; fi; {command}")
 

@@ -179,10 +179,11 @@ class ShellSession:
         (the target runs the relay, see shell.ordered), not only each in its own."""
         return isinstance(self.channel, OrderedChannel) and bool(self.channel.ordered)
 
-    def start(self, timeout: float = 30.0, bashrc: bool = False) -> None:
-        """Start the shell; ``bashrc``: source the user's ~/.bashrc first (bash only)."""
+    def start(self, timeout: float = 30.0, bashrc: bool = False, ordered: bool = True) -> None:
+        """Start the shell; ``bashrc``: source the user's ~/.bashrc first (bash only);
+        ``ordered=False``: plain pipes, the two streams not ordered between them."""
         self.nonce = new_nonce()
-        self.channel = OrderedChannel(self._factory(relayed(bootstrap_command())))
+        self.channel = OrderedChannel(self._factory(relayed(bootstrap_command(), ordered)))
         self._out = MarkerScanner(self.nonce)
         self._err = MarkerScanner(self.nonce)
         self.channel.write(hello_line(self.nonce).encode())
