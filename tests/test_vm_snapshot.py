@@ -225,6 +225,9 @@ def test_a_damaged_snapshot_falls_back_to_a_cold_boot(small_vms):
     with fresh_vm("snapdamage", said.append) as vm:
         assert _run(vm, "echo up").strip() == "up"
         assert vm.state().get("snapshot") is None  # booted from scratch
+        # with a host key of its own all the same
+        pins = _pinned(vm.state()["port"])
+        assert len(pins) == 1 and small_vms.host_key_line()[1] not in pins[0]
     assert any("cannot be restored" in m and "from scratch" in m for m in said), said
     assert not snap.dir.exists()  # discarded: saved again next time
 

@@ -32,8 +32,11 @@ from collections.abc import Callable, Iterator
 
 from ..errors import VMError
 from ..settings import Settings
+from ..shell.ssh import Endpoint, SSHConnection
 from .image import Image
 from .machine import (
+    HOST,
+    USER,
     VM,
     _pid_alive,
     _pid_is_qemu,
@@ -118,6 +121,24 @@ def _cold(vm: VM, image: Image, say: Progress) -> None:
     vm.disk.unlink(missing_ok=True)
     vm.prepare_disk(image, say)
     vm.start_cold(image, say)
+    _replace_host_key(vm, image)
+
+
+def _replace_host_key(vm: VM, image: Image) -> None:
+    """A fresh VM booted from scratch has the image's host key: give it one of its
+    own over SSH (its clock and randomness are its own boot's)."""
+    kind, b64, private = _new_host_key()
+    port = int(vm.state()["port"])
+    conn = SSHConnection(Endpoint(HOST, port, USER, str(image.client_key)), connect_timeout=20, pin="strict")
+    key = "/etc/ssh/ssh_host_ed25519_key"
+    try:
+        done = conn.exec(f"umask 077 && cat > {key}.new && mv {key}.new {key} && "
+                         f"printf '%s\\n' '{kind} {b64} workshop-{vm.name}' > {key}.pub", stdin=private)
+    finally:
+        conn.close()
+    if not done.ok:
+        raise VMError(f"could not give the VM '{vm.name}' its own host key: {done.stderr.strip()}")
+    pin_host_key(port, kind, b64)
 
 
 def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
