@@ -205,6 +205,35 @@ def test_a_fresh_vm_whose_owner_was_killed_is_removed_by_the_next(small_vms):
     assert not _pid_alive(int(pid)) and not orphan.dir.exists()
 
 
+def test_doctor_lists_a_dead_graders_fresh_vm_and_vm_sweep_removes_it(small_vms):
+    """What an instructor sees after a grader was killed: `workshop doctor` names
+    the VM, `workshop vm sweep` removes it, and doctor is clean again."""
+    script = (
+        "import time\n"
+        "from workshop.vm.clone import start_fresh\n"
+        "vm = start_fresh('snapdoctor')\n"
+        "print(vm.name, vm.pid(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        name, pid = owner.stdout.readline().split()
+    finally:
+        owner.kill()
+        owner.wait()
+    workshop = [sys.executable, "-m", "workshop"]
+    wide = dict(os.environ, COLUMNS="300")
+    doctor = subprocess.run([*workshop, "doctor"], capture_output=True, text=True, env=wide, timeout=120)
+    line = next(line for line in doctor.stdout.splitlines() if "fresh VMs of dead graders" in line)
+    assert name in line and "workshop vm sweep" in line
+    sweep = subprocess.run([*workshop, "vm", "sweep"], capture_output=True, text=True, timeout=120)
+    assert sweep.returncode == 0 and f"removed '{name}'" in sweep.stdout
+    assert not _pid_alive(int(pid)) and not VM(name).dir.exists()
+    doctor = subprocess.run([*workshop, "doctor"], capture_output=True, text=True, env=wide, timeout=120)
+    line = next(line for line in doctor.stdout.splitlines() if "fresh VMs of dead graders" in line)
+    assert name not in line and "none" in line
+
+
 def test_a_snapshot_of_the_wrong_size_is_not_restored(tmp_path):
     snap = Snapshot(tmp_path)
     (tmp_path / "memory").write_bytes(b"QEVM\x00\x00\x00\x03" + b"\0" * 100)

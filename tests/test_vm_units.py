@@ -39,6 +39,14 @@ def test_modules_load_after_their_dependencies(tmp_path):
     assert order == ["virtio.ko", "virtio_ring.ko", "virtio_pci_legacy_dev.ko", "virtio_pci.ko", "virtio_blk.ko"]
 
 
+def test_a_module_file_named_with_dashes_is_found_by_its_modprobe_name(tmp_path):
+    """Debian's kernel ships virtio-rng.ko; the initramfs asks for virtio_rng."""
+    (tmp_path / "modules.dep").write_text("kernel/drivers/char/hw_random/virtio-rng.ko: kernel/drivers/char/rng-core.ko\n"
+                                          "kernel/drivers/char/rng-core.ko:\n")
+    order = [m.rsplit("/", 1)[1] for m in module_closure(tmp_path, ("virtio_rng",))]
+    assert order == ["rng-core.ko", "virtio-rng.ko"]
+
+
 def test_the_initramfs_is_a_valid_newc_archive(tmp_path):
     archive = _Cpio()
     archive.dir("bin")

@@ -411,6 +411,15 @@ def vm_list() -> None:
     Console(emoji=False).print(table)
 
 
+@vm.command("sweep")
+def vm_sweep() -> None:
+    """Stop and remove fresh VMs whose grader is gone (killed, crashed)."""
+    from .vm.clone import sweep_orphans
+
+    removed = sweep_orphans(click.echo)
+    click.echo(f"removed {len(removed)} fresh VM(s) left by processes that are gone")
+
+
 @vm.command("ssh-info")
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["json", "cmd"]), default="json", show_default=True)

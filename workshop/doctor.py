@@ -75,6 +75,7 @@ def host_checks(kind: str) -> list[Check]:
         "micro VM image", built, str(image.dir) if built else "not built yet",
         "`workshop vm up NAME` builds it once (needs root, debootstrap, e2fsprogs and Debian's mirror)",
     ))
+    checks.append(_orphan_vms_check())
     for label, cmd, pkg in (
         ("debootstrap", ["debootstrap", "--version"], "debootstrap"),
         ("mkfs.ext4", ["mkfs.ext4", "-V"], "e2fsprogs"),
@@ -92,6 +93,16 @@ def host_checks(kind: str) -> list[Check]:
         version = _version(cmd)
         checks.append(Check(label, version is not None, version or "not found", fix, needed))
     return checks
+
+
+def _orphan_vms_check() -> Check:
+    from .vm.clone import orphans
+
+    names = [entry.name for entry, _ in orphans()]
+    return Check(
+        "fresh VMs of dead graders", not names, "none" if not names else ", ".join(names),
+        "`workshop vm sweep` stops and removes them (the next fresh VM does too)",
+    )
 
 
 # The parts of a machine's setup (`scripts/setup` in a clone of workshop

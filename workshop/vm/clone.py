@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from ..errors import VMError
 from ..settings import Settings
@@ -266,18 +267,27 @@ def _orphaned(state: dict) -> bool:
     return not (isinstance(pid, int) and _pid_alive(pid) and process_start_time(pid) == owner.get("start"))
 
 
+def orphans() -> list[tuple[Path, dict]]:
+    """The fresh VMs (and half-saved snapshots) whose owner is gone, with their state."""
+    found = []
+    dirs = sorted(vms_dir().iterdir()) if vms_dir().is_dir() else []
+    saving = list(snapshots_dir().glob("*.saving")) if snapshots_dir().is_dir() else []
+    for entry in [*dirs, *saving]:
+        try:
+            state = json.loads((entry / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("ephemeral") and _orphaned(state):
+            found.append((entry, state))
+    return found
+
+
 def sweep_orphans(progress: Progress | None = None) -> list[str]:
     """Stop and remove the fresh VMs (and half-saved snapshots) whose owner is
     gone; returns their names."""
     say = progress or (lambda text: None)
     removed = []
-    for entry in [*sorted(vms_dir().iterdir()), *snapshots_dir().glob("*.saving")]:
-        try:
-            state = json.loads((entry / "state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if not state.get("ephemeral") or not _orphaned(state):
-            continue
+    for entry, state in orphans():
         pid = state.get("pid")
         if isinstance(pid, int) and _pid_alive(pid) and _pid_is_qemu(pid, entry):
             with contextlib.suppress(ProcessLookupError):  # another sweep got there first

@@ -46,7 +46,7 @@ def module_closure(modules_dir: Path, wanted: tuple[str, ...] = MODULES) -> list
             continue
         mod, rest = line.split(":", 1)
         deps[mod] = rest.split()
-        base = Path(mod).name.split(".ko")[0]
+        base = Path(mod).name.split(".ko")[0].replace("-", "_")  # modprobe's names: virtio-rng.ko is virtio_rng
         by_name[base] = mod
     order: list[str] = []
 
