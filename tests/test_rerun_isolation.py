@@ -170,6 +170,7 @@ def test_hanging_submissions_are_stopped_and_the_others_graded(tmp_path, install
     assert results["bob"]["total"] == results["bob"]["max"] and kinds(results["bob"]) == set()
     sleeper = [f for f in results["sleeper"]["flags"] if f["kind"] == "timed-out"]
     assert sleeper and "3 s" in sleeper[0]["message"], results["sleeper"]["flags"]
+    assert sleeper[0]["cell"] == "cell 1 (id nap)", "named as every report names a cell"
     assert results["sleeper"]["total"] == results["sleeper"]["max"]  # the cell after the stopped one still ran
     slow = [f for f in results["slow"]["flags"] if f["kind"] == "timed-out"]
     assert slow and "8 s" in slow[0]["message"] and "--submission-timeout" in slow[0]["message"]

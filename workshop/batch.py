@@ -370,10 +370,10 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
 
 
 def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[dict]:
-    labels = {c.id: c.label for c in ref.cells}
-    flags = [{"kind": "timed-out", "cell": labels.get(cell.cell_id, f"cell{n}"),
+    names = {c.id: c.name for c in ref.cells}  # named as every other flag names the reference's cells
+    flags = [{"kind": "timed-out", "cell": names.get(cell.cell_id, cell.name),
               "message": f"the cell timed out (the limit for one cell is {limits[0]:g} s, --timeout)"}
-             for n, cell in enumerate(run.cells, 1) if limits[0] and cell.record and cell.record.get("timed_out")]
+             for cell in run.cells if limits[0] and cell.record and cell.record.get("timed_out")]
     if run.timed_out:
         flags.append({"kind": "timed-out", "cell": None,
                       "message": f"the rerun was stopped after {limits[1]:g} s, the limit for one submission "
