@@ -29,7 +29,7 @@ from ..errors import VMError
 from ..lock import FileLock
 from ..paths import data_dir
 from ..settings import Settings
-from .initrd import INIT, make_initrd
+from .initrd import INIT, MODULES, make_initrd
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -83,7 +83,7 @@ def base_key() -> str:
 
 
 def image_key() -> str:
-    return _digest(base_key(), CONFIG_VERSION, _guest_files_digest(), INIT)
+    return _digest(base_key(), CONFIG_VERSION, _guest_files_digest(), INIT, *MODULES)
 
 
 @dataclass
