@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
 import time
 from dataclasses import dataclass, field
 
 from jupyter_client.manager import KernelManager
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """End test servers (a Dask scheduler, its workers) in the order given:
+    SIGTERM, then SIGKILL for one that has not ended in 20 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

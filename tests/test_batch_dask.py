@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from harness import clean_env
+from harness import clean_env, stop
 from test_grading import make_notebook
 from test_rerun_isolation import HELLO, kinds, results_of, survivors, wait_for
 
@@ -49,13 +49,7 @@ def dask_cluster(*worker_prefixes: list[str]):
             client.wait_for_workers(len(workers), timeout=90)
         yield address, workers
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(list(reversed(procs)))
 
 
 def hidden_from(folder: Path) -> list[str]:

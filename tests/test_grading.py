@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from harness import stop
 from nbclient import NotebookClient
 
 from workshop.batch import grade
@@ -324,13 +325,7 @@ def dask_cluster():
             client.wait_for_workers(1, timeout=60)
         yield address
     finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop([worker, scheduler])
 
 
 def test_rerun_on_a_dask_cluster(lab, tmp_path, dask_cluster):

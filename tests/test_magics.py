@@ -182,14 +182,22 @@ def test_rootfs_from_oci(kernel, rootfs, tmp_path):
         pytest.skip("skopeo and umoci are not installed here (apt-get install skopeo umoci)")
     layout = tmp_path / "layout"
     bundle = tmp_path / "bundle"
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    _oci_layout(rootfs, layout, bundle)
+    ok(kernel, f"%rootfs {tmp_path}/fromoci --from oci:{layout}:v1")
+    assert ok(kernel, f"%%chroot {tmp_path}/fromoci\necho oci ok").stdout == "oci ok\n"
+
+
+def _oci_layout(rootfs, layout, bundle) -> None:
+    """An OCI layout at LAYOUT (tag v1) whose one layer is ROOTFS, made with
+    umoci; BUNDLE is left unpacked for more layers."""
+    def run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+
     run("umoci", "init", "--layout", str(layout))
     run("umoci", "new", "--image", f"{layout}:v1")
     run("umoci", "unpack", "--image", f"{layout}:v1", str(bundle))
     subprocess.run(["cp", "-a", f"{rootfs}/.", str(bundle / "rootfs")], check=True)
     run("umoci", "repack", "--image", f"{layout}:v1", str(bundle))
-    ok(kernel, f"%rootfs {tmp_path}/fromoci --from oci:{layout}:v1")
-    assert ok(kernel, f"%%chroot {tmp_path}/fromoci\necho oci ok").stdout == "oci ok\n"
 
 
 def test_rootfs_from_a_local_oci_layout_without_skopeo_or_umoci(kernel, rootfs, tmp_path):
@@ -198,14 +206,10 @@ def test_rootfs_from_a_local_oci_layout_without_skopeo_or_umoci(kernel, rootfs, 
     if not shutil.which("umoci"):
         pytest.skip("making the layout needs umoci here (apt-get install umoci)")
     layout, bundle = tmp_path / "layout", tmp_path / "bundle"
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
-    run("umoci", "init", "--layout", str(layout))
-    run("umoci", "new", "--image", f"{layout}:v1")
-    run("umoci", "unpack", "--image", f"{layout}:v1", str(bundle))
-    subprocess.run(["cp", "-a", f"{rootfs}/.", str(bundle / "rootfs")], check=True)
-    run("umoci", "repack", "--image", f"{layout}:v1", str(bundle))
+    _oci_layout(rootfs, layout, bundle)
     (bundle / "rootfs" / "bin" / "vi").unlink()
-    run("umoci", "repack", "--image", f"{layout}:v1", str(bundle))  # a second layer: vi's whiteout
+    subprocess.run(["umoci", "repack", "--image", f"{layout}:v1", str(bundle)],  # a second layer: vi's whiteout
+                   check=True, capture_output=True)
     tools = tmp_path / "no-oci-tools"
     tools.mkdir()
     for folder in ("/usr/local/bin", "/usr/bin", "/bin"):

@@ -185,11 +185,13 @@ def test_nothing_is_left_after_a_fresh_vm_is_closed(small_vms):
     assert not _pinned(port)
 
 
-def test_a_fresh_vm_whose_owner_was_killed_is_removed_by_the_next(small_vms):
+def _fresh_vm_of_a_killed_owner(base: str) -> tuple[str, str]:
+    """A fresh VM started by another process, which is then killed with
+    SIGKILL: the VM's name and qemu pid."""
     script = (
-        "import sys, time\n"
+        "import time\n"
         "from workshop.vm.clone import start_fresh\n"
-        "vm = start_fresh('snaporphan')\n"
+        f"vm = start_fresh({base!r})\n"
         "print(vm.name, vm.pid(), flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -199,6 +201,11 @@ def test_a_fresh_vm_whose_owner_was_killed_is_removed_by_the_next(small_vms):
     finally:
         owner.kill()
         owner.wait()
+    return name, pid
+
+
+def test_a_fresh_vm_whose_owner_was_killed_is_removed_by_the_next(small_vms):
+    name, pid = _fresh_vm_of_a_killed_owner("snaporphan")
     orphan = VM(name)
     assert orphan.running and orphan.dir.exists()
     assert name in sweep_orphans()
@@ -208,19 +215,7 @@ def test_a_fresh_vm_whose_owner_was_killed_is_removed_by_the_next(small_vms):
 def test_doctor_lists_a_dead_graders_fresh_vm_and_vm_sweep_removes_it(small_vms):
     """What an instructor sees after a grader was killed: `workshop doctor` names
     the VM, `workshop vm sweep` removes it, and doctor is clean again."""
-    script = (
-        "import time\n"
-        "from workshop.vm.clone import start_fresh\n"
-        "vm = start_fresh('snapdoctor')\n"
-        "print(vm.name, vm.pid(), flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ)
-    try:
-        name, pid = owner.stdout.readline().split()
-    finally:
-        owner.kill()
-        owner.wait()
+    name, pid = _fresh_vm_of_a_killed_owner("snapdoctor")
     workshop = [sys.executable, "-m", "workshop"]
     wide = dict(os.environ, COLUMNS="300")
     doctor = subprocess.run([*workshop, "doctor"], capture_output=True, text=True, env=wide, timeout=120)
