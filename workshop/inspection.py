@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from . import magics
 from .completion import WORD_BREAK
-from .errors import ShellError, TargetError
 from .magics.help import help_text
 
 if TYPE_CHECKING:
@@ -96,13 +95,8 @@ def _magic_help(line: str, column: int) -> str:
 
 def _shell_help(session: Session, word: str, lines: int) -> str:
     """What the target's shell says about ``word``; "" when it is no command there."""
-    try:
-        if (session.shell is None or not session.shell.alive) and not session.target.quick_to_start:
-            return ""  # Shift-Tab never boots a machine
-        result = session.run_hidden(_LOOKUP.format(word=shlex.quote(word), lines=lines), timeout=LOOKUP_SECONDS)
-    except (TargetError, ShellError):
-        return ""
-    return _OVERSTRIKE.sub("", result.stdout).strip("\n") + "\n"
+    found = session.ask(_LOOKUP.format(word=shlex.quote(word), lines=lines), timeout=LOOKUP_SECONDS)
+    return _OVERSTRIKE.sub("", found).strip("\n") + "\n" if found.strip() else ""
 
 
 @functools.cache

@@ -100,10 +100,6 @@ class CellFailure:
     status: int
 
 
-# Magics that change nothing: a cell of them alone gets no badge.
-_SHOWS_ONLY_TEXT = frozenset({"help", "lsmagic"})
-
-
 class _Failed(Exception):
     def __init__(self, failure: CellFailure):
         super().__init__(failure.evalue)
@@ -182,9 +178,9 @@ class Session:
         code, ctx.check_scripts = split_checks(code)
         line_magics, cell_magics, body = cell_grammar.split_cell(code, magics.names())
         written = line_magics + cell_magics
-        ctx.record.shown = not (written and not body.strip() and not ctx.check_scripts
-                                and all(call.name in _SHOWS_ONLY_TEXT for call in written))
         calls = [(magics.lookup(call), call) for call in written]
+        ctx.record.shown = not (written and not body.strip() and not ctx.check_scripts
+                                and all(magic.text_only for magic, _ in calls))
         parsed = [(magic, magic.parse(call)) for magic, call in calls]  # usage errors first
         ctx.record.magics.extend(call.line for _, call in calls)
         try:
@@ -481,15 +477,20 @@ class Session:
         if shell is not None:
             shell.interrupt()
 
-    def complete(self, token: str) -> list[str]:
-        """Completions of ``token`` from the target's shell; never boots a machine."""
+    def ask(self, command: str, timeout: float) -> str:
+        """What ``command`` prints, run aside in the shell, for Tab and Shift-Tab:
+        "" when it cannot run, and never boots a machine to answer."""
         try:
             if (self.shell is None or not self.shell.alive) and not self.target.quick_to_start:
-                return []
-            result = self.run_hidden(f"__ws_complete {shlex.quote(token)}", timeout=5)
+                return ""
+            return self.run_hidden(command, timeout=timeout).stdout
         except (TargetError, ShellError):
-            return []
-        return list(dict.fromkeys(line for line in result.stdout.splitlines() if line.startswith(token)))
+            return ""
+
+    def complete(self, token: str) -> list[str]:
+        """Completions of ``token`` from the target's shell; never boots a machine."""
+        found = self.ask(f"__ws_complete {shlex.quote(token)}", timeout=5)
+        return list(dict.fromkeys(line for line in found.splitlines() if line.startswith(token)))
 
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check

@@ -36,6 +36,7 @@ class Magic:
     doc: str = ""  # what it does, at more length, for %help NAME
     example: str = ""  # a short cell that uses it, for %help NAME
     usage_text: str = ""  # for magics with a grammar of their own (%expect), not options
+    text_only: bool = False  # shows text and changes nothing (%help): a cell of these alone gets no badge
 
     @property
     def usage(self) -> str:

@@ -61,10 +61,10 @@ def _help(ctx: CellContext, args: Namespace) -> None:
 
 register(Magic("lsmagic", "list the magics", _lsmagic, LSMAGIC,
                doc="One line per magic: how it is written, and what it does.  %help NAME says more.",
-               example="%lsmagic"))
+               example="%lsmagic", text_only=True))
 register(Magic("help", "show how to use a magic", _help, HELP,
                doc="""\
                    What the magic does, its arguments and an example.  A name with both
                    forms (%overlay and %%overlay) shows both.  In Jupyter, Shift-Tab on a
                    magic shows the same text, and Tab completes magics and their options.""",
-               example="%help chroot"))
+               example="%help chroot", text_only=True))
