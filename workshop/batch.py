@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks import describe_changes
 from .errors import GradingError, TargetError
 from .grading import (
     Reference,
@@ -359,14 +360,36 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
         timings["grade"] = round(time.monotonic() - clock, 4)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
+        changes = _system_changes(job_target)
         clock = time.monotonic()
     timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed
     sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
-    result["flags"] += refused + _timeout_flags(ref, run, limits)
+    result["flags"] += refused + _timeout_flags(ref, run, limits) + _tamper_flags(result, changes)
     if run.error and not run.timed_out:
         result["flags"].append({"kind": RERUN_FAILED, "cell": None, "message": run.error})
     return result, executed
+
+
+def _system_changes(target: str | None) -> list[str] | None:
+    """What the student's code changed in a sealed VM's system, seen by its agent after the last cell."""
+    if not target or not target.startswith("qemu:"):
+        return None
+    from .targets.qemu import system_changes
+
+    return system_changes(target)
+
+
+def _tamper_flags(result: dict, changes: list[str] | None) -> list[dict]:
+    """A flag for changes the agent saw after the last check (those before a check are flagged on its cell)."""
+    if not changes:
+        return []
+    flagged = " ".join(f["message"] for f in result["flags"] if f["kind"] == "system-tampered")
+    new = [change for change in changes if change not in flagged]
+    if not new:
+        return []
+    return [{"kind": "system-tampered", "cell": None,
+             "message": describe_changes(new) + "; seen after the last cell, so no check ran on it"}]
 
 
 def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[dict]:

@@ -342,6 +342,12 @@ def expectation_result(exp: Expectation, exit_status: int, stdout: str, stderr: 
     }
 
 
+def describe_changes(changes: list[str], most: int = 3) -> str:
+    """One sentence on what a student changed in the system a verdict depends on."""
+    shown = "; ".join(changes[:most]) + (f"; and {len(changes) - most} more" if len(changes) > most else "")
+    return f"the system the checks run on was changed ({shown})"
+
+
 def script_result(check: ScriptCheck, status: int, output: str, points: float = 1, note: str = "") -> dict:
     """The result of a %%check script from its exit status and output."""
     reasons = [line[5:].strip() for line in output.splitlines() if line.startswith("FAIL:")]

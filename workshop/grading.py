@@ -26,12 +26,16 @@ or editing checks, and these are flagged:
   from the cell, or its script differs
 - ``locked-changed``: the source of a locked cell (``metadata.workshop.locked``
   or nbgrader's ``editable: false``) differs from the reference
+- ``system-tampered``: in a rerun, the VM's agent saw the student's code change
+  what checks depend on (a program, a library, ``/etc/ld.so.preload``, a mount
+  over ``/usr`` or ``/proc``...) before this cell's checks ran, or after the last
+  cell (then for the whole submission); its message says what was changed
 - ``sessions``: checked cells ran in more than one kernel session
 - ``out-of-order``: checked cells ran in another order than the notebook's
 
 Checks of a cell flagged ``record-missing``, ``record-moved``,
 ``record-duplicated``, ``cell-id-duplicated``, ``record-unmatched``,
-``output-edited``, ``framing-forged`` or ``locked-changed`` earn no points;
+``output-edited``, ``framing-forged``, ``system-tampered`` or ``locked-changed`` earn no points;
 the other flags are for the instructor.
 
 Notebooks are read as plain JSON (not validated by nbformat) so that a class
@@ -52,7 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cell import cell_label, cell_name
-from .checks import CellChecks, Expectation, cell_checks, evaluate, is_check_line, split_checks
+from .checks import (
+    CellChecks,
+    Expectation,
+    cell_checks,
+    describe_changes,
+    evaluate,
+    is_check_line,
+    split_checks,
+)
 from .errors import CheckSyntaxError, GradingError, NoChecksError
 from .records import (
     RECORD_MIME,
@@ -641,6 +653,11 @@ def _untrusted_record(flags: list[dict], ref_cell: RefCell, record: dict, stdout
     if framing:  # the kernel saw a forged end of a cell: this cell's output may be another's
         _flag(flags, "framing-forged", label, f"the kernel reports: {framing}")
         zero = zero or f"the cell's framing was tampered with ({framing})"
+    tampered = record.get("tampered")
+    if tampered:  # a sealed VM's agent saw the system changed before this cell's checks ran
+        changes = [str(c) for c in tampered] if isinstance(tampered, list) else [str(tampered)]
+        _flag(flags, "system-tampered", label, "; ".join(changes[:5]) + (" …" if len(changes) > 5 else ""))
+        zero = zero or describe_changes(changes)
     verdicts = classify_streams(record, stdout, stderr)
     edited = [name for name, verdict in verdicts.items() if verdict.kind == "edited"]
     cut = [verdict.describe(name) for name, verdict in verdicts.items() if verdict.kind == "truncated"]

@@ -26,13 +26,13 @@ from typing import Any
 
 from . import cell as cell_grammar
 from . import magics
-from .checks import expectation_result, script_result, split_checks
+from .checks import describe_changes, expectation_result, script_result, split_checks
 from .errors import MagicError, ShellError, TargetError, WorkshopError
 from .magics.context import CellContext
 from .records import Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
-from .shell.clean import DUMP_VARIABLES, check_command, collect, parse_variables, stop_command
+from .shell.clean import DUMP_VARIABLES, check_command, check_program, collect, parse_variables, stop_command
 from .shell.leftovers import parse_sweep, sweep_script
 from .shell.result import CommandResult
 from .shell.session import InputCallback, ShellSession
@@ -260,6 +260,11 @@ class Session:
             except (TargetError, ShellError) as exc:
                 scripts.append(script_result(check, 255, "", points, f"not run: {exc}"))
                 continue
+            if result.system_changes:
+                record.extra["tampered"] = result.system_changes
+                scripts.append(script_result(check, result.status, result.output, points,
+                                             f"not counted: {describe_changes(result.system_changes)}"))
+                continue
             if result.interrupted or result.timed_out:
                 record.interrupted = record.interrupted or result.interrupted
                 record.timed_out = record.timed_out or result.timed_out
@@ -286,6 +291,10 @@ class Session:
         variables = {}
         if shell.flavour == "bash":
             variables = parse_variables(self.run_hidden(DUMP_VARIABLES, timeout=10).stdout)
+        agent = self.target.sealed_agent()
+        if agent is not None:  # the VM judges from outside the student's reach (vm/agent.py)
+            return agent.run_check(check_program(script, variables), shell.pid, self._check_timeout(),
+                                   self._stop_checks)
         tag = f"workshop-check-{secrets.token_hex(6)}"
         assert self._transport is not None
         command, program = check_command(script, variables, shell.pid, tag, session=shell.nonce)

@@ -36,7 +36,7 @@ DUMP_VARIABLES = (
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _REFUSED = re.compile(
-    r"^(PATH|IFS|CDPATH|ENV|BASH.*|SHELLOPTS|GLOBIGNORE|PS\d|PROMPT_COMMAND|HOME|SHELL|SHLVL|UID|EUID|PPID|"
+    r"^(PATH|IFS|CDPATH|ENV|BASH.*|SHELLOPTS|GLOBIGNORE|PS\d|PROMPT_COMMAND|HOME|SHELL|SHLVL|UID|EUID|PPID|PWD|OLDPWD|"
     r"HISTFILE.*|FUNCNEST|TMOUT|LD_.*|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|LOCPATH|GCONV_PATH|MALLOC_.*|"
     r"OPTIND|OPTERR|COMP.*|READLINE.*|INPUTRC|MAIL.*|_|__ws_.*)$"
 )
@@ -62,9 +62,7 @@ def check_command(script: str, variables: dict[str, str], cwd_of_pid: int | None
     of the machine can read; the shell reads exactly its length and then gives
     the script /dev/null as input.  ``tag`` ends up on the clean shell's command
     line, so the process can be found and stopped from outside."""
-    assignments = "".join(f"{name}={shlex.quote(value)}\n" for name, value in variables.items()
-                          if _NAME.match(name) and not _REFUSED.match(name))
-    program = ("exec </dev/null\n" + assignments + "(\n" + script + "\n)\n").encode("utf-8", "surrogateescape")
+    program = check_program(script, variables)
     cd = (f'd=$(readlink /proc/{cwd_of_pid}/cwd 2>/dev/null) && [ -d "$d" ] && cd "$d"; '
           if cwd_of_pid else "")
     environment = f"PATH={STANDARD_PATH} LANG=C.UTF-8 TERM=dumb"
@@ -81,6 +79,14 @@ def check_command(script: str, variables: dict[str, str], cwd_of_pid: int | None
         f"else exec {setsid} env -i {environment} sh {run}; fi"
     )
     return command, program
+
+
+def check_program(script: str, variables: dict[str, str]) -> bytes:
+    """What a clean shell runs for a check: the student's variables as plain data, then the script.
+    ``PWD`` is not among them: the shell starts in the student shell's real directory and sets its own."""
+    assignments = "".join(f"{name}={shlex.quote(value)}\n" for name, value in variables.items()
+                          if _NAME.match(name) and not _REFUSED.match(name))
+    return ("exec </dev/null\n" + assignments + "(\n" + script + "\n)\n").encode("utf-8", "surrogateescape")
 
 
 def stop_command(tag: str) -> str:

@@ -32,6 +32,9 @@ class CommandResult:
     # Why the command's framing cannot be trusted (a forged end marker...): its
     # output may hold another command's, or miss its own.
     framing: str | None = None
+    # What the student changed in the system the command's verdict depends on
+    # (a sealed VM's agent reports it for checks): when set, the verdict does not count.
+    system_changes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -60,6 +60,12 @@ class Target:
 
         return SSHConnection(Endpoint(self.host, self.port, self.user, self.key, self.sudo))
 
+    def sealed_agent(self):
+        """The agent that runs this target's checks from outside the student's reach
+        (a rerun's fresh VM: vm/agent.py), or None: checks then run in a clean shell
+        opened like any other (shell/clean.py)."""
+        return None
+
     def point_at(self, info: dict) -> None:
         """Connect through ``info``, in the fields ``bakerx ssh-info --format json``
         gives (hostname, port, user, private_key)."""

@@ -28,6 +28,13 @@ class QemuTarget(Target):
             raise TargetError(f"{self.spec}: {exc}") from None
         self.point_at(info.as_json())
 
+    def sealed_agent(self):
+        from ..vm.agent import GuestAgent, is_sealed
+        from ..vm.machine import vm_dir
+
+        where = vm_dir(self.name)
+        return GuestAgent(where) if is_sealed(where) else None
+
 
 @contextlib.contextmanager
 def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
@@ -50,6 +57,21 @@ def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
     finally:
         if vm.dir.exists():
             vm.destroy()
+
+
+def system_changes(spec: str) -> list[str] | None:
+    """What the student changed in a fresh VM's system during a rerun, asked of its
+    agent after the last cell (None: not a sealed VM)."""
+    target = parse(spec)
+    agent = target.sealed_agent()
+    if agent is None:
+        return None
+    from ..vm.agent import AgentGone
+
+    try:
+        return agent.scan()
+    except AgentGone as exc:
+        return [str(exc)]
 
 
 def qemu_target(spec: str, name: str) -> QemuTarget:

@@ -33,11 +33,10 @@ from pathlib import Path
 
 from ..errors import VMError
 from ..settings import Settings
-from ..shell.ssh import Endpoint, SSHConnection
+from .agent import new_tokens, save_tokens, write_all
+from .agent import parse_replies as agent_replies
 from .image import Image
 from .machine import (
-    HOST,
-    USER,
     VM,
     _pid_alive,
     _pid_is_qemu,
@@ -51,7 +50,7 @@ from .machine import (
     vms_dir,
 )
 from .qmp import QMP, QMPError
-from .snapshot import Snapshot, ensure_snapshot, make_setup_fifos, setup_devices, snapshots_dir
+from .snapshot import Snapshot, ensure_snapshot, make_setup_fifos, prepare_guest, setup_devices, snapshots_dir
 
 Progress = Callable[[str], None]
 
@@ -118,28 +117,20 @@ def _start(vm: VM, say: Progress) -> None:
 
 
 def _cold(vm: VM, image: Image, say: Progress) -> None:
+    """Boot from scratch, as isolated as a restored clone, and start its agent
+    before anything else connects: it is then sealed as a restored one is."""
     vm._save_state({key: value for key, value in vm.state().items() if key in ("name", "ephemeral", "owner")})
     vm.disk.unlink(missing_ok=True)
+    for end in ("in", "out"):
+        (vm.dir / f"setup.{end}").unlink(missing_ok=True)
     vm.prepare_disk(image, say)
-    vm.start_cold(image, say)
-    _replace_host_key(vm, image)
-
-
-def _replace_host_key(vm: VM, image: Image) -> None:
-    """A fresh VM booted from scratch has the image's host key: give it one of its
-    own over SSH (its clock and randomness are its own boot's)."""
+    make_setup_fifos(vm.dir)
+    vm.start_cold(image, say, devices=setup_devices(vm.dir), isolated=True)
+    state = vm.state()
+    prepare_guest(int(state["port"]), image)
     kind, b64, private = _new_host_key()
-    port = int(vm.state()["port"])
-    conn = SSHConnection(Endpoint(HOST, port, USER, str(image.client_key)), connect_timeout=20, pin="strict")
-    key = "/etc/ssh/ssh_host_ed25519_key"
-    try:
-        done = conn.exec(f"umask 077 && cat > {key}.new && mv {key}.new {key} && "
-                         f"printf '%s\\n' '{kind} {b64} workshop-{vm.name}' > {key}.pub", stdin=private)
-    finally:
-        conn.close()
-    if not done.ok:
-        raise VMError(f"could not give the VM '{vm.name}' its own host key: {done.stderr.strip()}")
-    pin_host_key(port, kind, b64)
+    _personalise(vm, int(state["pid"]), private, f"{kind} {b64} workshop-{vm.name}\n".encode())
+    pin_host_key(int(state["port"]), kind, b64)
 
 
 def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
@@ -153,7 +144,7 @@ def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
     try:
         port = vm.launch(
             lambda port: vm.command(image, meta["accel"], port, meta["memory_mb"], meta["cpus"],
-                                    setup_devices(vm.dir)) + incoming,
+                                    setup_devices(vm.dir), isolated=True) + incoming,
             f"restoring '{vm.name}' from the VM snapshot", say)
     except _QemuRefused as exc:
         raise SnapshotFailed(f"qemu refused it: {exc}") from None
@@ -172,8 +163,8 @@ def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
     kind, b64, private = _new_host_key()
     pin_host_key(port, kind, b64)
     _personalise(vm, pid, private, f"{kind} {b64} workshop-{vm.name}\n".encode())
-    state.update(ready=True, restore_seconds=round(restored - started, 2),
-                 boot_seconds=round(time.monotonic() - started, 2))
+    state = vm.state() | {"ready": True, "restore_seconds": round(restored - started, 2),
+                          "boot_seconds": round(time.monotonic() - started, 2)}  # the agent's fields kept
     vm._save_state(state)
     say(f"'{vm.name}' is up, restored from the snapshot in {state['boot_seconds']:.1f} s: "
         f"ssh root@127.0.0.1 -p {port}")
@@ -224,8 +215,11 @@ def _new_host_key() -> tuple[str, str, bytes]:
 
 
 def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
-    """Send the agent its request (the host's time last, so it is fresh) and wait for its answer."""
-    fields = [("seed", os.urandom(64)), ("key", private), ("pub", public)]
+    """Send the agent its request (the host's time last, so it is fresh) and wait for
+    its answer; the tokens seal it (agent.py): from then on it runs this VM's checks."""
+    tokens = new_tokens()
+    save_tokens(vm.dir, tokens)
+    fields = [("seed", os.urandom(64)), ("key", private), ("pub", public), ("tokens", tokens)]
     now = time.time_ns()
     fields.append(("time", f"{now // 10**9}.{now % 10**9:09d}".encode()))
     request = "".join(f"{name} {value.hex()}\n" for name, value in fields) + "end\n"
@@ -234,7 +228,7 @@ def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
         try:
             fd = os.open(vm.dir / "setup.in", os.O_WRONLY | os.O_NONBLOCK)
             try:
-                os.write(fd, request.encode())
+                write_all(fd, request.encode())
             finally:
                 os.close(fd)
             answer = _read_answer(out, pid)
@@ -242,14 +236,17 @@ def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
             os.close(out)
     except OSError as exc:  # qemu is gone (no reader behind the FIFO)
         raise SnapshotFailed(f"could not reach the restored guest's agent ({exc.strerror})") from None
-    if answer != "ok":
-        raise SnapshotFailed(f"the restored guest's agent said: {answer}")
+    if answer.get("ok") != b"ok":
+        said = (answer.get("error") or b"no answer").decode(errors="replace")
+        raise SnapshotFailed(f"the restored guest's agent said: {said}")
+    vm._save_state(vm.state() | {"sealed": True,
+                                 "ptrace_scope": answer.get("ptrace_scope", b"").decode(errors="replace")})
 
 
-def _read_answer(fd: int, pid: int) -> str:
+def _read_answer(fd: int, pid: int) -> dict[str, bytes]:
     data = b""
     deadline = time.monotonic() + RESTORE_TIMEOUT
-    while b"\n" not in data:
+    while not agent_replies(data):
         if time.monotonic() > deadline:
             raise SnapshotFailed(f"the restored guest did not answer within {RESTORE_TIMEOUT:.0f} s")
         if not _pid_alive(pid):
@@ -257,7 +254,7 @@ def _read_answer(fd: int, pid: int) -> str:
         ready, _, _ = select.select([fd], [], [], 0.25)
         if ready:
             data += os.read(fd, 4096)
-    return data.split(b"\n", 1)[0].decode(errors="replace")
+    return agent_replies(data)[0]
 
 
 # ---- owners and orphans ------------------------------------------------------------

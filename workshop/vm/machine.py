@@ -159,10 +159,13 @@ def _ssh_banner(port: int, timeout: float = 2.0) -> bool:
 
 
 def qemu_command(qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, *, name: str, disk: Path,
-                 port: int, files: Path, devices: tuple[str, ...] = ()) -> list[str]:
+                 port: int, files: Path, devices: tuple[str, ...] = (), isolated: bool = False) -> list[str]:
     """qemu's command line for a VM; its console log, QMP socket and pid file go into ``files``.
-    A snapshot is keyed by this very line (with placeholders for the paths and the port)."""
+    A snapshot is keyed by this very line (with placeholders for the paths and the port).
+    An ``isolated`` VM (a rerun's) reaches nothing: qemu's user network forwards SSH in and
+    lets no packet out, to the host or beyond."""
     cpu = "host" if accel == "kvm" else "max"
+    restrict = ",restrict=on" if isolated else ""
     return [
         qemu,
         "-name", f"workshop-{name}",
@@ -176,7 +179,7 @@ def qemu_command(qemu: str, image: Image, accel: str, memory_mb: int, cpus: int,
         "-initrd", str(image.initrd),
         "-append", f"{KERNEL_ARGS} {INIT_ARGS[init_system()]}",
         "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
-        "-netdev", f"user,id=net0,hostfwd=tcp:{HOST}:{port}-:22",
+        "-netdev", f"user,id=net0{restrict},hostfwd=tcp:{HOST}:{port}-:22",
         "-device", "virtio-net-pci,netdev=net0",
         "-device", "virtio-rng-pci",
         *devices,
@@ -305,7 +308,7 @@ class VM:
             raise VMError(str(exc)) from None
 
     def start_cold(self, image: Image, say: Progress, memory_mb: int | None = None, cpus: int | None = None,
-                   devices: tuple[str, ...] = ()) -> SSHInfo:
+                   devices: tuple[str, ...] = (), isolated: bool = False) -> SSHInfo:
         """Boot the image from scratch on this VM's disk: KVM when it works, else TCG."""
         qemu = qemu_binary() or "qemu-system-x86_64"
         settings = Settings()
@@ -315,13 +318,13 @@ class VM:
         kvm_failure = None
         if use_kvm:
             try:
-                return self._boot(qemu, image, "kvm", memory_mb, cpus, say, devices)
+                return self._boot(qemu, image, "kvm", memory_mb, cpus, say, devices, isolated)
             except _KVMFailed as exc:
                 kvm_failure = str(exc)
                 say(f"KVM failed ({exc}); falling back to TCG software emulation")
         else:
             say(f"no KVM ({why}): booting with TCG software emulation")
-        info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices)
+        info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices, isolated)
         if kvm_failure:
             # the same VM boots without KVM: remember that KVM is what fails here
             _kvm_broken_file().write_text(f"{kvm_failure} ({time.strftime('%Y-%m-%d %H:%M')})\n")
@@ -347,9 +350,10 @@ class VM:
         backing.write_text(str(image.dir) + "\n")
 
     def command(self, image: Image, accel: str, port: int, memory_mb: int, cpus: int,
-                devices: tuple[str, ...] = ()) -> list[str]:
+                devices: tuple[str, ...] = (), isolated: bool = False) -> list[str]:
         return qemu_command(qemu_binary() or "qemu-system-x86_64", image, accel, memory_mb, cpus,
-                            name=self.name, disk=self.disk, port=port, files=self.dir, devices=devices)
+                            name=self.name, disk=self.disk, port=port, files=self.dir, devices=devices,
+                            isolated=isolated)
 
     def launch(self, command_for_port: Callable[[int], list[str]], what: str, say: Progress) -> int:
         """Start qemu (it daemonizes) with SSH forwarded to a free loopback port;
@@ -373,10 +377,10 @@ class VM:
         return int((self.dir / "qemu.pid").read_text().strip())
 
     def _boot(self, qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, say: Progress,
-              devices: tuple[str, ...] = ()) -> SSHInfo:
+              devices: tuple[str, ...] = (), isolated: bool = False) -> SSHInfo:
         started = time.monotonic()
         try:
-            port = self.launch(lambda port: self.command(image, accel, port, memory_mb, cpus, devices),
+            port = self.launch(lambda port: self.command(image, accel, port, memory_mb, cpus, devices, isolated),
                                f"booting '{self.name}' ({accel.upper()}, {cpus} CPU, {memory_mb} MB)", say)
         except _QemuRefused as exc:
             if accel == "kvm":

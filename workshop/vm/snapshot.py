@@ -24,9 +24,14 @@ pool and forces the CRNG to reseed at once (``RNDRESEEDCRNG``: the cloud kernel
 has no vmgenid driver, and a plain write to /dev/urandom would only be used at
 the next reseed, up to a minute later), sets the clock (``clock_settime``),
 installs the host key (sshd reads it again for every connection), writes a new
-machine-id, answers and exits.  The guest also has virtio-rng's driver loaded,
+machine-id and answers; then it stays, sealed, to run the clone's checks from
+outside the student's reach (agent.py).  The guest also has virtio-rng's driver loaded,
 so its kernel keeps taking fresh randomness from its own qemu afterwards.  All of this happens before any SSH connection
 to the clone, whose key is the only one pinned for its port.
+
+Fresh VMs are what reruns use, so the snapshot's machine has no way out: qemu's
+user network is ``restrict=on`` (SSH forwarded in, nothing out: not the
+internet, not the grader's own loopback through 10.0.2.2).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from pathlib import Path
 from ..errors import TargetError, VMError
 from ..lock import FileLock
 from ..shell.ssh import Endpoint, SSHConnection
+from .agent import AGENT, PORT_NAME
 from .image import Image, _digest, images_dir
 from .machine import HOST, USER, VM, process_owner, qemu_binary, qemu_command
 from .qmp import QMP, QMPError
@@ -53,64 +59,11 @@ from .qmp import QMP, QMPError
 Progress = Callable[[str], None]
 
 # Bump when what a snapshot holds changes (the agent, the warm-up).
-SNAPSHOT_VERSION = "1"
-PORT_NAME = "workshop.setup"
+SNAPSHOT_VERSION = "2"
 # qemu's migration stream starts with "QEVM" and format version 3
 STREAM_MAGIC = b"QEVM\x00\x00\x00\x03"
 SAVE_TIMEOUT = 120.0
 
-AGENT = r"""# workshop's clone agent: wait on the setup port for one request from the
-# host, then give this clone its own randomness, clock and SSH host key.
-use strict;
-use warnings;
-my $dev;
-for (1 .. 200) {
-    for my $p (glob "/sys/class/virtio-ports/*") {
-        open(my $n, "<", "$p/name") or next;
-        my $name = <$n> // "";
-        chomp $name;
-        $dev = "/dev/" . (split m{/}, $p)[-1] if $name eq "PORT_NAME";
-    }
-    last if $dev && -c $dev;
-    select(undef, undef, undef, 0.05);
-}
-die "workshop agent: no setup port\n" unless $dev && -c $dev;
-open(my $port, "+<", $dev) or die "workshop agent: $dev: $!\n";
-open(my $ready, ">", "/run/workshop-agent.ready") or die "workshop agent: $!\n";
-close $ready;
-my %req;
-while (my $line = <$port>) {
-    chomp $line;
-    last if $line eq "end";
-    my ($k, $v) = split / /, $line, 2;
-    $req{$k} = pack("H*", $v // "");
-}
-sub fail { syswrite($port, "error $_[0]\n"); die "workshop agent: $_[0]\n"; }
-sub put {
-    my ($path, $mode, $data) = @_;
-    open(my $f, ">", "$path.new") or fail("$path: $!");
-    chmod($mode, "$path.new");
-    print $f $data or fail("$path: $!");
-    close $f or fail("$path: $!");
-    rename("$path.new", $path) or fail("$path: $!");
-}
-exists $req{$_} or fail("no $_ in the request") for qw(seed time key pub);
-# the host's bytes into the input pool, then a reseed of the CRNG now (RNDRESEEDCRNG)
-open(my $rnd, ">", "/dev/urandom") or fail("urandom: $!");
-syswrite($rnd, $req{seed}) or fail("urandom: $!");
-ioctl($rnd, 0x5207, 0) or fail("reseed: $!");
-close $rnd;
-# the host's clock: clock_settime(CLOCK_REALTIME), syscall 227 on x86_64
-my ($sec, $nsec) = split /\./, $req{time};
-syscall(227, 0, pack("q q", $sec, $nsec)) == 0 or fail("clock: $!");
-put("/etc/ssh/ssh_host_ed25519_key", 0600, $req{key});
-put("/etc/ssh/ssh_host_ed25519_key.pub", 0644, $req{pub});
-open(my $u, "<", "/proc/sys/kernel/random/uuid") or fail("uuid: $!");
-my $id = <$u>;
-$id =~ tr/-\n//d;
-put("/etc/machine-id", 0444, "$id\n");
-syswrite($port, "ok\n");
-""".replace("PORT_NAME", PORT_NAME)
 
 # Run once in the snapshot's guest before it is saved: the setup port's driver,
 # the virtio-rng driver (the kernel then keeps mixing in the host's randomness,
@@ -120,9 +73,9 @@ PREPARE = """modprobe virtio_console && cat > /run/workshop-agent && bash -c tru
 modprobe virtio_rng 2>/dev/null
 setsid perl /run/workshop-agent </dev/null >/dev/console 2>&1 &
 i=0
-while [ ! -e /run/workshop-agent.ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -e /run/workshop-agent.ready ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
 rm -f /run/workshop-agent.ready /run/workshop-agent
-[ $i -lt 100 ] || { echo "the agent did not start; see the console log" >&2; exit 1; }
+[ $i -lt 1200 ] || { echo "the agent did not start; see the console log" >&2; exit 1; }
 """
 
 
@@ -166,7 +119,7 @@ def snapshot_key(image: Image, accel: str, memory_mb: int, cpus: int) -> str:
     """What a snapshot fits: the image, qemu's version, the machine's whole command line."""
     where = Path("/snapshot")
     line = qemu_command("qemu", image, accel, memory_mb, cpus, name="snapshot", disk=where / "disk.qcow2",
-                        port=0, files=where, devices=setup_devices(where))
+                        port=0, files=where, devices=setup_devices(where), isolated=True)
     return _digest(SNAPSHOT_VERSION, image.dir.name, qemu_version(), *line, AGENT, PREPARE)
 
 
@@ -251,14 +204,14 @@ def _save(snap: Snapshot, image: Image, memory_mb: int, cpus: int, say: Progress
         machine.prepare_disk(image, say)
         make_setup_fifos(staging)
         say("saving a snapshot of the VM: booting it once")
-        machine.start_cold(image, say, memory_mb, cpus, devices=setup_devices(staging))
+        machine.start_cold(image, say, memory_mb, cpus, devices=setup_devices(staging), isolated=True)
         accel = machine.state()["accel"]
         if snapshot_for(image, accel, memory_mb, cpus).problem() is None:  # KVM failed; TCG's is there
             machine.down()
             shutil.rmtree(staging, ignore_errors=True)
             return snapshot_for(image, accel, memory_mb, cpus)
         booted = time.monotonic()
-        _prepare_guest(int(machine.state()["port"]), image)
+        prepare_guest(int(machine.state()["port"]), image)
         _save_machine(machine, staging / "memory")
         machine.down()
     except BaseException:
@@ -282,7 +235,8 @@ def _save(snap: Snapshot, image: Image, memory_mb: int, cpus: int, say: Progress
     return snap
 
 
-def _prepare_guest(port: int, image: Image) -> None:
+def prepare_guest(port: int, image: Image) -> None:
+    """Start the agent in a freshly booted guest (before anything of a student's runs there)."""
     conn = SSHConnection(Endpoint(HOST, port, USER, str(image.client_key)), connect_timeout=20, pin="strict")
     try:
         done = conn.exec(PREPARE, stdin=AGENT.encode(), timeout=60)
