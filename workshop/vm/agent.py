@@ -61,6 +61,9 @@ PORT_NAME = "workshop.setup"
 TOKEN_BYTES = 16
 TOKENS = 4096  # answers a sealed VM can sign: far more checks than a notebook has
 OUTPUT_LIMIT = 1 << 20  # bytes of each stream of a check kept (as the SSH path keeps)
+# A running check's agent says it is alive every second; this long without a word, it is gone.
+# (Generous: under software emulation on a loaded host a guest can wait seconds for a CPU.)
+SILENCE = 20.0
 
 AGENT = r"""# workshop's guest agent (see workshop/vm/agent.py): personalises a clone,
 # then, when sealed, runs the host's checks and reports changes to the system.
@@ -295,7 +298,9 @@ sub run_check {
     my %open = (fileno($or) => $or, fileno($er) => $er);
     my $deadline = time() + $timeout;
     my $ended = 0;    # 1: stopped by the host, 2: timed out
+    my $beat = 0;
     while (%open) {
+        if (time() != $beat) { syswrite($port, "beat\n"); $beat = time(); }    # alive, for the host
         my ($rin, $win) = ("", "");
         vec($rin, $_, 1) = 1 for keys %open;
         vec($rin, fileno($port), 1) = 1;
@@ -416,16 +421,25 @@ class GuestAgent:
     def _ask(self, fields: dict[str, bytes], timeout: float, stop: threading.Event | None) -> dict[str, bytes]:
         with FileLock(self.dir / "agent.lock", "another process is talking to the VM's agent", None):
             state = json.loads((self.dir / "agent.json").read_text())
+            if state.get("gone"):  # once gone, never back: no more waiting for it
+                raise AgentGone(state["gone"])
             n = int(state["next"])
             tokens = bytes.fromhex(state["tokens"])
             expected = tokens[n * TOKEN_BYTES:(n + 1) * TOKEN_BYTES]
             state["next"] = n + 1
-            (self.dir / "agent.json").write_text(json.dumps(state))
+            self._save(state)
             request = "".join(f"{k} {v.hex()}\n" for k, v in ({"n": str(n).encode()} | fields).items()) + "end\n"
-            reply = self._exchange(request.encode(), str(n).encode(), timeout, stop)
-        if not expected or reply.get("token") != expected:
-            raise AgentGone("the VM's agent answered without its token: it was replaced by another program")
+            try:
+                reply = self._exchange(request.encode(), str(n).encode(), timeout, stop)
+                if not expected or reply.get("token") != expected:
+                    raise AgentGone("the VM's agent answered without its token: it was replaced by another program")
+            except AgentGone as exc:
+                self._save(state | {"gone": str(exc)})
+                raise
         return reply
+
+    def _save(self, state: dict) -> None:
+        (self.dir / "agent.json").write_text(json.dumps(state))
 
     def _exchange(self, request: bytes, n: bytes, timeout: float,
                   stop: threading.Event | None) -> dict[str, bytes]:
@@ -438,21 +452,24 @@ class GuestAgent:
             try:
                 write_all(fd, request)
                 deadline = time.monotonic() + timeout
+                heard = time.monotonic()
                 stopped = False
                 data = b""
                 while True:
                     for reply in parse_replies(data):
                         if reply.get("n") == n:
                             return reply
-                    if time.monotonic() > deadline:
-                        raise AgentGone(f"the VM's agent did not answer within {timeout:.0f} s: it was stopped "
-                                        "or killed")
+                    now = time.monotonic()
+                    if now > deadline or now - heard > SILENCE:
+                        raise AgentGone(f"the VM's agent stopped answering (nothing for {now - heard:.0f} s): "
+                                        "it was killed or stopped")
                     if stop is not None and stop.is_set() and not stopped:
                         write_all(fd, b"stop\n")
                         stopped = True
                     ready, _, _ = select.select([out], [], [], 0.1)
                     if ready:
                         data += os.read(out, 1 << 20)
+                        heard = time.monotonic()
             finally:
                 os.close(fd)
         finally:

@@ -1,0 +1,234 @@
+"""Reruns on fresh qemu VMs from the attacker's side: the student is root in the
+VM while their cells run, and tries to make the checks pass without the work.
+
+One batch of real reruns (``workshop grade --rerun --target qemu:...``), one
+fresh VM per submission, each restored from the snapshot whose sealed agent runs
+the checks (workshop/vm/agent.py).  Each submission is a student's notebook
+with the reference's cell ids; the grader puts the reference's checks, hidden
+ones too, back in.  Every attack must either change no verdict or be flagged
+``system-tampered`` with the checks that ran on the changed system earning
+nothing, and a submission that did the work honestly must keep every point.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_grading import make_notebook
+from test_vm import _require_tools
+
+from workshop.vm import build_image
+
+pytestmark = pytest.mark.timeout(1800)
+
+SETUP = "%expect stdout /ready/\nmkdir -p /root/work && cd /root/work && echo ready"
+CHECKS = """
+%%check --name made
+[ -f made ] || { echo "FAIL: there is no file made"; exit 1; }
+%%check --hidden --name says-yes
+grep -qx yes made || { echo "FAIL: made does not say yes"; exit 1; }
+%%check --name mounted
+grep -q " $PWD/merged " /proc/self/mounts || { echo "FAIL: nothing is mounted on merged"; exit 1; }"""
+SOLUTION = "echo yes > made\nmkdir -p merged && mount -t tmpfs none merged"
+POINTS = 1 + 3  # the setup's %expect and the work's three checks
+
+# Every new program exits 0 at once unless KEEP is set: a check run by any
+# dynamically linked program would pass.
+PASS_ALL_C = """#include <stdlib.h>
+#include <unistd.h>
+__attribute__((constructor)) static void pass(void) { if (!getenv("KEEP")) _exit(0); }
+"""
+
+# A stand-in for the agent: answers every request "exit status 0".
+FAKE_AGENT = r"""
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat $p/name)" = workshop.setup ] && port=/dev/${p##*/}
+done
+pkill -9 -f /run/workshop-agent; sleep 1
+setsid perl -e '
+open(my $p, "+<", $ARGV[0]) or die; binmode $p; my $n = "";
+while (my $l = <$p>) { $n = $1 if $l =~ /^n (\S+)/;
+  if ($l eq "end\n") { syswrite($p, "n $n\nstatus 30\ntoken " . ("00" x 16) . "\nend\n"); } }' "$port" \
+  </dev/null >/dev/null 2>&1 &
+sleep 1"""
+
+
+def _attacks(port: int, preload: str) -> dict[str, str]:
+    """The work cell of each submission."""
+    return {
+        "honest": SOLUTION,
+        "lazy": "true",
+        # a program planted before /usr/bin on every PATH: the old check shell ran `env -i ...`
+        "planted-env": ("printf '#!/bin/sh\\ncat >> /root/leak\\nexit 0\\n' > /usr/local/bin/env\n"
+                        "chmod +x /usr/local/bin/env && cp /usr/local/bin/env /usr/local/bin/bash && hash -r"),
+        # every new dynamically linked program exits 0
+        "preload": (f"echo '{preload}' | base64 -d > /usr/local/lib/pass.so\n"
+                    "echo /usr/local/lib/pass.so > /etc/ld.so.preload"),
+        # a fake /proc whose mounts list says merged is mounted; the file itself is made honestly
+        "fake-proc": ("echo yes > made\nmkdir -p /root/fake/self\n"
+                      "grep -v merged /proc/self/mounts > /root/fake/self/mounts\n"
+                      "echo \"none $PWD/merged tmpfs rw 0 0\" >> /root/fake/self/mounts\n"
+                      "ln -sf self/mounts /root/fake/mounts && mount --bind /root/fake /proc"),
+        # $PWD says the student is where merged is mounted; the shell is not there
+        "pwd-lie": ("echo yes > made\nmkdir -p /tmp/elsewhere/merged && mount -t tmpfs none /tmp/elsewhere/merged\n"
+                    "PWD=/tmp/elsewhere"),
+        "agent-killed": "echo yes > made\npkill -9 -f /run/workshop-agent; sleep 1",
+        "agent-replaced": "echo yes > made" + FAKE_AGENT,
+        # the work, plus a try to reach a listener on the grader's own loopback
+        "network": (SOLUTION + f"\nif timeout 10 bash -c 'echo probe > /dev/tcp/10.0.2.2/{port}' 2>/dev/null; "
+                    "then echo \"verdict: $((6 * 7))-reached\"; else echo \"verdict: $((6 * 7))-blocked\"; fi"),
+    }
+
+
+class Listener:
+    """A TCP listener on the host's loopback that counts who reached it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.reached: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.done.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                continue
+            self.reached.append(str(peer))
+            conn.close()
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def _pass_all_library(tmp_path: Path) -> str:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("the preload attack needs a C compiler on this machine: apt-get install gcc")
+    source = tmp_path / "pass.c"
+    source.write_text(PASS_ALL_C)
+    lib = tmp_path / "pass.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(source)], check=True)
+    return base64.b64encode(lib.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Every attack graded in one rerun batch; the results, executed notebooks and the listener."""
+    _require_tools()
+    build_image()  # once, before the clock of the batch starts
+    tmp = tmp_path_factory.mktemp("sealed")
+    ref = make_notebook(tmp / "reference.ipynb", {"setup": SETUP, "work": SOLUTION + CHECKS},
+                        setup={"workshop": {"locked": True}})
+    listener = Listener()
+    subs = tmp / "subs"
+    subs.mkdir()
+    attacks = _attacks(listener.port, _pass_all_library(tmp))
+    for student, work in attacks.items():
+        make_notebook(subs / f"{student}.ipynb", {"setup": SETUP, "work": work, "after": "cat /root/leak 2>/dev/null; true"})
+    report, out = tmp / "grades.json", tmp / "out"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "workshop", "grade", str(ref), *sorted(map(str, subs.glob("*.ipynb"))), "--rerun",
+             "--target", "qemu:wsseal", "--jobs", "2", "--timeout", "30", "--submission-timeout", "300",
+             "--json", str(report), "--out", str(out), "--quiet"],
+            capture_output=True, text=True, timeout=1500, env=dict(os.environ, COLUMNS="200"))
+    finally:
+        listener.close()
+    assert report.exists(), done.stdout + done.stderr
+    results = {r["student"]: r for r in json.loads(report.read_text())["submissions"]}
+    executed = "\n".join(_streams(json.loads(p.read_text())) for p in (out / "executed").glob("*.ipynb"))
+    return results, executed, listener
+
+
+def _streams(nb: dict) -> str:
+    """What the cells printed (not their sources, which hold the reference's checks)."""
+    return "".join("".join(out.get("text", "")) for cell in nb["cells"] for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream")
+
+
+def _passed(result: dict) -> set[str]:
+    return {key.partition(":")[2] for key, entry in result["checks"].items() if entry["passed"]}
+
+
+def _tamper_messages(result: dict) -> str:
+    return " | ".join(f["message"] for f in result["flags"] if f["kind"] == "system-tampered")
+
+
+def test_the_honest_submission_keeps_every_point_and_no_flag(graded):
+    results, _, _ = graded
+    honest = results["honest"]
+    assert honest["total"] == honest["max"] == POINTS, honest
+    assert honest["flags"] == [], honest["flags"]
+
+
+def test_doing_nothing_earns_only_the_setup(graded):
+    results, _, _ = graded
+    assert results["lazy"]["total"] == 1 and not _tamper_messages(results["lazy"])
+
+
+def test_a_planted_env_and_bash_change_no_verdict_and_are_flagged(graded):
+    results, executed, _ = graded
+    planted = results["planted-env"]
+    assert planted["total"] == 1, planted["checks"]
+    assert "/usr/local/bin/env" in _tamper_messages(planted)
+    # the planted programs never saw a check: no check source leaked into what the cells printed
+    assert "made does not say yes" not in executed and "there is no file made" not in executed
+    assert "verdict: 42" in executed  # (the streams are there to look in)
+
+
+def test_ld_so_preload_is_flagged_and_its_checks_earn_nothing(graded):
+    results, _, _ = graded
+    preload = results["preload"]
+    assert "/etc/ld.so.preload" in _tamper_messages(preload), preload["flags"]
+    assert preload["total"] <= 1, preload["checks"]
+
+
+def test_a_fake_proc_mounted_over_proc_is_seen_through_and_flagged(graded):
+    results, _, _ = graded
+    fake = results["fake-proc"]
+    assert "over /proc" in _tamper_messages(fake), fake["flags"]
+    assert "mounted" not in _passed(fake) and fake["total"] <= 1
+
+
+def test_a_lying_pwd_does_not_move_the_check(graded):
+    results, _, _ = graded
+    liar = results["pwd-lie"]
+    assert {"made", "says-yes"} <= _passed(liar) and "mounted" not in _passed(liar), liar["checks"]
+    assert not _tamper_messages(liar)
+
+
+def test_a_killed_agent_is_flagged_and_the_checks_earn_nothing(graded):
+    results, _, _ = graded
+    killed = results["agent-killed"]
+    assert "agent" in _tamper_messages(killed) and killed["total"] <= 1, (killed["flags"], killed["checks"])
+
+
+def test_an_agent_replaced_by_a_stand_in_is_flagged(graded):
+    results, _, _ = graded
+    replaced = results["agent-replaced"]
+    assert "replaced" in _tamper_messages(replaced) and replaced["total"] <= 1, replaced["flags"]
+
+
+def test_a_rerun_vm_cannot_reach_the_graders_loopback(graded):
+    results, executed, listener = graded
+    assert listener.reached == []
+    assert "verdict: 42-blocked" in executed and "42-reached" not in executed
+    assert results["network"]["total"] == POINTS  # the work still counts
