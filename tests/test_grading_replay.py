@@ -1,6 +1,6 @@
 """A copy of another student's executed notebook: the grader sees the whole
 class, so both submissions are flagged, each naming the other; the flags reach
-the grade-book files and the logs."""
+the grade-book files and the logs, and no student's page names another."""
 
 from __future__ import annotations
 
@@ -174,3 +174,50 @@ def test_bad_lms_arguments_are_refused_in_one_sentence(canvas_class, tmp_path):
     assert done.returncode == 2 and "which is also the output" in " ".join(done.stderr.split())
     assert not list(tmp_path.iterdir())
     assert "canvas|moodle FILE" in grade_cli("--help").stdout
+
+
+def test_a_copiers_feedback_page_names_no_other_student(canvas_class, tmp_path):
+    """Graded for real: the pages of copied notebooks say what was found, never who else handed it in."""
+    from html.parser import HTMLParser
+
+    ref, subs = canvas_class
+    pages = tmp_path / "feedback"
+    done = grade_cli(ref, subs, "--feedback", pages, "--lms", "canvas", tmp_path / "canvas.csv", "-q")
+    assert done.returncode == 0, done.stderr
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts: list[str] = []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+    texts = {}
+    for name, student_id in IDS.items():
+        parser = Text()
+        parser.feed((pages / f"{student_id}.html").read_text(encoding="utf-8"))
+        texts[name] = " ".join("".join(parser.parts).split())
+    for name, text in texts.items():
+        for other in IDS:
+            if other != name:
+                for word in (other if other != "formula" else "=1+1", IDS[other], CANVAS[other]):
+                    assert word not in text, (name, word, text)
+    assert "replay: has records identical to those of 2 other submissions: copies of one executed notebook" \
+        in texts["carol"]
+    assert "shared-session: ran in the same kernel session as 3 other submissions" in texts["erin"]
+    assert "carol" in texts["carol"] and "replay" not in texts["bob"]
+
+
+def test_any_flag_text_that_names_another_student_is_unnamed_on_the_page(canvas_class):
+    """A flag made without a text for the student (a future kind, say) still names no one on the page."""
+    from workshop.feedback import feedback_html
+
+    ref, subs = canvas_class
+    report = grade(ref, [subs])
+    carol = next(r for r in report.results if r["student"] == CANVAS["carol"])
+    carol["flags"].append({"kind": "similar", "cell": None,
+                           "message": f"92 % like {CANVAS['alice']} (alice, 1001); cell 2 differs"})
+    page = feedback_html(report, carol, "lab", others=[CANVAS["alice"], "alice", "1001"])
+    assert "92 % like another submission (another submission, another submission); cell 2 differs" in page
+    assert "alice" not in page and "1001" not in page
