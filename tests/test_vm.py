@@ -320,7 +320,8 @@ def test_a_failing_kvm_falls_back_to_tcg_by_itself(vm_image, tmp_path, monkeypat
                    and str(marker) in s for s in steps), steps
         assert "kvm_buf_set_msrs" in marker.read_text()
         # for a day the next boots skip KVM, and say why where the user looks
-        assert "a KVM guest failed here just now: kvm_buf_set_msrs" in machine.kvm_failed_recently()
+        note = machine.kvm_failed_recently()
+        assert note.startswith("a KVM guest failed here just now: ") and "kvm_buf_set_msrs" in note, note
     finally:
         vm.destroy()
         if before is None:
