@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
-ITEMS = ("CPU virtualization flags", "KVM (/dev/kvm)", "qemu", "bakerx", "VBoxManage", "vagrant",
+ITEMS = ("CPU virtualization flags", "KVM (/dev/kvm)", "no recent KVM failure", "qemu", "bakerx", "VBoxManage", "vagrant",
          "reachable", "root or sudo on the target", "cgroup version", "overlayfs", "unshare", "busybox")
 
 
 def doctor(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "workshop", "doctor", *args],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="240", **env),
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "240", **env},
     )
 
 
@@ -61,3 +62,24 @@ def test_a_bad_target_spec_fails():
     done = doctor("--target", "nonsense:thing")
     assert done.returncode == 1
     assert "unknown target" in done.stdout
+
+
+def test_doctor_names_a_recent_kvm_failure_and_forgets_it_after_a_day(tmp_path):
+    marker = tmp_path / "vms" / "kvm-broken"
+    marker.parent.mkdir()
+    marker.write_text("KVM internal error (qemu state internal-error)\n")
+    failed = time.time() - 3 * 3600
+    os.utime(marker, (failed, failed))
+    done = doctor("--target", "local", WORKSHOP_DATA_DIR=str(tmp_path), COLUMNS="400")
+    row = " ".join(next(line for line in done.stdout.splitlines() if "no recent KVM failure" in line).split())
+    retry = time.strftime("%Y-%m-%d %H:%M", time.localtime(failed + 24 * 3600))
+    assert "✘" in row and "(optional)" in row
+    assert f"a KVM guest failed here 3 h ago: KVM internal error (qemu state internal-error); KVM is tried again " \
+           f"after {retry}, or at once if you remove {marker}" in row
+    assert "VMs boot under TCG software emulation (slower) until then" in row
+    long_ago = time.time() - 25 * 3600
+    os.utime(marker, (long_ago, long_ago))
+    done = doctor("--target", "local", WORKSHOP_DATA_DIR=str(tmp_path), COLUMNS="400")
+    row = " ".join(next(line for line in done.stdout.splitlines() if "no recent KVM failure" in line).split())
+    assert "✔" in row and "none remembered: VMs use KVM when /dev/kvm works" in row
+    assert not marker.exists()

@@ -227,6 +227,9 @@ def test_kernel_brings_a_vm_up_on_first_use_then_down_leaves_nothing(vm_image, s
     assert any("booting" in m["content"]["data"]["text/plain"] for m in progress)
     assert any(" is up " in m["content"]["data"]["text/plain"] for m in progress)
     assert not any("debootstrap" in m["content"]["data"]["text/plain"] for m in progress)  # the image was cached
+    if vm.state()["accel"] == "tcg":  # why there is no KVM stays in the cell, above the last step
+        last = progress[-1]["content"]["data"]["text/plain"].splitlines()
+        assert "TCG software emulation" in last[0] and " is up " in last[-1], last
     # a second cell does not boot anything
     again = kernel.run("echo again")
     assert again.stdout == "again\n"
@@ -313,8 +316,12 @@ def test_a_failing_kvm_falls_back_to_tcg_by_itself(vm_image, tmp_path, monkeypat
     try:
         vm.up(steps.append)
         assert vm.state()["accel"] == "tcg"
-        assert any("KVM failed" in s and "falling back to TCG" in s for s in steps), steps
+        assert any("KVM failed" in s and "falling back to TCG" in s and "for the next 24 h, then try KVM again" in s
+                   and str(marker) in s for s in steps), steps
         assert "kvm_buf_set_msrs" in marker.read_text()
+        # for a day the next boots skip KVM, and say why where the user looks
+        note = machine.kvm_failed_recently()
+        assert note.startswith("a KVM guest failed here just now: ") and "kvm_buf_set_msrs" in note, note
     finally:
         vm.destroy()
         if before is None:

@@ -1,10 +1,12 @@
-"""Parts of the micro VM that need no qemu: names, the initramfs, host-key pins."""
+"""Parts of the micro VM that need no qemu: names, the initramfs, host-key pins, a KVM failure remembered."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -12,7 +14,16 @@ from workshop.paths import known_hosts_file
 from workshop.vm import VM, VMError
 from workshop.vm.image import Image
 from workshop.vm.initrd import _Cpio, module_closure
-from workshop.vm.machine import _unpin_port, check_name, pin_host_key
+from workshop.vm.machine import (
+    KVM_RETRY_AFTER,
+    _kvm_broken_file,
+    _unpin_port,
+    check_name,
+    kvm_device,
+    kvm_failed_recently,
+    kvm_usable,
+    pin_host_key,
+)
 
 
 @pytest.mark.parametrize("name", ["workshop", "vm-1", "a.b_c"])
@@ -87,3 +98,26 @@ def test_ssh_info_of_a_stopped_vm_says_how_to_start_it():
 def test_down_of_an_unknown_vm_is_an_error():
     with pytest.raises(VMError, match="vm list"):
         VM("nothere").down()
+
+
+def test_a_kvm_failure_keeps_vms_on_tcg_for_a_day_then_kvm_is_tried_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("WORKSHOP_VM_ACCEL", raising=False)
+    assert kvm_failed_recently() is None
+    marker = _kvm_broken_file()
+    marker.write_text("no SSH within 20 s\n")  # what start_cold writes after a KVM boot failed
+    failed = time.time() - 2 * 3600
+    os.utime(marker, (failed, failed))
+    note = kvm_failed_recently()
+    retry = time.strftime("%Y-%m-%d %H:%M", time.localtime(failed + KVM_RETRY_AFTER))
+    assert note == (f"a KVM guest failed here 2 h ago: no SSH within 20 s; KVM is tried again after {retry}, "
+                    f"or at once if you remove {marker}")
+    device, why = kvm_device()
+    assert kvm_usable() == ((False, note) if device else (False, why))  # no KVM: say why, the failure or the device
+    monkeypatch.setenv("WORKSHOP_VM_ACCEL", "kvm")  # asked for by name, KVM is tried anyway
+    assert kvm_usable() == (device, why)
+    monkeypatch.delenv("WORKSHOP_VM_ACCEL")
+    long_ago = time.time() - KVM_RETRY_AFTER - 60
+    os.utime(marker, (long_ago, long_ago))
+    assert kvm_failed_recently() is None and not marker.exists()  # forgotten: the next boot tries KVM
+    assert kvm_usable() == (device, why)

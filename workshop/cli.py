@@ -119,6 +119,27 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
     sys.exit(1 if failed else 0)
 
 
+class _GradeBookKind(click.Choice):
+    """The kinds of ``--lms``: the names of workshop.lms's registry, read only when click needs them
+    (a value to check, the grade command's help), so `workshop --help` stays light."""
+
+    def __init__(self) -> None:  # no choices of its own: see the property
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from .lms import LMS_KINDS
+
+        return LMS_KINDS
+
+
+class _GradeBookOption(click.Option):
+    """``--lms KIND FILE``, its help naming the kinds of the registry."""
+
+    def make_metavar(self, ctx: click.Context) -> str:
+        return f"{'|'.join(self.type.types[0].choices)} FILE"
+
+
 @main.command("grade")
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("submissions", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -130,9 +151,9 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
               help="Write every result as JSON.")
 @click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one feedback page per student (HTML) into this folder.")
-@click.option("--lms", "lms", multiple=True, type=(click.Choice(["canvas", "moodle"]), click.Path(
-              dir_okay=False, path_type=Path)), metavar="canvas|moodle FILE",
-              help="Write the grade-book import file of Canvas or Moodle (may be given twice).")
+@click.option("--lms", "lms", multiple=True, type=(_GradeBookKind(), click.Path(dir_okay=False, path_type=Path)),
+              cls=_GradeBookOption, help="Write the grade-book import file of an LMS (once per kind), and beside it NAME-flags.csv: "
+                   "a row per flag of every flagged student.")
 @click.option("--roster", "roster_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Students' ids and names for --lms and --feedback: a CSV with columns id,name[,email].")
 @click.option("--assignment", "assignment", help="The assignment's name in --lms files and feedback pages "
@@ -166,7 +187,7 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
     from .batch import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, check_rerun_target, sweep_leftovers
     from .errors import GradingError
     from .lms import RosterError
-    from .reports import print_proof, print_table, terminal_text, write_reports
+    from .reports import terminal_text, write_reports
 
     rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine,
                   out_dir, resume)
@@ -177,6 +198,7 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
         raise click.UsageError("--resume continues the batch stored in --out DIR; give the --out of that batch")
     if roster_path and not (lms or feedback_dir):
         raise click.UsageError("--roster names the students of --lms files and --feedback pages; give one of them")
+    _check_outputs(lms, csv_path, html_path, json_path)
     console = Console(stderr=True, emoji=False)
     limits = (DEFAULT_CELL_TIMEOUT if timeout is None else timeout or None,
               DEFAULT_SUBMISSION_TIMEOUT if submission_timeout is None else submission_timeout or None)
@@ -194,11 +216,36 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
         if result["error"]:
             console.print(f"[red]✘ {terminal_text(str(result['error']))}[/red]", highlight=False, soft_wrap=True)
     if not quiet:
-        out = Console(emoji=False)
-        print_table(report, out)
-        print_proof(report, out)
+        _print_results(report)
     write_reports(report, csv_path, html_path, json_path)
     _write_student_files(console, report, students, feedback_dir, lms, assignment)
+
+
+def _print_results(report) -> None:
+    """The table on a terminal; in a log (cron, CI) every grade and flag in full, a line each, nothing drawn."""
+    from rich.console import Console
+
+    from .reports import plain_table, plain_text, print_proof, print_table, proof
+
+    out = Console(emoji=False)
+    if out.is_terminal:
+        print_table(report, out)
+        print_proof(report, out)
+    else:
+        headline, text = proof(report)
+        click.echo(plain_table(report) + plain_text(f"{headline}. {text}"))
+
+
+def _check_outputs(lms: tuple[tuple[str, Path], ...], *reports: Path | None) -> None:
+    """Refuse, before anything runs, an --lms flags file that would overwrite another output."""
+    from .lms import flags_path
+
+    given = {Path(p).resolve(): p for p in [*reports, *(path for _, path in lms)] if p}
+    for kind, path in lms:
+        clash = given.get(flags_path(path).resolve())
+        if clash:
+            raise click.UsageError(f"the flags of --lms {kind} {path} go to {flags_path(path)}, which is also "
+                              f"the output {clash}: choose another name")
 
 
 def _students_for(reference: Path, submissions: tuple[Path, ...], lms: tuple[tuple[str, Path], ...],
@@ -214,11 +261,12 @@ def _students_for(reference: Path, submissions: tuple[Path, ...], lms: tuple[tup
         raise RosterError("the reference has hidden checks, which only --rerun scores: an LMS total without "
                           "them would count them as failed; add --rerun --target SPEC")
     kinds = [kind for kind, _ in lms]
-    if len(set(kinds)) < len(kinds):
-        raise RosterError("give --lms canvas and --lms moodle once each")
+    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+    if twice:
+        raise RosterError(f"--lms {twice[0]} is given twice: give each kind once")
     paths = expand_paths(submissions)
     roster = read_roster(roster_path) if roster_path else None
-    return match_students(paths, student_names(paths), roster, canvas="canvas" in kinds)
+    return match_students(paths, student_names(paths), roster, kinds)
 
 
 def _write_student_files(console, report, students, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
@@ -234,11 +282,26 @@ def _write_student_files(console, report, students, feedback_dir: Path | None, l
         paths = write_feedback(report, feedback_dir, name, titles=titles, files=files)
         console.print(f"wrote {len(paths)} feedback pages to {terminal_text(str(feedback_dir))}", highlight=False)
     for kind, path in lms:
-        write_lms(kind, path, report, students, name)
-        console.print(f"wrote the {kind} grade import {terminal_text(str(path))}", highlight=False)
+        flags = write_lms(kind, path, report, students, name)
+        console.print(f"wrote the {kind} grade import {terminal_text(str(path))}", highlight=False, soft_wrap=True)
+        console.print(_flagged_line(report, kind, flags), highlight=False, soft_wrap=True)
     if lms and report.reference.manual_points:
         console.print(f"[yellow]the {' and '.join(k for k, _ in lms)} totals leave out the "
                       f"{report.reference.manual_points:g} points to grade by hand[/yellow]", highlight=False)
+
+
+def _flagged_line(report, kind: str, flags: Path) -> str:
+    """One line: how many students are flagged, and where their flags are."""
+    from .lms import flagged
+    from .reports import terminal_text
+
+    count, total = flagged(report), len(report.results)
+    where = terminal_text(str(flags))
+    if not count:
+        return f"no student is flagged: {where} lists no flag"
+    kinds = terminal_text(", ".join(sorted({f["kind"] for r in report.results for f in r["flags"]})))
+    return (f"[yellow]{count} of {total} students flagged ({kinds}): the {kind} import gives them the points "
+            f"their notebooks earned; what was flagged and why is in {where}[/yellow]")
 
 
 def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...], rerun: bool, target: str | None,

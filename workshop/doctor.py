@@ -41,7 +41,7 @@ def _version(cmd: list[str]) -> str | None:
 
 def host_checks(kind: str) -> list[Check]:
     from .vm.image import image_for
-    from .vm.machine import kvm_usable
+    from .vm.machine import kvm_device, kvm_failed_recently
 
     checks: list[Check] = []
     flags = ""
@@ -56,11 +56,16 @@ def host_checks(kind: str) -> list[Check]:
         "enable VT-x/AMD-V in the firmware, or nested virtualization for this VM; without it the micro VM "
         "runs under TCG (slower)",
     ))
-    kvm_ok, why = kvm_usable()
+    kvm_ok, why = kvm_device()
     checks.append(Check(
         "KVM (/dev/kvm)", kvm_ok, why,
         "load kvm_intel or kvm_amd and give yourself access to /dev/kvm (the kvm group); "
         "qemu VMs fall back to TCG software emulation meanwhile",
+    ))
+    recent = kvm_failed_recently()
+    checks.append(Check(
+        "no recent KVM failure", recent is None, recent or "none remembered: VMs use KVM when /dev/kvm works",
+        "VMs boot under TCG software emulation (slower) until then", False,
     ))
     qemu_needed = kind == "qemu"
     for label, cmd, pkg in (

@@ -3,7 +3,8 @@
 Each page shows the student's score, every task with the student's own code or
 answer, what each visible check said and the points it gave, the flags raised
 on the notebook, and the hidden checks as passed or failed only: never their
-name, script, expectation, message or output.  A submission is
+name, script, expectation, message or output.  A page never names another
+student or shows their id: a flag about a copy says "another submission".  A submission is
 attacker-controlled: every value is escaped, the page's Content-Security-Policy
 allows no script, no image, no request at all and only its own stylesheet (by
 hash), and a text that quotes a line of a hidden check (a student's code could
@@ -92,6 +93,21 @@ def _pieces(script: str) -> set[str]:
     return lines | commands | {m.strip() for m in _FAIL_REASON.findall(script)}
 
 
+class Unnamer:
+    """Keeps other students off a student's page: each name or id of another submission (as a whole
+    word) becomes "another submission".  Flags that name others carry a text for the student that
+    names no one (``for_student``); this also holds for any text that does.  Words under three
+    characters and numbers under four digits are left: they would hide cell numbers and identify no one."""
+
+    def __init__(self, others: Sequence[str]):
+        words = sorted({w for w in map(str, others) if len(w.strip()) >= 3 and not (w.isdigit() and len(w) < 4)},
+                       key=len, reverse=True)
+        self.pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words)) if words else None
+
+    def __call__(self, text: str) -> str:
+        return self.pattern.sub("another submission", text) if self.pattern else text
+
+
 _VERDICTS = {"passed": "passed", "failed": "failed", "invalid": "not counted", "missing": "did not run",
              NEEDS_RERUN: "not judged yet"}
 
@@ -107,10 +123,14 @@ def _page_check(check: RefCheck, entry: dict, number: int | None, redact: Redact
     return PageCheck(title, state, verdict, float(entry.get("earned", 0)), check.points, message, expected)
 
 
-def page_data(report: Report, result: dict, assignment: str) -> dict:
-    """What one student's page shows (plain data, every text redacted of hidden checks)."""
+def page_data(report: Report, result: dict, assignment: str, others: Sequence[str] | None = None) -> dict:
+    """What one student's page shows (plain data, every text redacted of hidden checks).  ``others``:
+    the names and ids of the other students, never shown (default: the other submissions' names)."""
     ref = report.reference
     redact = Redactor(ref)
+    if others is None:
+        others = [str(r.get("student", "")) for r in report.results if r is not result]
+    unname = Unnamer([o for o in others if o != str(result.get("student", ""))])
     numbers = {c.key: n for n, c in enumerate((c for c in ref.checks if c.hidden), 1)}
     missing = {"status": "missing", "passed": False, "earned": 0.0}
     in_tasks = {k for t in ref.tasks for k in t.checks}
@@ -128,8 +148,9 @@ def page_data(report: Report, result: dict, assignment: str) -> dict:
     return {
         "assignment": assignment, "student": str(result.get("student", "")), "how": how,
         "total": float(result.get("total", 0)), "max": ref.max_points, "unjudged": unjudged,
-        "manual": ref.manual_points, "error": redact(result.get("error")) if result.get("error") else "",
-        "flags": [{"kind": str(f.get("kind", "")), "cell": str(f.get("cell") or ""), "message": redact(f.get("message"))}
+        "manual": ref.manual_points, "error": unname(redact(result.get("error"))) if result.get("error") else "",
+        "flags": [{"kind": str(f.get("kind", "")), "cell": str(f.get("cell") or ""),
+                   "message": unname(redact(f.get("for_student") or f.get("message")))}
                   for f in result.get("flags", [])],
         "tasks": tasks, "others": others,
         "others_earned": sum(c.earned for c in others), "others_points": sum(c.points for c in others),
@@ -149,13 +170,13 @@ def _environment():
     return jinja2.Environment(loader=jinja2.PackageLoader("workshop", "templates"), autoescape=True)
 
 
-def feedback_html(report: Report, result: dict, assignment: str) -> str:
-    """One student's page: self-contained, escaped, no script."""
+def feedback_html(report: Report, result: dict, assignment: str, others: Sequence[str] | None = None) -> str:
+    """One student's page: self-contained, escaped, no script, naming no other student (see page_data)."""
     env = _environment()
     css = env.loader.get_source(env, "feedback.css")[0]
     style_hash = "sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
     return env.get_template("feedback.html.j2").render(
-        page=page_data(report, result, assignment), css=css, style_hash=style_hash, num=lambda v: f"{v:g}")
+        page=page_data(report, result, assignment, others), css=css, style_hash=style_hash, num=lambda v: f"{v:g}")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -183,13 +204,17 @@ def write_feedback(report: Report, out_dir: Path | str, assignment: str | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     assignment = assignment or report.reference.path.stem
     names = [str(r["student"]) for r in report.results]
+    known = [[name, *(titles[n:n + 1] if titles else []), *(files[n:n + 1] if files else [])]
+             for n, name in enumerate(names)]  # every way a student is named or identified
     paths = []
     for n, (result, file_name) in enumerate(zip(report.results, page_names(files or names), strict=True)):
         shown = dict(result, student=titles[n]) if titles else result
+        others = {str(o) for i, ways in enumerate(known) if i != n for o in ways} - {str(o) for o in known[n]}
         path = out_dir / file_name
-        path.write_text(feedback_html(report, shown, assignment), encoding="utf-8", errors="replace")
+        path.write_text(feedback_html(report, shown, assignment, sorted(others)), encoding="utf-8",
+                        errors="replace")
         paths.append(path)
     return paths
 
 
-__all__ = ["Redactor", "WITHHELD", "feedback_html", "page_data", "page_names", "write_feedback"]
+__all__ = ["Redactor", "Unnamer", "WITHHELD", "feedback_html", "page_data", "page_names", "write_feedback"]

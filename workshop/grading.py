@@ -459,8 +459,13 @@ def _unique_key(key: str, taken: set[str]) -> str:
 
 
 # ---- grading one submission --------------------------------------------------
-def _flag(flags: list[dict], kind: str, cell: str | None, message: str) -> None:
-    flags.append({"kind": kind, "cell": cell, "message": message})
+def _flag(flags: list[dict], kind: str, cell: str | None, message: str, for_student: str | None = None) -> None:
+    """A flag; ``for_student``: what a student's own feedback page says instead of ``message``, when
+    the message is for instructors only (it names other students)."""
+    flag = {"kind": kind, "cell": cell, "message": message}
+    if for_student:
+        flag["for_student"] = for_student
+    flags.append(flag)
 
 
 def grade_submission(ref: Reference, path: Path | str, student: str | None = None, *,
@@ -795,11 +800,19 @@ def flag_shared_runs(results: list[dict]) -> None:
         if same["records"]:
             _flag(result["flags"], "replay", None,
                   f"has records identical to those of {_names(results, same['records'])}: "
-                  "copies of one executed notebook")
+                  "copies of one executed notebook",
+                  f"has records identical to those of {_others(same['records'])}: copies of one executed notebook")
         if same["sessions"] - same["records"]:
             _flag(result["flags"], "shared-session", None,
                   f"ran in the same kernel session as {_names(results, same['sessions'] - same['records'])}: "
+                  "notebooks built from one run",
+                  f"ran in the same kernel session as {_others(same['sessions'] - same['records'])}: "
                   "notebooks built from one run")
+
+
+def _others(indexes: set[int]) -> str:
+    """Other submissions, unnamed: what a student's own page may say of them."""
+    return "another submission" if len(indexes) == 1 else f"{len(indexes)} other submissions"
 
 
 def _names(results: list[dict], indexes: set[int]) -> str:

@@ -30,6 +30,7 @@ from .inspection import help_links, inspect
 from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
+from .text import Notice
 
 # Stream messages that may wait for ipykernel's IOPub thread before the shell's
 # output is held back: the shell can print faster than messages leave, and an
@@ -133,13 +134,18 @@ class WorkshopKernel(Kernel, Settings):
             time.sleep(0.0005)
 
     def _progress_display(self):
-        """A sink for the target's getting-ready steps: one display updated in place."""
+        """A sink for the target's getting-ready steps: one display updated in place, the notices
+        (a fallback and its reason) kept above the current step."""
         display_id = f"workshop-prepare-{os.getpid()}-{time.monotonic_ns()}"
         shown: list[str] = []
+        notices: list[str] = []
 
         def progress(text: str) -> None:
-            content = {"data": {"text/plain": f"{self.runner.target.spec}: {text}"}, "metadata": {},
-                       "transient": {"display_id": display_id}}
+            spec = self.runner.target.spec
+            lines = [f"{spec}: {line}" for line in (*notices, text) if line]
+            if isinstance(text, Notice):
+                notices.append(text)
+            content = {"data": {"text/plain": "\n".join(lines)}, "metadata": {}, "transient": {"display_id": display_id}}
             self.send_response(self.iopub_socket, "update_display_data" if shown else "display_data", content)
             shown.append(text)
 

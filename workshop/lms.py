@@ -16,8 +16,15 @@ ID in them is the student's Canvas ID.
   student's email, ``ID number`` otherwise, and one grade column; at import,
   map it to "Email address" / useremail or "ID number" / useridnumber.
 
+Beside each import file, ``NAME-flags.csv`` holds a row per flag of every
+flagged student (the student, the id the import gives them, the submission,
+the flag's kind, cell and message): the import itself has no place for them,
+and a total earned by a copied notebook must not reach the grade book unseen.
+
 Every text field goes through :func:`workshop.reports.csv_text`, so no name or
 id from a file name starts a spreadsheet formula.
+
+``GRADE_BOOKS`` is the one list of the kinds (``--lms KIND``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +40,6 @@ from .errors import WorkshopError
 from .grading import Report, display_path
 from .reports import csv_text
 
-LMS_KINDS = ("canvas", "moodle")
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 # Canvas "Download Submissions": name, optionally LATE, user id, submission id, the file's own name
 CANVAS_FILE = re.compile(r"^(?P<name>[^_]+)_(?:LATE_)?(?P<user>\d+)_(?P<submission>\d+)(?:_|$)")
@@ -105,12 +111,14 @@ def _candidates(path: Path, name: str) -> list[str]:
 
 
 def match_students(paths: Sequence[Path], names: Sequence[str], roster: Sequence[Student] | None,
-                   canvas: bool = False) -> list[Student]:
+                   kinds: Sequence[str] = ()) -> list[Student]:
     """The student of each submission, in order; RosterError names every file that matches no one
-    (or the same one as another file).  Without a roster, Canvas needs file names as Canvas gives them."""
+    (or the same one as another file).  Without a roster, a grade book of ``kinds`` that takes its ids
+    from file names (Canvas) needs file names as Canvas gives them."""
     if roster is None:
         students = [_from_file_name(Path(p), n) for p, n in zip(paths, names, strict=True)]
-        unknown = [display_path(p) for p, s in zip(paths, students, strict=True) if canvas and not s.id.isdigit()]
+        strict = any(GRADE_BOOKS[kind].ids_from_file_names for kind in kinds)
+        unknown = [display_path(p) for p, s in zip(paths, students, strict=True) if strict and not s.id.isdigit()]
         if unknown:
             raise RosterError(f"no Canvas user ID in the file name of {', '.join(unknown[:5])}"
                               f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}: give --roster "
@@ -147,6 +155,20 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def _canvas_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
+    """Canvas matches rows by its user ID (digits) or by SIS User ID (any other id)."""
+    kinds = {s.id.isdigit() for s in students}
+    column = "ID" if kinds == {True} else "SIS User ID" if kinds == {False} else "ID or SIS User ID"
+    return column, [s.id for s in students]
+
+
+def _moodle_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
+    """Moodle matches rows by email address when the roster gives every student's, else by ID number."""
+    if students and all(s.email for s in students):
+        return "Email address", [s.email for s in students]
+    return "ID number", [s.id for s in students]
+
+
 def canvas_csv(report: Report, students: Sequence[Student], assignment: str) -> str:
     """Canvas's gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, the assignment."""
     missing = [s.name for s in students if not s.id]
@@ -165,19 +187,67 @@ def canvas_csv(report: Report, students: Sequence[Student], assignment: str) -> 
 
 def moodle_csv(report: Report, students: Sequence[Student], assignment: str) -> str:
     """Moodle's grade import: an identifier column (email address or ID number) and the grade."""
-    by_email = bool(students) and all(s.email for s in students)
+    column, ids = _moodle_ids(students)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["Email address" if by_email else "ID number", csv_text(assignment)])
-    for student, result in zip(students, report.results, strict=True):
-        writer.writerow([csv_text(student.email if by_email else student.id), _num(result["total"])])
+    writer.writerow([column, csv_text(assignment)])
+    for identifier, result in zip(ids, report.results, strict=True):
+        writer.writerow([csv_text(identifier), _num(result["total"])])
     return buf.getvalue()
 
 
-def write_lms(kind: str, path: Path | str, report: Report, students: Sequence[Student], assignment: str) -> None:
-    render = {"canvas": canvas_csv, "moodle": moodle_csv}[kind]
-    Path(path).write_text(render(report, students, assignment), encoding="utf-8", newline="")
+@dataclass(frozen=True)
+class GradeBook:
+    """An LMS's grade import: how its file is written, and how it tells students apart."""
+
+    render: Callable[[Report, Sequence[Student], str], str]
+    identifiers: Callable[[Sequence[Student]], tuple[str, list[str]]]  # the column the LMS matches rows by
+    ids_from_file_names: bool = False  # without a roster, each file name must carry the student's LMS id
 
 
-__all__ = ["CANVAS_COLUMNS", "LMS_KINDS", "RosterError", "Student", "canvas_csv", "match_students", "moodle_csv",
-           "read_roster", "write_lms"]
+# The one list of grade books: `--lms KIND` offers these names, in this order.
+GRADE_BOOKS: dict[str, GradeBook] = {
+    "canvas": GradeBook(canvas_csv, _canvas_ids, ids_from_file_names=True),
+    "moodle": GradeBook(moodle_csv, _moodle_ids),
+}
+LMS_KINDS = tuple(GRADE_BOOKS)
+FLAG_COLUMNS = ["student", "submission", "kind", "cell", "message"]
+
+
+def flags_path(path: Path | str) -> Path:
+    """Where the flags of a grade import go: beside it, ``NAME-flags.csv``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-flags{path.suffix or '.csv'}")
+
+
+def flags_csv(report: Report, students: Sequence[Student], identifiers: tuple[str, list[str]]) -> str:
+    """A row per flag of every flagged student, with the id the grade import gives that student:
+    an instructor who only opens grade files sees which totals rest on a flagged notebook, and why."""
+    column, ids = identifiers
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*FLAG_COLUMNS[:1], column, *FLAG_COLUMNS[1:]])
+    for student, identifier, result in zip(students, ids, report.results, strict=True):
+        for flag in result["flags"]:
+            writer.writerow([csv_text(text) for text in (student.name, identifier, str(result["student"]),
+                                                         str(flag.get("kind", "")), str(flag.get("cell") or ""),
+                                                         str(flag.get("message", "")))])
+    return buf.getvalue()
+
+
+def flagged(report: Report) -> int:
+    """How many students have at least one flag."""
+    return sum(1 for result in report.results if result["flags"])
+
+
+def write_lms(kind: str, path: Path | str, report: Report, students: Sequence[Student], assignment: str) -> Path:
+    """Write the grade import of ``kind`` to ``path`` and its flags beside it; the flags file's path."""
+    book = GRADE_BOOKS[kind]
+    Path(path).write_text(book.render(report, students, assignment), encoding="utf-8", newline="")
+    flags = flags_path(path)  # written when no one is flagged too: a stale one must not stay
+    flags.write_text(flags_csv(report, students, book.identifiers(students)), encoding="utf-8", newline="")
+    return flags
+
+
+__all__ = ["CANVAS_COLUMNS", "GRADE_BOOKS", "LMS_KINDS", "GradeBook", "RosterError", "Student", "canvas_csv",
+           "flagged", "flags_csv", "flags_path", "match_students", "moodle_csv", "read_roster", "write_lms"]

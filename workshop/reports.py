@@ -132,15 +132,39 @@ def to_html(report: Report) -> str:
     )
 
 
+def _row(r: dict, n: int) -> tuple[list[str], str, str]:
+    """A student's failed checks, checks passed (``2/3``) and flag kinds."""
+    failed = [k for k, c in r["checks"].items() if not c["passed"] and c.get("status") != NEEDS_RERUN]
+    passed = sum(1 for c in r["checks"].values() if c["passed"])
+    return failed, f"{passed}/{n}", ", ".join(sorted({f["kind"] for f in r["flags"]}))
+
+
+def _title(report: Report) -> str:
+    return (f"{report.reference.path.name}: {len(report.results)} submissions, {len(report.reference.checks)} "
+            f"checks, {_num(report.reference.max_points)} points")
+
+
+def _notes(report: Report) -> list[tuple[str, str]]:
+    """What the totals leave out, each with its colour: hidden checks not judged, points graded by hand."""
+    notes = []
+    count, points = unjudged(report)
+    if count:
+        notes.append(("yellow", f"{count} hidden check{'s' if count > 1 else ''} ({_num(points)} points) not judged: "
+                     "a student's own run never ran them; grade with --rerun to score them"))
+    if report.reference.manual_points:
+        notes.append(("default", f"{_num(report.reference.manual_points)} points are to grade by hand "
+                     f"({', '.join(t.label for t in report.reference.tasks if t.manual_points)}); "
+                     "they are in no total here"))
+    return notes
+
+
 def print_table(report: Report, console=None) -> None:
     """A row per student on the terminal: points, checks passed, the failed ones, flags."""
     from rich.console import Console  # only the terminal table needs rich
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=terminal_text(f"{report.reference.path.name}: {len(report.results)} submissions, "
-                                      f"{len(report.reference.checks)} checks, "
-                                      f"{_num(report.reference.max_points)} points"))
+    table = Table(title=terminal_text(_title(report)))
     table.add_column("student")
     table.add_column("points", justify="right")
     table.add_column("passed", justify="right")
@@ -148,22 +172,40 @@ def print_table(report: Report, console=None) -> None:
     table.add_column("flags", style="yellow")
     n = len(report.reference.checks)
     for r in report.results:
-        failed = [k for k, c in r["checks"].items() if not c["passed"] and c.get("status") != NEEDS_RERUN]
-        passed = sum(1 for c in r["checks"].values() if c["passed"])
+        failed, passed, flags = _row(r, n)
         shown = ", ".join(failed[:4]) + (f" +{len(failed) - 4}" if len(failed) > 4 else "")
         style = "red" if r["error"] else ("green" if not failed else None)
-        table.add_row(terminal_text(str(r["student"])), f"{_num(r['total'])}/{_num(r['max'])}", f"{passed}/{n}",
-                      terminal_text(shown), terminal_text(", ".join(sorted({f["kind"] for f in r["flags"]}))),
-                      style=style)
+        table.add_row(terminal_text(str(r["student"])), f"{_num(r['total'])}/{_num(r['max'])}", passed,
+                      terminal_text(shown), terminal_text(flags), style=style)
     console.print(table)
-    count, points = unjudged(report)
-    if count:
-        console.print(f"[yellow]{count} hidden check{'s' if count > 1 else ''} ({_num(points)} points) not judged: "
-                      "a student's own run never ran them; grade with --rerun to score them[/yellow]", highlight=False)
-    if report.reference.manual_points:
-        console.print(f"{_num(report.reference.manual_points)} points are to grade by hand "
-                      f"({terminal_text(', '.join(t.label for t in report.reference.tasks if t.manual_points))}); "
-                      "they are in no total here", highlight=False)
+    for colour, note in _notes(report):
+        console.print(f"[{colour}]{terminal_text(note)}[/{colour}]", highlight=False)
+
+
+def plain_text(value: str) -> str:
+    """Text for a log file: one line, control characters (escape sequences, bidi overrides) as U+FFFD."""
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub("\ufffd", value.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+
+
+def plain_table(report: Report) -> str:
+    """The terminal table for a log (cron, CI): plain aligned text, nothing cut or wrapped, each flag's
+    message on a line of its own under its student, so that grades and flags can be read and grepped."""
+    n = len(report.reference.checks)
+    rows = [["student", "points", "passed", "failed checks", "flags"]]
+    for r in report.results:
+        failed, passed, flags = _row(r, n)
+        rows.append([plain_text(str(r["student"])), f"{_num(r['total'])}/{_num(r['max'])}", passed,
+                     plain_text(", ".join(failed)) or "-", plain_text(flags) or "-"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [plain_text(_title(report))]
+    for i, row in enumerate(rows):
+        lines.append("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip())
+        result = report.results[i - 1] if i else None
+        for flag in result["flags"] if result else ():
+            where = f" ({flag['cell']})" if flag.get("cell") else ""
+            lines.append(f"    {plain_text(str(flag['kind']) + where)}: {plain_text(str(flag.get('message', '')))}")
+    return "\n".join([*lines, *(plain_text(note) for _, note in _notes(report))]) + "\n"
 
 
 def print_self_check(report: Report, assignment: dict | None, console=None) -> bool:
@@ -295,6 +337,6 @@ def _junit_suite(suites: ET.Element, result: NotebookResult) -> None:
 
 
 __all__ = [
-    "csv_text", "failed_cell_line", "failed_check_line", "junit_xml", "run_details", "run_headline", "print_proof", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
+    "csv_text", "failed_cell_line", "failed_check_line", "junit_xml", "run_details", "run_headline", "print_proof", "plain_table", "plain_text", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
     "to_json", "unjudged", "write_reports",
 ]

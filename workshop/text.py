@@ -14,3 +14,8 @@ def first_line(text: str, limit: int = 200) -> str:
         if line.strip():
             return line.strip()[:limit]
     return ""
+
+
+class Notice(str):
+    """A step of getting a target ready that must stay in view once shown (a fallback and its
+    reason), where a progress display would replace other steps by the next one."""

@@ -26,6 +26,7 @@ from ..paths import data_dir, known_hosts_file
 from ..settings import Settings
 from ..shell import known_hosts
 from ..shell.ssh import Endpoint, SSHConnection, host_pattern
+from ..text import Notice
 from .image import Image, ImageError, build_image
 from .qmp import QMP, QMPError
 
@@ -38,6 +39,9 @@ HOST = "127.0.0.1"
 # this long, KVM is not working here (nested KVM can hang or stop the guest).
 KVM_BOOT_TIMEOUT = 20.0
 TCG_BOOT_TIMEOUT = 300.0
+# After a KVM guest fails, VMs boot under TCG for this long, then KVM is tried again:
+# one boot that was slow under load must not keep a machine off KVM for good.
+KVM_RETRY_AFTER = 24 * 3600.0
 # These are the guest's own time: what qemu's threads spent waiting for a CPU
 # that other programs had is not counted, so a loaded host makes the wait
 # longer on the clock instead of failing a boot that is only slow. The clock
@@ -88,10 +92,22 @@ def qemu_img_binary() -> str | None:
 
 
 def kvm_usable() -> tuple[bool, str]:
-    """Whether /dev/kvm can be opened, and why not."""
+    """Whether VMs boot with KVM, and why not: /dev/kvm cannot be opened, or a KVM guest failed
+    here recently (WORKSHOP_VM_ACCEL=kvm tries it anyway)."""
     accel = Settings().vm_accel
     if accel == "tcg":
         return False, "WORKSHOP_VM_ACCEL=tcg"
+    works, why = kvm_device()
+    if not works:
+        return False, why
+    recent = kvm_failed_recently()
+    if recent and accel != "kvm":
+        return False, recent
+    return True, why
+
+
+def kvm_device() -> tuple[bool, str]:
+    """Whether /dev/kvm can be opened, and why not."""
     if not os.path.exists("/dev/kvm"):
         return False, "/dev/kvm does not exist"
     try:
@@ -99,12 +115,34 @@ def kvm_usable() -> tuple[bool, str]:
     except OSError as exc:
         return False, f"/dev/kvm cannot be opened ({exc.strerror})"
     os.close(fd)
-    broken = _kvm_broken_file()
-    if broken.exists() and accel != "kvm":
-        reason = broken.read_text().strip()
-        reason = reason if len(reason) < 90 else reason[:40] + "…" + reason[-45:]
-        return False, f"a KVM guest failed here before ({reason}); remove {broken} to retry"
     return True, "/dev/kvm works"
+
+
+def kvm_failed_recently() -> str | None:
+    """Why VMs skip KVM for now: a KVM guest failed here less than KVM_RETRY_AFTER ago (when, how,
+    until when, and how to try at once).  None when none did, or long enough ago: that failure is
+    forgotten (its marker removed) and KVM is tried again."""
+    marker = _kvm_broken_file()
+    try:
+        since = max(0.0, time.time() - marker.stat().st_mtime)
+        reason = " ".join(marker.read_text(errors="replace").split())
+    except OSError:
+        return None
+    if since >= KVM_RETRY_AFTER:
+        marker.unlink(missing_ok=True)
+        return None
+    reason = reason if len(reason) < 90 else reason[:40] + "…" + reason[-45:]
+    retry = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() - since + KVM_RETRY_AFTER))
+    return (f"a KVM guest failed here {_ago(since)}: {reason}; KVM is tried again after {retry}, "
+            f"or at once if you remove {marker}")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return "just now"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"
 
 
 def _kvm_broken_file() -> Path:
@@ -321,13 +359,15 @@ class VM:
                 return self._boot(qemu, image, "kvm", memory_mb, cpus, say, devices, isolated)
             except _KVMFailed as exc:
                 kvm_failure = str(exc)
-                say(f"KVM failed ({exc}); falling back to TCG software emulation")
+                say(Notice(f"KVM failed ({exc}); falling back to TCG software emulation (slower). VMs here use "
+                           f"TCG for the next {KVM_RETRY_AFTER / 3600:g} h, then try KVM again; remove "
+                           f"{_kvm_broken_file()} to try it sooner"))
         else:
-            say(f"no KVM ({why}): booting with TCG software emulation")
+            say(Notice(f"no KVM ({why}): booting with TCG software emulation (slower)"))
         info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices, isolated)
         if kvm_failure:
-            # the same VM boots without KVM: remember that KVM is what fails here
-            _kvm_broken_file().write_text(f"{kvm_failure} ({time.strftime('%Y-%m-%d %H:%M')})\n")
+            # the same VM boots without KVM: remember for a while that KVM is what fails here
+            _kvm_broken_file().write_text(f"{kvm_failure}\n")  # when: its modification time
         return info
 
     def prepare_disk(self, image: Image, say: Progress) -> None:
