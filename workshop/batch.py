@@ -75,8 +75,8 @@ def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bo
     else:
         ref = load_reference(reference)
         results = _grade_recorded(ref, reference, expand_paths(submissions), executor, jobs, on_result)
-    flag_shared_runs(results)
-    return Report(ref, results, target if rerun else None)
+    pairs = flag_shared_runs(results)
+    return Report(ref, results, target if rerun else None, pairs)
 
 
 def _grade_recorded(ref: Reference, reference: Path | str, paths: list[Path], executor, jobs: int,
@@ -362,6 +362,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         clock = time.monotonic()
     timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed
     sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
+    if executed:  # which cells print something new on every run: copies are told from honest runs by those
+        evidence["rerun_outputs"] = run_evidence(json.loads(executed))["outputs"]
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits)
     if run.error and not run.timed_out:
