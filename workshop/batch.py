@@ -322,10 +322,7 @@ def failed_rerun(job: RerunJob, why: str) -> dict:
 
 def _grade_notebook(ref: Reference, nb: dict, path: str, student: str) -> dict:
     """Grade a notebook held in memory, named in the report by its path on the grader."""
-    with _scratch("workshop-grade-", None) as tmp:
-        saved = tmp / "submission.ipynb"
-        saved.write_text(json.dumps(nb), encoding="utf-8")
-        return grade_submission(ref, saved, student) | {"path": path}
+    return grade_submission(ref, path, student, notebook=nb, name=path)
 
 
 def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, float]) -> tuple[dict, str | None]:
@@ -356,7 +353,7 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
-        result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
+        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")
         timings["grade"] = round(time.monotonic() - clock, 4)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
         clock = time.monotonic()

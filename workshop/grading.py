@@ -69,6 +69,11 @@ from .text import tail
 TAIL = 3000  # characters of a failing cell's output kept for the report
 MAX_NOTEBOOK_BYTES = 100 * 2**20  # larger files are refused unread: no real submission comes near
 MAX_DEPTH = 64  # a notebook's JSON is about 10 levels deep; deeper is a file built to hurt a parser
+# What one notebook may cost the grader: parsed JSON takes up to some 140 bytes per value, so the number of
+# values (told by the commas and brackets, before parsing) bounds its memory (under 300 MB).  The shipped
+# notebooks have under 100 cells and a few thousand values; `seq 1000000` in a cell saves a million lines.
+MAX_CELLS = 10_000
+MAX_JSON_VALUES = 2_000_000
 
 
 # ---- reading notebooks -------------------------------------------------------
@@ -77,21 +82,31 @@ def display_path(path: Path | str) -> str:
     return os.fsencode(str(path)).decode("utf-8", "replace")
 
 
-def read_notebook_json(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
+def read_notebook_json(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES, *, name: str | None = None) -> dict:
     """Read a notebook as plain JSON with the checks that matter for grading.
 
     Whatever the file is, the outcome is a notebook or a GradingError whose
     message is one sentence: FIFOs and devices are refused without being
     opened for reading, huge files without being read, and numbers JSON cannot
     carry (1e400, NaN), nesting no notebook has, or objects of the wrong type
-    where the grader reads are refused by name."""
+    where the grader reads are refused by name.  ``name``: what messages call
+    the file (the submission a temporary copy was made of)."""
     shown = display_path(path)
-    if shown != str(path):
+    if shown != str(path) and name is None:
         raise GradingError(f"{shown}: the file name is not valid UTF-8; rename the file and grade it again")
-    nb = _parse_json(_read_regular_file(Path(path), shown, max_bytes), shown)
+    shown = name or shown
+    nb = _parse_json(_bounded(_read_regular_file(Path(path), shown, max_bytes), shown), shown)
+    return check_notebook(nb, shown)
+
+
+def check_notebook(nb, shown: str) -> dict:
+    """``nb`` (parsed JSON) when it is a notebook the grader can read; else a GradingError naming ``shown``."""
     problem = _format_problem(nb, shown) or _depth_problem(nb) or _structure_problem(nb)
     if problem:
         raise GradingError(f"{shown}: {problem}")
+    if len(nb["cells"]) > MAX_CELLS:
+        raise GradingError(f"{shown}: has {len(nb['cells']):,} cells, over the limit of {MAX_CELLS:,} for a notebook; "
+                           "refused without grading it")
     kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     if kernel and kernel != "workshop":
         raise GradingError(f"{shown}: a notebook for the '{kernel}' kernel, not 'workshop'")
@@ -130,6 +145,23 @@ def _read_regular_file(path: Path, shown: str, max_bytes: int) -> bytes:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise GradingError(f"{shown}: over the {_mib(max_bytes)} limit for a notebook")
+    return data
+
+
+def _bounded(data: bytes, shown: str) -> bytes:
+    """``data``, when parsing it costs the grader a bounded amount of memory and time.
+
+    Counted in the bytes, unparsed: every cell has one ``"cell_type"`` key (the
+    text cannot occur inside a JSON string, where quotes are escaped), and
+    every value but the first follows a comma or opens a bracket."""
+    cells = data.count(b'"cell_type"')
+    if cells > MAX_CELLS:
+        raise GradingError(f"{shown}: has {cells:,} cells, over the limit of {MAX_CELLS:,} for a notebook; "
+                           "refused without grading it")
+    values = data.count(b",") + data.count(b"[") + data.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise GradingError(f"{shown}: has some {values:,} JSON values, over the limit of {MAX_JSON_VALUES:,} "
+                           "for a notebook; refused without grading it")
     return data
 
 
@@ -452,7 +484,7 @@ def _flag(flags: list[dict], kind: str, cell: str | None, message: str) -> None:
 
 
 def grade_submission(ref: Reference, path: Path | str, student: str | None = None, *,
-                     score_hidden: bool = False) -> dict:
+                     score_hidden: bool = False, notebook: dict | None = None, name: str | None = None) -> dict:
     """Grade one executed notebook; the result is plain data (JSON, pickle).
 
     Hidden checks are not in a student's copy, so a student's own run cannot
@@ -460,20 +492,26 @@ def grade_submission(ref: Reference, path: Path | str, student: str | None = Non
     why) unless ``score_hidden``, for a run the grader made itself with the
     reference's checks put back (a rerun, or ``workshop run`` of the reference).
 
+    ``notebook``: the notebook, already read (``path`` names it); ``name``:
+    what the result and its messages call the file, when ``path`` is a copy
+    (a rerun's executed notebook is named after the submission).
+
     A malformed notebook or record scores nothing and says so; it never stops
     the grading of the others."""
+    shown = name or display_path(path)
     try:
-        return _grade_submission(ref, Path(path), student, score_hidden)
+        return _grade_submission(ref, Path(path), student, score_hidden, notebook, name)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
         why = " ".join(str(exc).split())[:200]
-        return _unreadable(ref, Path(path), student, f"{display_path(path)}: the notebook or one of its records "
-                                                     f"is malformed ({type(exc).__name__}: {why})")
+        return _unreadable(ref, Path(path), student, f"{shown}: the notebook or one of its records "
+                                                     f"is malformed ({type(exc).__name__}: {why})", name)
 
 
-def _empty_result(ref: Reference, path: Path, student: str | None, error: str | None = None) -> dict:
+def _empty_result(ref: Reference, path: Path, student: str | None, error: str | None = None,
+                  name: str | None = None) -> dict:
     return {
         "student": student or display_path(path.stem),
-        "path": display_path(path),
+        "path": name or display_path(path),
         "error": error,
         "total": 0.0,
         "max": ref.max_points,
@@ -485,20 +523,21 @@ def _empty_result(ref: Reference, path: Path, student: str | None, error: str | 
     }
 
 
-def _unreadable(ref: Reference, path: Path, student: str | None, message: str) -> dict:
-    result = _empty_result(ref, path, student, message)
+def _unreadable(ref: Reference, path: Path, student: str | None, message: str, name: str | None = None) -> dict:
+    result = _empty_result(ref, path, student, message, name)
     _flag(result["flags"], "unreadable", None, message)
     for check in ref.checks:
         result["checks"][check.key] = _check_entry(check, False, "the notebook could not be read", "missing")
     return result
 
 
-def _grade_submission(ref: Reference, path: Path, student: str | None, score_hidden: bool) -> dict:
+def _grade_submission(ref: Reference, path: Path, student: str | None, score_hidden: bool,
+                      notebook: dict | None, name: str | None) -> dict:
     try:
-        nb = read_notebook_json(path)
+        nb = read_notebook_json(path, name=name) if notebook is None else check_notebook(notebook, name or str(path))
     except GradingError as exc:
-        return _unreadable(ref, path, student, str(exc))
-    result = _empty_result(ref, path, student)
+        return _unreadable(ref, path, student, str(exc), name)
+    result = _empty_result(ref, path, student, None, name)
     result["evidence"] = run_evidence(nb)
     result["answers"] = task_answers(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
@@ -1061,7 +1100,7 @@ class Report:
 # names stay importable from here for older callers (tests/test_checks.py).
 __all__ = [
     "NEEDS_RERUN", "GradingError", "NoChecksError", "RefCell", "RefCheck", "RefTask", "Reference", "Report",
-    "cell_record", "cell_streams", "student_code", "task_answers",
+    "cell_record", "cell_streams", "check_notebook", "student_code", "task_answers",
     "display_path", "expand_paths", "flag_shared_runs", "grade_submission", "load_reference", "read_notebook_json",
     "reference_of", "restore_reference", "run_evidence", "similar_pairs", "stream_matches", "student_names", "target_changes",
 ]
