@@ -68,3 +68,33 @@ def test_a_million_cells_are_refused_early_in_bounded_memory(tmp_path, installed
     assert "workshop-grade-" not in json.dumps(huge) and "workshop-rerun-" not in json.dumps(huge)  # no temp file
     # the bad file took nothing from the others
     assert rows["honest"]["total"] == rows["honest"]["max"] > 0 and rows["honest"]["flags"] == []
+
+
+def test_a_fork_bomb_is_the_students_doing_with_the_limits_applied(tmp_path, installed_kernelspec):
+    """A local rerun's processes are capped: a fork bomb is a resource-limit and a timeout of
+    the student's code, with the limits given (--timeout 10), never a failure of the grader."""
+    from test_grading import make_notebook
+
+    ref = make_notebook(tmp_path / "reference.ipynb", {
+        "before": "%expect stdout /^before/\necho before",
+        "bomb": "%expect exit 0\nbomb() { bomb | bomb & }; bomb",
+        "after": "%expect stdout /^after/\necho after",
+    })
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "mallory.ipynb").write_bytes(ref.read_bytes())
+    out = tmp_path / "g.json"
+    done = subprocess.run([sys.executable, "-m", "workshop", "grade", str(ref), str(subs), "--json", str(out), "-q",
+                           "--rerun", "--target", "local", "--run-student-code-on-this-machine", "--timeout", "10",
+                           "--submission-timeout", "90"], capture_output=True, text=True, timeout=300, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(out.read_text())["submissions"]
+    assert row["path"] == str(subs / "mallory.ipynb")
+    kinds = {f["kind"] for f in row["flags"]}
+    assert "rerun-error" not in kinds, row["flags"]
+    [limit] = [f for f in row["flags"] if f["kind"] == "resource-limit"]
+    assert limit["message"].startswith("the submission's code ran into a limit of the rerun: its processes "
+                                       "reached the limit of 512 processes at once (a fork bomb?): ")
+    timeouts = [f["message"] for f in row["flags"] if f["kind"] == "timed-out"]
+    assert all("10 s" in m or "90 s" in m for m in timeouts) and not any("60 s" in m for m in timeouts), timeouts
+    assert row["checks"]["cell 1:stdout /^before/"]["passed"]
