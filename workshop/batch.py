@@ -51,6 +51,8 @@ OnResult = Callable[[dict], None]
 DEFAULT_CELL_TIMEOUT = 60.0  # seconds a rerun's cell may take (--timeout)
 DEFAULT_SUBMISSION_TIMEOUT = 600.0  # seconds a whole rerun may take (--submission-timeout)
 RECOMMENDED_TARGET = "qemu:grader"  # a fresh VM per submission
+RERUN_PIDS = 512  # processes a local rerun may have at once (its kernel's threads included): a fork bomb stops there
+NBCLIENT_GRACE = 30.0  # seconds after --timeout that a cell which ignores the interrupt is given up on
 
 
 def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bool = False,
@@ -76,8 +78,8 @@ def grade(reference: Path | str, submissions: Iterable[Path | str], *, rerun: bo
     else:
         ref = load_reference(reference)
         results = _grade_recorded(ref, reference, expand_paths(submissions), executor, jobs, on_result)
-    flag_shared_runs(results)
-    return Report(ref, results, target if rerun else None)
+    pairs = flag_shared_runs(results)
+    return Report(ref, results, target if rerun else None, pairs)
 
 
 def _grade_recorded(ref: Reference, reference: Path | str, paths: list[Path], executor, jobs: int,
@@ -323,10 +325,7 @@ def failed_rerun(job: RerunJob, why: str) -> dict:
 
 def _grade_notebook(ref: Reference, nb: dict, path: str, student: str) -> dict:
     """Grade a notebook held in memory, named in the report by its path on the grader."""
-    with _scratch("workshop-grade-", None) as tmp:
-        saved = tmp / "submission.ipynb"
-        saved.write_text(json.dumps(nb), encoding="utf-8")
-        return grade_submission(ref, saved, student) | {"path": path}
+    return grade_submission(ref, path, student, notebook=nb, name=path)
 
 
 def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, float]) -> tuple[dict, str | None]:
@@ -354,19 +353,24 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         prepared.write_text(json.dumps(nb), encoding="utf-8")
         clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
-                           workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain)
+                           workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain,
+                           pids_max=RERUN_PIDS if target == "local" else None)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
-        result = grade_submission(ref, run.out_path, job.student, score_hidden=True)
+        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")
         timings["grade"] = round(time.monotonic() - clock, 4)
         executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
         changes = _system_changes(job_target)
         clock = time.monotonic()
     timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed
     sweep_leftovers()  # again: a worker killed while this ran (its kernel orphaned) is found as soon as possible
+    if executed:  # which cells print something new on every run: copies are told from honest runs by those
+        evidence["rerun_outputs"] = run_evidence(json.loads(executed))["outputs"]
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
     result["flags"] += refused + _timeout_flags(ref, run, limits) + _tamper_flags(result, changes)
-    if run.error and not run.timed_out:
+    result["flags"] += [{"kind": "resource-limit", "cell": None, "message": f"the submission's code ran into a "
+                         f"limit of the rerun: {hit}"} for hit in run.limits_hit]
+    if run.error and not (run.timed_out or run.stuck or run.limits_hit):  # what is left is the machinery's
         result["flags"].append({"kind": RERUN_FAILED, "cell": None, "message": run.error})
     return result, executed
 
@@ -397,6 +401,12 @@ def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[
     flags = [{"kind": "timed-out", "cell": names.get(cell.cell_id, cell.name),
               "message": f"the cell timed out (the limit for one cell is {limits[0]:g} s, --timeout)"}
              for cell in run.cells if limits[0] and cell.record and cell.record.get("timed_out")]
+    if run.stuck and limits[0]:
+        stuck = next((c for c in run.cells if c.cell_id and c.cell_id == run.stuck_cell), None)
+        flags.append({"kind": "timed-out", "cell": names.get(stuck.cell_id, stuck.name) if stuck else None,
+                      "message": f"the cell ran past the limit for one cell ({limits[0]:g} s, --timeout) and did not "
+                                 f"stop when interrupted; it was given up {NBCLIENT_GRACE:g} s later and the cells "
+                                 "after it did not run"})
     if run.timed_out:
         flags.append({"kind": "timed-out", "cell": None,
                       "message": f"the rerun was stopped after {limits[1]:g} s, the limit for one submission "

@@ -81,6 +81,11 @@ from .text import tail
 TAIL = 3000  # characters of a failing cell's output kept for the report
 MAX_NOTEBOOK_BYTES = 100 * 2**20  # larger files are refused unread: no real submission comes near
 MAX_DEPTH = 64  # a notebook's JSON is about 10 levels deep; deeper is a file built to hurt a parser
+# What one notebook may cost the grader: parsed JSON takes up to some 140 bytes per value, so the number of
+# values (told by the commas and brackets, before parsing) bounds its memory (under 300 MB).  The shipped
+# notebooks have under 100 cells and a few thousand values; `seq 1000000` in a cell saves a million lines.
+MAX_CELLS = 10_000
+MAX_JSON_VALUES = 2_000_000
 
 
 # ---- reading notebooks -------------------------------------------------------
@@ -89,21 +94,31 @@ def display_path(path: Path | str) -> str:
     return os.fsencode(str(path)).decode("utf-8", "replace")
 
 
-def read_notebook_json(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
+def read_notebook_json(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES, *, name: str | None = None) -> dict:
     """Read a notebook as plain JSON with the checks that matter for grading.
 
     Whatever the file is, the outcome is a notebook or a GradingError whose
     message is one sentence: FIFOs and devices are refused without being
     opened for reading, huge files without being read, and numbers JSON cannot
     carry (1e400, NaN), nesting no notebook has, or objects of the wrong type
-    where the grader reads are refused by name."""
+    where the grader reads are refused by name.  ``name``: what messages call
+    the file (the submission a temporary copy was made of)."""
     shown = display_path(path)
-    if shown != str(path):
+    if shown != str(path) and name is None:
         raise GradingError(f"{shown}: the file name is not valid UTF-8; rename the file and grade it again")
-    nb = _parse_json(_read_regular_file(Path(path), shown, max_bytes), shown)
+    shown = name or shown
+    nb = _parse_json(_bounded(_read_regular_file(Path(path), shown, max_bytes), shown), shown)
+    return check_notebook(nb, shown)
+
+
+def check_notebook(nb, shown: str) -> dict:
+    """``nb`` (parsed JSON) when it is a notebook the grader can read; else a GradingError naming ``shown``."""
     problem = _format_problem(nb, shown) or _depth_problem(nb) or _structure_problem(nb)
     if problem:
         raise GradingError(f"{shown}: {problem}")
+    if len(nb["cells"]) > MAX_CELLS:
+        raise GradingError(f"{shown}: has {len(nb['cells']):,} cells, over the limit of {MAX_CELLS:,} for a notebook; "
+                           "refused without grading it")
     kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     if kernel and kernel != "workshop":
         raise GradingError(f"{shown}: a notebook for the '{kernel}' kernel, not 'workshop'")
@@ -142,6 +157,23 @@ def _read_regular_file(path: Path, shown: str, max_bytes: int) -> bytes:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise GradingError(f"{shown}: over the {_mib(max_bytes)} limit for a notebook")
+    return data
+
+
+def _bounded(data: bytes, shown: str) -> bytes:
+    """``data``, when parsing it costs the grader a bounded amount of memory and time.
+
+    Counted in the bytes, unparsed: every cell has one ``"cell_type"`` key (the
+    text cannot occur inside a JSON string, where quotes are escaped), and
+    every value but the first follows a comma or opens a bracket."""
+    cells = data.count(b'"cell_type"')
+    if cells > MAX_CELLS:
+        raise GradingError(f"{shown}: has {cells:,} cells, over the limit of {MAX_CELLS:,} for a notebook; "
+                           "refused without grading it")
+    values = data.count(b",") + data.count(b"[") + data.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise GradingError(f"{shown}: has some {values:,} JSON values, over the limit of {MAX_JSON_VALUES:,} "
+                           "for a notebook; refused without grading it")
     return data
 
 
@@ -469,7 +501,7 @@ def _flag(flags: list[dict], kind: str, cell: str | None, message: str, for_stud
 
 
 def grade_submission(ref: Reference, path: Path | str, student: str | None = None, *,
-                     score_hidden: bool = False) -> dict:
+                     score_hidden: bool = False, notebook: dict | None = None, name: str | None = None) -> dict:
     """Grade one executed notebook; the result is plain data (JSON, pickle).
 
     Hidden checks are not in a student's copy, so a student's own run cannot
@@ -477,20 +509,26 @@ def grade_submission(ref: Reference, path: Path | str, student: str | None = Non
     why) unless ``score_hidden``, for a run the grader made itself with the
     reference's checks put back (a rerun, or ``workshop run`` of the reference).
 
+    ``notebook``: the notebook, already read (``path`` names it); ``name``:
+    what the result and its messages call the file, when ``path`` is a copy
+    (a rerun's executed notebook is named after the submission).
+
     A malformed notebook or record scores nothing and says so; it never stops
     the grading of the others."""
+    shown = name or display_path(path)
     try:
-        return _grade_submission(ref, Path(path), student, score_hidden)
+        return _grade_submission(ref, Path(path), student, score_hidden, notebook, name)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
         why = " ".join(str(exc).split())[:200]
-        return _unreadable(ref, Path(path), student, f"{display_path(path)}: the notebook or one of its records "
-                                                     f"is malformed ({type(exc).__name__}: {why})")
+        return _unreadable(ref, Path(path), student, f"{shown}: the notebook or one of its records "
+                                                     f"is malformed ({type(exc).__name__}: {why})", name)
 
 
-def _empty_result(ref: Reference, path: Path, student: str | None, error: str | None = None) -> dict:
+def _empty_result(ref: Reference, path: Path, student: str | None, error: str | None = None,
+                  name: str | None = None) -> dict:
     return {
         "student": student or display_path(path.stem),
-        "path": display_path(path),
+        "path": name or display_path(path),
         "error": error,
         "total": 0.0,
         "max": ref.max_points,
@@ -502,20 +540,21 @@ def _empty_result(ref: Reference, path: Path, student: str | None, error: str | 
     }
 
 
-def _unreadable(ref: Reference, path: Path, student: str | None, message: str) -> dict:
-    result = _empty_result(ref, path, student, message)
+def _unreadable(ref: Reference, path: Path, student: str | None, message: str, name: str | None = None) -> dict:
+    result = _empty_result(ref, path, student, message, name)
     _flag(result["flags"], "unreadable", None, message)
     for check in ref.checks:
         result["checks"][check.key] = _check_entry(check, False, "the notebook could not be read", "missing")
     return result
 
 
-def _grade_submission(ref: Reference, path: Path, student: str | None, score_hidden: bool) -> dict:
+def _grade_submission(ref: Reference, path: Path, student: str | None, score_hidden: bool,
+                      notebook: dict | None, name: str | None) -> dict:
     try:
-        nb = read_notebook_json(path)
+        nb = read_notebook_json(path, name=name) if notebook is None else check_notebook(notebook, name or str(path))
     except GradingError as exc:
-        return _unreadable(ref, path, student, str(exc))
-    result = _empty_result(ref, path, student)
+        return _unreadable(ref, path, student, str(exc), name)
+    result = _empty_result(ref, path, student, None, name)
     result["evidence"] = run_evidence(nb)
     result["answers"] = task_answers(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
@@ -764,14 +803,24 @@ def task_answers(ref: Reference, nb: dict) -> dict[str, str | None]:
     return answers
 
 
-# ---- what ties a submission to a run: sessions and records ---------------------
+# ---- what ties a submission to a run: sessions, records, outputs ----------------
 def run_evidence(nb: dict) -> dict:
-    """The kernel sessions a notebook's records name and a digest of each record.
+    """What ties a notebook to the run that made it, for finding copies across a class.
 
-    Two students' own runs never share either: a kernel session id is random
-    and a record holds its start time to the millisecond."""
+    ``sessions`` and ``records`` (the kernel sessions its records name, a
+    digest of each record) tie copies that kept their ids: a session id is
+    random and a record holds its start time to the millisecond.  The rest is
+    what a copier cannot cheaply make unique: ``outputs`` (per cell, keyed by
+    the digest of the student's code and its occurrence, a digest of the
+    digests of what the cell printed: the times, process ids, inode numbers and
+    random values a run prints differ between honest runs), ``sources`` (a
+    digest of the set of code that ran) and ``sequence`` (a digest of the run's
+    order: which code ran with which execution count and exit status)."""
     sessions: set[str] = set()
     records: set[str] = set()
+    outputs: dict[str, str] = {}
+    ran: list[list] = []
+    seen: dict[str, int] = {}
     for cell in nb["cells"]:
         record = cell_record(cell) if cell.get("cell_type") == "code" else None
         if not record:
@@ -780,34 +829,152 @@ def run_evidence(nb: dict) -> dict:
             sessions.add(record["session"])
         canonical = json.dumps(record, sort_keys=True, ensure_ascii=True)
         records.add("sha256:" + hashlib.sha256(canonical.encode()).hexdigest())
-    return {"sessions": sorted(sessions), "records": sorted(records)}
+        code = _short(student_code(multiline_text(cell.get("source"))))
+        seen[code] = seen.get(code, 0) + 1
+        printed = [str((record.get(name) or {}).get("digest") or "") for name in ("stdout", "stderr")]
+        if any(printed):
+            outputs[f"{code}#{seen[code]}"] = _short(" ".join(printed))
+        ran.append([str(record.get("source_digest") or ""), record.get("execution_count"), record.get("exit_status")])
+    return {"sessions": sorted(sessions), "records": sorted(records), "outputs": outputs,
+            "sources": _short(" ".join(sorted({digest for digest, _, _ in ran}))) if ran else "",
+            "sequence": _short(json.dumps(ran)) if ran else ""}
 
 
-def flag_shared_runs(results: list[dict]) -> None:
-    """Flag submissions of one class that share identical records (``replay``) or a
-    kernel session (``shared-session``) with others, naming them: a copy of an
-    executed notebook carries the run of the student it was copied from."""
+def _short(text: str) -> str:
+    """A digest short enough to hold per cell, long enough that nothing collides by chance."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+SIMILAR = 0.9  # a pair at least this similar, on at least MIN_EVIDENCE cells' worth of rare values, is flagged
+MIN_EVIDENCE = 2.0
+RARE = 20  # values held by more submissions than this suggest no pair (a common result, not a copy)
+
+
+def _evidence_items(evidence: dict) -> dict[str, str]:
+    items = {f"out:{key}": value for key, value in (evidence.get("outputs") or {}).items()}
+    for kind in ("sources", "sequence"):
+        if evidence.get(kind):
+            items[kind] = evidence[kind]
+    return items
+
+
+def similar_pairs(evidences: list[dict], samples: Iterable[dict] = ()) -> list[dict]:
+    """Pairs of submissions whose runs are too alike to be two honest runs.
+
+    Compared is what differs between honest runs of the same code: a cell's
+    outputs (among the submissions that ran the same code, an item is evidence
+    only where they do not all agree), the set of code that ran and the order
+    of the run.  Each shared value weighs more the fewer submissions hold it (1
+    when only the pair does, 2/k when k do); each differing value weighs against
+    as much as the rarer of the two.  ``samples``: more runs' outputs (a rerun's)
+    that only tell which cells vary.  Returns ``{"pair": (i, j), "similarity",
+    "outputs" (cells that vary, matched), "varying" (cells that vary, both ran),
+    "sources", "sequence" (whether those match and vary)}``."""
+    items = [_evidence_items(e or {}) for e in evidences]
+    holders: dict[str, dict[str, int]] = {}
+    for found in [*items, *({f"out:{k}": v for k, v in (s or {}).items()} for s in samples)]:
+        for key, value in found.items():
+            counts = holders.setdefault(key, {})
+            counts[value] = counts.get(value, 0) + 1
+    varying = {key for key, counts in holders.items() if len(counts) > 1}
+    owners: dict[tuple[str, str], list[int]] = {}
+    for i, found in enumerate(items):
+        for key, value in found.items():
+            if key in varying and holders[key][value] <= RARE:
+                owners.setdefault((key, value), []).append(i)
+    candidates = {(a, b) for group in owners.values() for n, a in enumerate(group) for b in group[n + 1:]}
+    pairs = []
+    for a, b in sorted(candidates):
+        matched = total = 0.0
+        outputs = both = 0
+        for key in varying & items[a].keys() & items[b].keys():
+            va, vb = items[a][key], items[b][key]
+            weight = min(1.0, 2.0 / min(holders[key][va], holders[key][vb]))
+            total += weight
+            if va == vb:
+                matched += weight
+            if key.startswith("out:"):
+                both += 1
+                outputs += va == vb
+        if total and matched / total >= SIMILAR and matched >= MIN_EVIDENCE:
+            pairs.append({"pair": (a, b), "similarity": round(matched / total, 3), "outputs": outputs,
+                          "varying": both,
+                          **{kind: kind in varying and items[a].get(kind) == items[b].get(kind)
+                             for kind in ("sources", "sequence")}})
+    return pairs
+
+
+def _why_similar(pair: dict) -> str:
+    """One sentence: why a pair is flagged (without naming anyone)."""
+    also = [what for kind, what in (("sources", "the same set of code"), ("sequence", "the same order of the run"))
+            if pair[kind]]
+    return (f"the outputs of {pair['outputs']} of the {pair['varying']} cells whose output differs between runs "
+            "(times, process ids, inode numbers, random values) are identical"
+            + (f", with {' and '.join(also)}" if also else "")
+            + f" (similarity {pair['similarity']:.2f}): one run handed in twice, its ids rewritten")
+
+
+def flag_shared_runs(results: list[dict]) -> list[dict]:
+    """Flag submissions of one class that share identical records (``replay``), a
+    kernel session (``shared-session``) or the outputs of one run
+    (``same-outputs``, see :func:`similar_pairs`) with others: a copy of an
+    executed notebook carries the run of the student it was copied from.
+
+    A flag's message names the others, for the instructor; ``others`` lists
+    them apart, so a page for the student can leave them out.  The outputs of
+    reruns (``evidence.rerun_outputs``) tell which cells vary, so that two
+    copies are found even in a class of two.  Returns the pairs found, each
+    with its similarity and why, for the report."""
     owners: dict[tuple[str, str], set[int]] = {}
     for i, result in enumerate(results):
         evidence = result.get("evidence") or {}
         for kind in ("records", "sessions"):
             for value in evidence.get(kind, ()):
                 owners.setdefault((kind, value), set()).add(i)
+    samples = [(r.get("evidence") or {}).get("rerun_outputs") or {} for r in results]
+    similar = similar_pairs([r.get("evidence") or {} for r in results], samples)
+    alike: dict[int, list[tuple[int, dict]]] = {}
+    for pair in similar:
+        a, b = pair["pair"]
+        alike.setdefault(a, []).append((b, pair))
+        alike.setdefault(b, []).append((a, pair))
+    report: list[dict] = []
     for i, result in enumerate(results):
         evidence = result.get("evidence") or {}
         same = {kind: set().union(*(owners[(kind, v)] for v in evidence.get(kind, ()))) - {i}
                 for kind in ("records", "sessions")}
         if same["records"]:
-            _flag(result["flags"], "replay", None,
-                  f"has records identical to those of {_names(results, same['records'])}: "
-                  "copies of one executed notebook",
-                  f"has records identical to those of {_others(same['records'])}: copies of one executed notebook")
+            _shared(result, "replay", same["records"], results,
+                    f"has records identical to those of {_names(results, same['records'])}: "
+                    "copies of one executed notebook",
+                    f"has records identical to those of {_others(same['records'])}: copies of one executed notebook")
         if same["sessions"] - same["records"]:
-            _flag(result["flags"], "shared-session", None,
-                  f"ran in the same kernel session as {_names(results, same['sessions'] - same['records'])}: "
-                  "notebooks built from one run",
-                  f"ran in the same kernel session as {_others(same['sessions'] - same['records'])}: "
-                  "notebooks built from one run")
+            others = same["sessions"] - same["records"]
+            _shared(result, "shared-session", others, results,
+                    f"ran in the same kernel session as {_names(results, others)}: notebooks built from one run",
+                    f"ran in the same kernel session as {_others(others)}: notebooks built from one run")
+        outputs = [(j, pair) for j, pair in alike.get(i, []) if j not in same["records"] | same["sessions"]]
+        if outputs:
+            best = max(pair["similarity"] for _, pair in outputs)
+            top = max(outputs, key=lambda item: item[1]["similarity"])[1]
+            copied = {j for j, _ in outputs}
+            _shared(result, "same-outputs", copied, results,
+                    f"the same run as {_names(results, copied)}: {_why_similar(top)}",
+                    f"the same run as {_others(copied)}: {_why_similar(top)}", similarity=best)
+    for pair in similar:
+        a, b = pair["pair"]
+        why = _why_similar(pair)
+        report.append({"students": [str(results[a]["student"]), str(results[b]["student"])],
+                       "paths": [results[a].get("path"), results[b].get("path")],
+                       "similarity": pair["similarity"], "why": why[0].upper() + why[1:] + "."})
+    return report
+
+
+def _shared(result: dict, kind: str, others: set[int], results: list[dict], message: str, for_student: str,
+            **extra) -> None:
+    """A flag naming other submissions: ``message`` for instructors, ``for_student`` for the student's own page."""
+    result["flags"].append({"kind": kind, "cell": None, "message": message, "for_student": for_student,
+                            "others": [str(results[j]["student"]) for j in sorted(others)], **extra})
 
 
 def _others(indexes: set[int]) -> str:
@@ -942,6 +1109,7 @@ class Report:
     reference: Reference
     results: list[dict]
     rerun_target: str | None = None  # where the submissions ran again, for reruns
+    pairs: list[dict] = field(default_factory=list)  # submissions too alike to be two runs: similarity, why
 
     def as_json(self) -> dict:
         return {
@@ -956,6 +1124,7 @@ class Report:
             "tasks": [{"cell_id": t.cell_id, "label": t.label, "kind": t.kind, "checks": t.checks,
                        "manual_points": t.manual_points} for t in self.reference.tasks],
             "submissions": self.results,
+            "similar_pairs": self.pairs,
         }
 
 
@@ -963,7 +1132,7 @@ class Report:
 # names stay importable from here for older callers (tests/test_checks.py).
 __all__ = [
     "NEEDS_RERUN", "GradingError", "NoChecksError", "RefCell", "RefCheck", "RefTask", "Reference", "Report",
-    "cell_record", "cell_streams", "student_code", "task_answers",
+    "cell_record", "cell_streams", "check_notebook", "student_code", "task_answers",
     "display_path", "expand_paths", "flag_shared_runs", "grade_submission", "load_reference", "read_notebook_json",
-    "reference_of", "restore_reference", "run_evidence", "stream_matches", "student_names", "target_changes",
+    "reference_of", "restore_reference", "run_evidence", "similar_pairs", "stream_matches", "student_names", "target_changes",
 ]

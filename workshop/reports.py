@@ -51,7 +51,7 @@ def proof(report: Report) -> tuple[str, str]:
                 "These grades show that each saved notebook is consistent with a run of the workshop kernel: "
                 "its outputs match the digests in its records and its checks are the reference's. Records are "
                 "not signed, so a student who recomputes the digests can make a consistent notebook without "
-                "running anything. Copies of another student's run are flagged (replay, shared-session). "
+                "running anything. Copies of another student's run are flagged (replay, shared-session, same-outputs). "
                 "For evidence about a run, grade again with --rerun --target qemu:NAME.")
     where = report.rerun_target or "the target"
     text = (f"Each submission was executed again on {where}, with the reference's checks put back and the target "

@@ -6,6 +6,7 @@ import copy
 import os
 import re
 import secrets
+import shlex
 import signal
 import tempfile
 import threading
@@ -66,6 +67,9 @@ class NotebookResult:
     error: str | None = None
     duration: float = 0.0
     timed_out: bool = False  # stopped by ``run_timeout``
+    stuck: bool = False  # a cell outlived its timeout and the interrupt: stopped by nbclient's limit
+    stuck_cell: str | None = None  # that cell's id
+    limits_hit: list[str] = field(default_factory=list)  # the cgroup's limits the notebook's processes reached
 
     @property
     def ok(self) -> bool:
@@ -129,6 +133,7 @@ def run_notebook(
     lock_target: bool = False,
     run_timeout: float | None = None,
     contain: bool = False,
+    pids_max: int | None = None,
 ) -> NotebookResult:
     """Execute one notebook; write it to out_dir (or next to it as *.out.ipynb).
 
@@ -141,7 +146,8 @@ def run_notebook(
     the target (``%target`` fails, notebook metadata is ignored), ``run_timeout``
     stops the whole run after that many seconds, and ``contain`` starts the
     kernel in a cgroup of its own that is emptied (everything in it killed)
-    before the executed notebook is written, and removed.
+    before the executed notebook is written, and removed; ``pids_max`` caps
+    the processes in it (a fork bomb), and ``limits_hit`` says when it was reached.
     """
     started = time.monotonic()
     nb = read_notebook(path)
@@ -160,7 +166,7 @@ def run_notebook(
         if on_cell:
             on_cell(cell, len(code_cells))
 
-    cgroup = KernelCgroup.create() if contain else None
+    cgroup = KernelCgroup.create(pids_max=pids_max) if contain else None
     try:
         metadata = CellMetadata()
         client = NotebookClient(
@@ -174,7 +180,10 @@ def run_notebook(
             kernel_manager_class=_manager_in(cgroup) if cgroup else AsyncKernelManager,
         )
         result.error, result.timed_out = _execute_within(client, env, run_timeout, cgroup)
+        result.stuck = result.error is not None and result.error.startswith(CellTimeoutError.__name__)
+        result.stuck_cell = metadata.cell.get("id") if result.stuck and metadata.cell else None
         if cgroup:
+            result.limits_hit = cgroup.limits_hit()
             cgroup.kill()  # nothing the notebook started may still write when its output is read
     finally:
         if cgroup:
@@ -351,10 +360,12 @@ def _write_executed(nb: nbformat.NotebookNode, path: Path, out_dir: Path) -> Pat
 def _manager_in(cgroup: KernelCgroup) -> type[AsyncKernelManager]:
     """A kernel manager whose kernel starts inside ``cgroup``, so do all its descendants."""
 
+    join = " && ".join(f"echo $$ > {shlex.quote(str(path / 'cgroup.procs'))}" for path in cgroup.paths)
+
     class ContainedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
-            return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup.path), *cmd]
+            return ["/bin/sh", "-c", f'{join} && exec "$@"', "sh", *cmd]
 
     return ContainedKernelManager
 
@@ -370,6 +381,32 @@ def _cgroup2_mount() -> Path | None:
         if fs.split(" ", 1)[0] == "cgroup2":
             return Path(fields.split()[4].replace("\\040", " "))
     return None
+
+
+def _cgroup1_mount(controller: str) -> Path | None:
+    """Where the cgroup v1 hierarchy of ``controller`` is mounted (hybrid systems keep pids there), or None."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields, _, fs = line.partition(" - ")
+        parts = fs.split()
+        if parts and parts[0] == "cgroup" and controller in parts[-1].split(","):
+            return Path(fields.split()[4].replace("\\040", " "))
+    return None
+
+
+def _count(path: Path, key: str) -> int:
+    """The number after ``key`` in a cgroup's flat-keyed file (pids.events, memory.events), or 0."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0
 
 
 def _start_time(pid: int) -> str:
@@ -388,6 +425,41 @@ def _pid_namespace() -> str:
         return "0"
 
 
+def _pids_limited(path: Path, pids_max: int) -> Path | None:
+    """The cgroup that caps ``path``'s processes at ``pids_max``: itself when cgroup v2 has the pids
+    controller, else a cgroup of the same name in the v1 pids hierarchy; None when neither can."""
+    try:
+        (path.parent / "cgroup.subtree_control").write_text("+pids")
+        (path / "pids.max").write_text(str(pids_max))
+        return path
+    except OSError:
+        pass
+    mount = _cgroup1_mount("pids")
+    if mount is None:
+        return None
+    v1 = mount / KernelCgroup.DIRNAME / path.name
+    try:
+        v1.mkdir(parents=True)
+        (v1 / "pids.max").write_text(str(pids_max))
+    except OSError:
+        return None
+    return v1
+
+
+def _remove_tree(path: Path, kill) -> None:
+    """Remove a cgroup and those under it, killing what still runs there while they are busy."""
+    for _ in range(50):
+        try:
+            for root, _dirs, _files in os.walk(path, topdown=False):
+                Path(root).rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY while the last processes exit
+            time.sleep(0.1)
+            kill()
+
+
 class KernelCgroup:
     """A cgroup v2 that holds one kernel and everything it starts, whatever they do
     (``setsid``, ``nohup``, double forks), so that all of it is killed at once.
@@ -399,8 +471,15 @@ class KernelCgroup:
 
     DIRNAME = "workshop-runs"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, pids: Path | None = None, pids_max: int | None = None):
         self.path = path
+        self.pids_group = pids  # where pids.max is: this cgroup, or one in the v1 pids hierarchy (hybrid systems)
+        self.pids_max = pids_max
+
+    @property
+    def paths(self) -> list[Path]:
+        """The cgroups the kernel joins: this one, and the v1 pids cgroup when the limit lives there."""
+        return [self.path] + ([self.pids_group] if self.pids_group and self.pids_group != self.path else [])
 
     @classmethod
     def parent(cls) -> Path | None:
@@ -420,7 +499,8 @@ class KernelCgroup:
         return None
 
     @classmethod
-    def create(cls) -> KernelCgroup:
+    def create(cls, pids_max: int | None = None) -> KernelCgroup:
+        """A new cgroup; with ``pids_max``, no more processes than that may live in it at once."""
         why = cls.unavailable()
         parent = cls.parent()
         if why or parent is None:
@@ -430,7 +510,18 @@ class KernelCgroup:
             path.mkdir()
         except OSError as exc:
             raise NotebookError(f"cannot make the cgroup {path}: {exc.strerror or exc}") from None
-        return cls(path)
+        group = cls(path)
+        if pids_max:
+            group.pids_group, group.pids_max = _pids_limited(path, pids_max), pids_max
+        return group
+
+    def limits_hit(self) -> list[str]:
+        """The limits the processes in the cgroup reached, as phrases."""
+        refused = _count(self.pids_group / "pids.events", "max") if self.pids_group else 0
+        if not refused:
+            return []
+        return [f"its processes reached the limit of {self.pids_max} processes at once (a fork bomb?): "
+                f"{refused} new processes were refused"]
 
     def pids(self) -> list[int]:
         try:
@@ -461,25 +552,21 @@ class KernelCgroup:
     def remove(self) -> None:
         """Kill everything in the cgroup, then remove it with any cgroups a cell made inside it."""
         self.kill()
-        for _ in range(50):
-            try:
-                for root, _dirs, _files in os.walk(self.path, topdown=False):
-                    Path(root).rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # EBUSY while the last processes exit
-                time.sleep(0.1)
-                self.kill()
+        for path in reversed(self.paths):
+            _remove_tree(path, self.kill)
 
     @classmethod
     def sweep(cls) -> int:
         """Empty and remove the cgroups whose maker is gone; how many there were."""
         parent = cls.parent()
-        try:
-            entries = list(parent.iterdir()) if parent else []
-        except OSError:
-            return 0
+        v1 = _cgroup1_mount("pids")
+        parents = [p for p in (parent, v1 / cls.DIRNAME if v1 else None) if p is not None]
+        entries: list[Path] = []
+        for folder in parents:
+            try:
+                entries += list(folder.iterdir())
+            except OSError:
+                pass
         swept = 0
         for path in entries:
             pid, start, namespace, _ = ([*path.name.split("-"), "", "", ""])[:4]
@@ -487,8 +574,11 @@ class KernelCgroup:
                 continue  # not a cgroup, or made where this process cannot tell whether its maker runs
             if pid.isdigit() and _start_time(int(pid)) == start:
                 continue  # its maker still runs
-            cls(path).remove()
-            swept += 1
+            if path.parent == parent:
+                cls(path).remove()
+                swept += 1
+            else:  # the v1 pids twin: its processes were killed with the v2 cgroup
+                _remove_tree(path, lambda: None)
         return swept
 
 
