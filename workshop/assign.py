@@ -36,31 +36,24 @@ from . import quick_nbformat  # noqa: F401 (first: it makes importing nbformat q
 # isort: split
 import nbformat
 
-from .checks import cell_checks, check_options, is_check_line
+from .checks import cell_checks, check_options, is_check_line, without_hidden_checks
 from .errors import AssignmentError, CheckSyntaxError, GradingError
 from .grading import Reference, read_notebook_json, reference_of
 from .records import multiline_text
-from .tasks import is_hidden, is_task, workshop_meta
+from .tasks import (
+    ANSWER,
+    CODE,
+    MARKDOWN,
+    hide_answers,
+    is_hidden,
+    is_task,
+    replace_solutions,
+    solution_regions,
+    workshop_meta,
+)
 
 DEFAULT_TIMEOUT = 120.0  # seconds a cell of the reference may take while it is verified
 _CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what nbformat 4.5 allows
-
-
-@dataclass(frozen=True)
-class Markers:
-    begin: re.Pattern[str]
-    end: re.Pattern[str]
-    begin_text: str
-    end_text: str
-    placeholder: str
-
-
-CODE = Markers(re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$"),
-               re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$"),
-               "### BEGIN SOLUTION", "### END SOLUTION", "# YOUR CODE HERE")
-MARKDOWN = Markers(re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*BEGIN SOLUTION[ \t]*-->[ \t]*$"),
-                   re.compile(r"^[ \t]*<!--[ \t]*END SOLUTION[ \t]*-->[ \t]*$"),
-                   "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->", "YOUR ANSWER HERE")
 
 
 @dataclass
@@ -73,56 +66,6 @@ class Release:
     reference: dict
     ref: Reference  # what the grader will read from the reference
     notes: list[str] = field(default_factory=list)
-
-
-# ---- solution regions ------------------------------------------------------------
-def solution_regions(lines: Sequence[str], markers: Markers) -> tuple[list[tuple[int, int]], list[str]]:
-    """The (begin, end) line indexes of each region, and what is wrong with the markers."""
-    regions: list[tuple[int, int]] = []
-    problems: list[str] = []
-    start: int | None = None
-    for i, line in enumerate(lines):
-        if markers.begin.match(line):
-            if start is None:
-                start = i
-            else:
-                problems.append(f"line {i + 1}: {markers.begin_text} comes before the region opened on line "
-                                f"{start + 1} is closed with {markers.end_text}")
-        elif markers.end.match(line):
-            if start is None:
-                problems.append(f"line {i + 1}: {markers.end_text} has no {markers.begin_text} above it")
-            else:
-                regions.append((start, i))
-                start = None
-    if start is not None:
-        problems.append(f"line {start + 1}: {markers.begin_text} has no {markers.end_text} below it")
-    return regions, problems
-
-
-def replace_solutions(text: str, markers: Markers) -> str:
-    """``text`` with each solution region replaced by the placeholder, indented as its marker."""
-    lines = text.split("\n")
-    regions, problems = solution_regions(lines, markers)
-    if problems:
-        raise AssignmentError("; ".join(problems))
-    for start, end in reversed(regions):
-        indent = markers.begin.match(lines[start]).group("indent")
-        lines[start : end + 1] = [indent + markers.placeholder]
-    return "\n".join(lines)
-
-
-def without_hidden_checks(source: str) -> str:
-    """A code cell's source without its ``%%check --hidden`` sections (the rest as written)."""
-    lines = source.split("\n")
-    kept: list[str] = []
-    hiding = False
-    for line in lines:
-        if is_check_line(line):
-            hiding = bool(check_options(line).hidden)
-        if not hiding:
-            kept.append(line)
-    text = "\n".join(kept)
-    return text.rstrip("\n") + ("\n" if source.endswith("\n") and text.strip() else "")
 
 
 # ---- checking a source -------------------------------------------------------------
@@ -138,6 +81,12 @@ def _regions_of(cell: dict) -> tuple[list[tuple[int, int]], list[str]]:
         where = "a code cell" if kind == "code" else "a Markdown cell"
         problems.append(f"line {wrong + 1}: {lines[wrong].strip()} does not mark a solution in {where}; write "
                         f"{markers.begin_text} and {markers.end_text}")
+    answers, wrong_answers = solution_regions(lines, ANSWER)
+    if kind == "code" and answers:
+        problems.append(f"line {answers[0][0] + 1}: an answer region in a code cell would stay in the student copy; "
+                        "answer regions are Markdown")
+    elif kind == "markdown":
+        problems += wrong_answers
     if kind == "code":
         for start, end in regions:
             inside = [i for i in range(start, end + 1) if is_check_line(lines[i]) or lines[i].strip().startswith(
@@ -168,9 +117,11 @@ def _metadata_problems(cell: dict) -> list[str]:
     return problems
 
 
-def _check_problems(source: str, graded: bool) -> list[str]:
+def _check_problems(source: str, graded: bool, tasks_before: int) -> list[str]:
     """Checks that do not parse; in a task or hidden cell, checks without a name;
-    elsewhere, hidden checks (they would grade no student's work)."""
+    above every task, hidden checks (they would grade no student's work; below
+    one, a hidden check in a locked cell keeps what it expects, an answer the
+    student is to predict, out of the student copy)."""
     try:
         cell_checks(source)
     except CheckSyntaxError as exc:
@@ -183,9 +134,9 @@ def _check_problems(source: str, graded: bool) -> list[str]:
         if graded and not options.name:
             problems.append(f"line {i + 1}: {line.strip()} has no --name; every check in a task needs one "
                             "(the grade book's columns are named after them)")
-        if options.hidden and not graded:
-            problems.append(f"line {i + 1}: a hidden check in a cell with no task; hidden checks grade a "
-                            "student's work: put it in the task's cell, or in a hidden cell "
+        if options.hidden and not graded and not tasks_before:
+            problems.append(f"line {i + 1}: a hidden check in a cell with no task, above every task; hidden checks "
+                            "grade a student's work: put it in the task's cell, or in a hidden cell "
                             "(metadata.workshop.hidden) below the task")
     return problems
 
@@ -217,7 +168,7 @@ def _cell_problems(cell: dict, tasks_before: int) -> tuple[list[str], bool]:
         return found, True
     task = bool(regions) or is_task(cell)
     if cell.get("cell_type") == "code":
-        problems += _check_problems(multiline_text(cell.get("source")), task or is_hidden(cell))
+        problems += _check_problems(multiline_text(cell.get("source")), task or is_hidden(cell), tasks_before)
     if not problems:
         problems += _role_problems(cell, task, tasks_before)
     return problems, task
@@ -324,8 +275,8 @@ def _student_copy(ref_nb: dict) -> dict:
         text = multiline_text(cell.get("source"))
         if cell.get("cell_type") == "code":
             cell["source"] = without_hidden_checks(replace_solutions(text, CODE))
-        elif cell.get("cell_type") == "markdown" and is_task(cell):
-            cell["source"] = replace_solutions(text, MARKDOWN)
+        elif cell.get("cell_type") == "markdown":
+            cell["source"] = hide_answers(replace_solutions(text, MARKDOWN) if is_task(cell) else text)
     return student
 
 
@@ -340,6 +291,8 @@ def prepare(source: Path | str) -> Release:
     if problems:
         raise AssignmentError(_listing(source, "cannot be released", problems))
     ref_nb, ref = _reference_copy(nb, tasks, source)
+    if ref.answer_problems:
+        raise AssignmentError(_listing(source, "cannot be released", ref.answer_problems))
     for task in ref.tasks:
         if not task.checks and not task.manual_points:
             index = next(i for i, c in enumerate(ref_nb["cells"]) if c.get("id") == task.cell_id)

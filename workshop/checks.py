@@ -372,3 +372,17 @@ def script_result(check: ScriptCheck, status: int, output: str, points: float = 
         "digest": check.digest,
         "output": tail(output, CHECK_OUTPUT_KEEP),
     }
+
+
+def without_hidden_checks(source: str) -> str:
+    """A code cell's source without its ``%%check --hidden`` sections (the rest as written)."""
+    lines = source.split("\n")
+    kept: list[str] = []
+    hiding = False
+    for line in lines:
+        if is_check_line(line):
+            hiding = bool(check_options(line).hidden)
+        if not hiding:
+            kept.append(line)
+    text = "\n".join(kept)
+    return text.rstrip("\n") + ("\n" if source.endswith("\n") and text.strip() else "")

@@ -2,9 +2,11 @@
 
 Each page shows the student's score, every task with the student's own code or
 answer, what each visible check said and the points it gave, the flags raised
-on the notebook, and the hidden checks as passed or failed only: never their
-name, script, expectation, message or output.  A page never names another
-student or shows their id: a flag about a copy says "another submission".  A submission is
+on the notebook, the hidden checks as passed or failed only (never their
+name, script, expectation, message or output), and the explanations the
+student copy left out (answer regions, ``<!-- BEGIN ANSWER -->``) under the
+task they answer.  A page never names another student or shows their id: a
+flag about a copy says "another submission".  A submission is
 attacker-controlled: every value is escaped, the page's Content-Security-Policy
 allows no script, no image, no request at all and only its own stylesheet (by
 hash), and a text that quotes a line of a hidden check (a student's code could
@@ -44,6 +46,7 @@ class PageTask:
     answer: str | None
     checks: list[PageCheck] = field(default_factory=list)
     manual_points: float = 0.0
+    explanations: list[str] = field(default_factory=list)  # the reference's answer regions for this task
 
     @property
     def earned(self) -> float:
@@ -138,7 +141,8 @@ def page_data(report: Report, result: dict, assignment: str, others: Sequence[st
                                  c.name if c.key in in_tasks else f"{c.label}: {c.name}")
               for c in ref.checks}
     answers = result.get("answers") or {}
-    tasks = [PageTask(t.label, t.kind, answers.get(t.label), [checks[k] for k in t.checks], t.manual_points)
+    tasks = [PageTask(t.label, t.kind, answers.get(t.label), [checks[k] for k in t.checks], t.manual_points,
+                      list(t.explanations))
              for t in ref.tasks]
     others = [checks[c.key] for c in ref.checks if c.key not in in_tasks]
     unjudged = sum(c.points for c in checks.values() if c.state == "waiting")

@@ -30,13 +30,17 @@ or editing checks, and these are flagged:
   what checks depend on (a program, a library, ``/etc/ld.so.preload``, a mount
   over ``/usr`` or ``/proc``...) before this cell's checks ran, or after the last
   cell (then for the whole submission); its message says what was changed
+- ``edited-outside-solution``: the text of a code task outside its solution
+  regions (a ``%%chroot`` line above the region, say) differs from the
+  student copy's; blank lines and spaces at the ends of lines do not count
 - ``sessions``: checked cells ran in more than one kernel session
 - ``out-of-order``: checked cells ran in another order than the notebook's
 
 Checks of a cell flagged ``record-missing``, ``record-moved``,
 ``record-duplicated``, ``cell-id-duplicated``, ``record-unmatched``,
-``output-edited``, ``framing-forged``, ``system-tampered`` or ``locked-changed`` earn no points;
-the other flags are for the instructor.
+``output-edited``, ``framing-forged``, ``system-tampered`` or ``locked-changed`` earn no points,
+and neither do the checks of a task flagged ``edited-outside-solution`` (its
+hidden cells' too); the other flags are for the instructor.
 
 Notebooks are read as plain JSON (not validated by nbformat) so that a class
 of a thousand submissions grades in seconds.  Grading many submissions, reruns
@@ -64,6 +68,7 @@ from .checks import (
     evaluate,
     is_check_line,
     split_checks,
+    without_hidden_checks,
 )
 from .errors import CheckSyntaxError, GradingError, NoChecksError
 from .records import (
@@ -75,7 +80,7 @@ from .records import (
     sha256_text,
     stream_matches,
 )
-from .tasks import is_hidden, is_locked, is_task, manual_points
+from .tasks import CODE, answer_blocks, is_hidden, is_locked, is_task, manual_points, solution_regions
 from .text import tail
 
 TAIL = 3000  # characters of a failing cell's output kept for the report
@@ -357,6 +362,8 @@ class RefTask:
     kind: str  # "code" or "markdown"
     manual_points: float = 0.0
     checks: list[str] = field(default_factory=list)  # keys of its checks
+    frame: list[list[str]] = field(default_factory=list)  # its fixed text around its solution regions (code)
+    explanations: list[str] = field(default_factory=list)  # answer regions that explain it (feedback shows them)
 
 
 @dataclass
@@ -367,6 +374,7 @@ class Reference:
     targets: set[str] = field(default_factory=set)  # its own %target lines and metadata target
     tasks: list[RefTask] = field(default_factory=list)
     order: list[str] = field(default_factory=list)  # the ids of all its cells, in order
+    answer_problems: list[str] = field(default_factory=list)  # answer regions that name no task of the notebook
 
     @property
     def max_points(self) -> float:
@@ -405,6 +413,7 @@ def reference_of(nb: dict, path: Path) -> Reference:
     tasks: list[RefTask] = []
     keys: set[str] = set()
     ordinals = {"code": 0, "markdown": 0}
+    answers: list[tuple[int, int, str | None, str]] = []  # (cell number, tasks before it, task named, text)
     for index, cell in enumerate(nb["cells"]):
         kind = cell.get("cell_type")
         if kind not in ordinals:
@@ -412,6 +421,9 @@ def reference_of(nb: dict, path: Path) -> Reference:
         ordinals[kind] += 1
         task = _reference_task(path, cell, kind, ordinals[kind])
         tasks += [task] if task else []
+        if kind == "markdown":
+            answers += [(index + 1, len(tasks), name, text)
+                        for name, text in answer_blocks(multiline_text(cell.get("source")))]
         ref_cell = _reference_cell(path, cell, index, ordinals["code"]) if kind == "code" else None
         if ref_cell is None:
             continue
@@ -427,7 +439,25 @@ def reference_of(nb: dict, path: Path) -> Reference:
                for line in _target_lines(multiline_text(cell.get("source")))}
     spec = (nb.get("metadata", {}).get("workshop") or {}).get("target")
     order = [str(cell.get("id")) for cell in nb["cells"] if cell.get("id")]
-    return Reference(path, cells, checks, targets | ({spec} if isinstance(spec, str) else set()), tasks, order)
+    return Reference(path, cells, checks, targets | ({spec} if isinstance(spec, str) else set()), tasks, order,
+                     _attach_answers(tasks, answers))
+
+
+def _attach_answers(tasks: list[RefTask], answers: list[tuple[int, int, str | None, str]]) -> list[str]:
+    """Give each answer region to the task it names (or, unnamed, to the nearest task
+    at or above it); what names no task, one sentence each."""
+    by_label = {task.label: task for task in tasks}
+    problems = []
+    for number, before, name, text in answers:
+        task = by_label.get(name) if name else (tasks[before - 1] if before else None)
+        if task is None:
+            problems.append(f"cell {number}: the answer region names the task {name!r}, which the notebook does "
+                            f"not have (tasks: {', '.join(by_label) or 'none'})" if name else
+                            f"cell {number}: an answer region with no task above it; name the task it answers "
+                            "(<!-- BEGIN ANSWER TASK -->)")
+        else:
+            task.explanations.append(text)
+    return problems
 
 
 def _reference_task(path: Path, cell: dict, kind: str, ordinal: int) -> RefTask | None:
@@ -438,7 +468,8 @@ def _reference_task(path: Path, cell: dict, kind: str, ordinal: int) -> RefTask 
         raise GradingError(f"{path}: cells have no ids (notebook format 4.5 or later is needed)")
     given = _workshop_meta(cell).get("name")
     label = cell_label(ordinal, str(given) if given else None) if kind == "code" else str(given or f"text {ordinal}")
-    return RefTask(cell["id"], label, kind, manual_points(cell))
+    frame = solution_frame(multiline_text(cell.get("source"))) if kind == "code" else []
+    return RefTask(cell["id"], label, kind, manual_points(cell), frame=frame)
 
 
 def _reference_cell(path: Path, cell: dict, index: int, ordinal: int) -> RefCell | None:
@@ -575,8 +606,87 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
         if record is not None:
             ran.append((positions.get(ref_cell.id, 0), ref_cell.name, record))
     _order_flags(ran, result["flags"])
+    _outside_solution_flags(ref, nb, result)
     result["total"] = sum(c["earned"] for c in result["checks"].values())
     return result
+
+
+# ---- the text of a task around its solution regions ----------------------------
+_REGION = "\x00solution\x00"  # stands for a region while the frame is cut out; no cell holds it
+
+
+def _plain_lines(code: str) -> list[str]:
+    """The lines that count when two versions of a task are compared: no blank ones, no trailing spaces."""
+    return [line.rstrip() for line in code.split("\n") if line.strip()]
+
+
+def solution_frame(source: str) -> list[list[str]]:
+    """The text of a task cell a student must leave as it is: the lines before,
+    between and after its solution regions (``n + 1`` chunks for ``n``
+    regions), without its checks and blank lines; ``[]`` when it has no region."""
+    lines = source.split("\n")
+    regions, problems = solution_regions(lines, CODE)
+    if problems or not regions:
+        return []
+    for start, end in reversed(regions):
+        lines[start : end + 1] = [_REGION]
+    chunks: list[list[str]] = [[]]
+    for line in _plain_lines(student_code("\n".join(lines))):
+        if line == _REGION:
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    return chunks if len(chunks) == len(regions) + 1 else []
+
+
+def outside_edit(frame: list[list[str]], source: str) -> str | None:
+    """What of ``frame`` the cell's ``source`` does not keep (a phrase), or None
+    when everything outside the solution regions is as the student copy has it."""
+    if not frame:
+        return None
+    lines = _plain_lines(student_code(source))
+    first, last = frame[0], frame[-1]
+    for i, want in enumerate(first):
+        if i >= len(lines) or lines[i] != want:
+            return _changed(want, lines[i] if i < len(lines) else None, "above")
+    tail_at = len(lines) - len(last)
+    if tail_at < len(first):
+        return _changed(last[0], None, "below")
+    for i, want in enumerate(last):
+        if lines[tail_at + i] != want:
+            return _changed(want, lines[tail_at + i], "below")
+    at = len(first)
+    for chunk in frame[1:-1]:  # in order, each as early as it fits (the regions take any lines)
+        found = next((k for k in range(at, tail_at - len(chunk) + 1) if lines[k : k + len(chunk)] == chunk), None)
+        if found is None:
+            return _changed(chunk[0], None, "between")
+        at = found + len(chunk)
+    return None
+
+
+def _changed(want: str, got: str | None, where: str) -> str:
+    side = {"above": "above the solution region", "below": "below the solution region",
+            "between": "between the solution regions"}[where]
+    now = f"; the cell has `{tail(got, 80)}` there" if got is not None else ""
+    return f"the line `{tail(want, 80)}` {side} was changed or removed{now}"
+
+
+def _outside_solution_flags(ref: Reference, nb: dict, result: dict) -> None:
+    """Flag each code task whose text outside its solution regions is not the student
+    copy's (the lines the student was to leave, a ``%%chroot`` say); its checks earn nothing."""
+    by_id = {cell.get("id"): cell for cell in nb["cells"] if cell.get("cell_type") == "code" and cell.get("id")}
+    checks = {check.key: check for check in ref.checks}
+    names = {cell.id: cell.name for cell in ref.cells}
+    for task in ref.tasks:
+        cell = by_id.get(task.cell_id)
+        edit = outside_edit(task.frame, multiline_text(cell.get("source"))) if cell is not None else None
+        if edit is None:
+            continue
+        _flag(result["flags"], "edited-outside-solution", names.get(task.cell_id) or task.label,
+              f"{edit}: only the solution region is the student's to write")
+        for key in task.checks:
+            result["checks"][key] = _check_entry(checks[key], False, "the task was edited outside its solution "
+                                                                     "region", "invalid")
 
 
 @dataclass
@@ -647,7 +757,9 @@ def _locked_changed(flags: list[dict], ref_cell: RefCell, source: str, record: d
     if not ref_cell.locked:
         return None
     run_digest = record.get("source_digest") if record else None
-    if source != ref_cell.source or (run_digest and run_digest != sha256_text(ref_cell.source)):
+    # the student copy leaves out its hidden checks; a rerun puts them back
+    allowed = {ref_cell.source, without_hidden_checks(ref_cell.source)}
+    if source not in allowed or (run_digest and run_digest not in {sha256_text(text) for text in allowed}):
         _flag(flags, "locked-changed", ref_cell.name, "the source of a locked cell was changed")
         return "the locked cell was changed"
     return None

@@ -9,6 +9,14 @@
 - ``hidden``: a cell of checks the students never see: the reference keeps it,
   the student copy leaves it out.
 
+Solution regions (``### BEGIN SOLUTION`` / ``### END SOLUTION`` in code,
+``<!-- BEGIN SOLUTION -->`` / ``<!-- END SOLUTION -->`` in Markdown) are the
+student's to write.  Answer regions (``<!-- BEGIN ANSWER [TASK] -->`` /
+``<!-- END ANSWER -->``, Markdown only) hold text that gives a task's answer
+away, an explanation after a prediction say: the student copy leaves them out,
+the reference keeps them, and feedback pages show them under the task named
+(the cell's own task, or else the nearest task above, when none is named).
+
 Pure helpers over plain notebook JSON, for the author's tool, the grader and
 the kernel's badge.
 """
@@ -17,6 +25,88 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import AssignmentError
+
+
+@dataclass(frozen=True)
+class Markers:
+    begin: re.Pattern[str]
+    end: re.Pattern[str]
+    begin_text: str
+    end_text: str
+    placeholder: str
+
+
+CODE = Markers(re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$"),
+               re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$"),
+               "### BEGIN SOLUTION", "### END SOLUTION", "# YOUR CODE HERE")
+MARKDOWN = Markers(re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*BEGIN SOLUTION[ \t]*-->[ \t]*$"),
+                   re.compile(r"^[ \t]*<!--[ \t]*END SOLUTION[ \t]*-->[ \t]*$"),
+                   "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->", "YOUR ANSWER HERE")
+
+ANSWER = Markers(re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*BEGIN ANSWER(?:[ \t]+(?P<task>[^\s>]+))?[ \t]*-->[ \t]*$"),
+                 re.compile(r"^[ \t]*<!--[ \t]*END ANSWER[ \t]*-->[ \t]*$"),
+                 "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->", "")
+
+
+# ---- solution regions ------------------------------------------------------------
+def solution_regions(lines: Sequence[str], markers: Markers) -> tuple[list[tuple[int, int]], list[str]]:
+    """The (begin, end) line indexes of each region, and what is wrong with the markers."""
+    regions: list[tuple[int, int]] = []
+    problems: list[str] = []
+    start: int | None = None
+    for i, line in enumerate(lines):
+        if markers.begin.match(line):
+            if start is None:
+                start = i
+            else:
+                problems.append(f"line {i + 1}: {markers.begin_text} comes before the region opened on line "
+                                f"{start + 1} is closed with {markers.end_text}")
+        elif markers.end.match(line):
+            if start is None:
+                problems.append(f"line {i + 1}: {markers.end_text} has no {markers.begin_text} above it")
+            else:
+                regions.append((start, i))
+                start = None
+    if start is not None:
+        problems.append(f"line {start + 1}: {markers.begin_text} has no {markers.end_text} below it")
+    return regions, problems
+
+
+def replace_solutions(text: str, markers: Markers) -> str:
+    """``text`` with each solution region replaced by the placeholder, indented as its marker."""
+    lines = text.split("\n")
+    regions, problems = solution_regions(lines, markers)
+    if problems:
+        raise AssignmentError("; ".join(problems))
+    for start, end in reversed(regions):
+        indent = markers.begin.match(lines[start]).group("indent")
+        lines[start : end + 1] = [indent + markers.placeholder]
+    return "\n".join(lines)
+
+
+def answer_blocks(text: str) -> list[tuple[str | None, str]]:
+    """The answer regions of a Markdown text: (the task they answer, or None, and their text).
+    Markers that do not pair up are the author's tool's to report (``solution_regions``)."""
+    lines = text.split("\n")
+    regions, _ = solution_regions(lines, ANSWER)
+    return [(ANSWER.begin.match(lines[start]).group("task"), "\n".join(lines[start + 1 : end]).strip("\n"))
+            for start, end in regions]
+
+
+def hide_answers(text: str) -> str:
+    """A Markdown text without its answer regions (a blank line where one was)."""
+    lines = text.split("\n")
+    regions, problems = solution_regions(lines, ANSWER)
+    if problems:
+        raise AssignmentError("; ".join(problems))
+    for start, end in reversed(regions):
+        lines[start : end + 1] = [""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + ("\n" if text.endswith("\n") else "")
 
 
 def workshop_meta(cell: dict) -> dict:
