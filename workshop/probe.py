@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .assign import CODE, prepare, replace_solutions, solution_regions
+from .assign import CODE, check_source, prepare, replace_solutions, solution_regions
 from .batch import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_SUBMISSION_TIMEOUT,
@@ -50,7 +50,7 @@ from .batch import (
 )
 from .cell import is_check_line, split_cell
 from .errors import AssignmentError, GradingError, MagicError, TargetError
-from .grading import Reference, RefTask
+from .grading import Reference, RefTask, read_notebook_json
 from .records import cell_record, cell_streams, multiline_text
 from .store import RERUN_FAILED
 from .targets import parse_target
@@ -331,9 +331,15 @@ def probe(source: Path | str, target: str, *, wanted: Sequence[str] | None = Non
     source = Path(source)
     check_target(target, run_student_code_on_this_machine)
     try:
+        problems, _, _ = check_source(read_notebook_json(source))
+    except GradingError as exc:
+        raise ProbeError(str(exc)) from None
+    if problems:
+        raise ProbeError(f"{source}: cannot be probed: {'; '.join(problems)}")
+    try:
         rel = prepare(source)
     except AssignmentError as exc:
-        raise ProbeError(str(exc)) from None
+        raise ProbeError(" ".join(str(exc).split())) from None
     ref: Reference = rel.ref
     chosen = [t for t in ref.tasks if t.kind == "code" and (not tasks or t.label in tasks)]
     unknown = sorted(set(tasks) - {t.label for t in ref.tasks})
