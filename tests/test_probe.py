@@ -118,7 +118,10 @@ def test_the_host_shortcut_drops_the_container_magic_and_is_tried_only_when_name
 
 
 def test_the_demo_notebook_with_a_task_shows_that_its_check_never_looks_at_stderr(tmp_path):
-    nb = json.loads((ROOT / "notebooks" / "00-demo.ipynb").read_text())
+    text = (ROOT / "notebooks" / "00-demo.ipynb").read_text()
+    assert "/tmp/workshop-demo" in text
+    work = tmp_path / "workshop-demo"  # not the demo's own /tmp/workshop-demo, which other runs of it share
+    nb = json.loads(text.replace("/tmp/workshop-demo", str(work)))
     task = next(cell for cell in nb["cells"] if cell.get("id") == "demo-05")
     task["metadata"]["workshop"] = {"task": True, "name": "note"}
     (tmp_path / "demo.ipynb").write_text(json.dumps(nb))
@@ -127,7 +130,7 @@ def test_the_demo_notebook_with_a_task_shows_that_its_check_never_looks_at_stder
     found = json.loads(run.stdout)[0]
     assert [(w["check"], w["shortcut"]) for w in found["weak"]] == [
         ("note:note-written", 'line 2 removed: echo "this goes to stderr" >&2')]
-    assert not Path("/tmp/workshop-demo").exists()  # the notebook's own clean-up ran after every shortcut
+    assert not work.exists()  # the notebook's own clean-up ran after every shortcut
 
 
 def test_a_notebook_without_tasks_is_refused_in_one_sentence():
