@@ -146,6 +146,7 @@ def test_a_notebook_without_tasks_is_refused_in_one_sentence():
     (("--target", "local"), "error: --target local runs the shortcut answers"),
     (("--target", "nowhere:x"), "error: --target nowhere:x: "),
     ((*LOCAL, "--task", "nope"), "no task is named nope (its code tasks: greet)"),
+    ((*LOCAL, "--jobs", "2"), "error: --jobs 2 runs shortcut answers side by side, and on local they would share"),
 ])
 def test_bad_input_gets_one_sentence(tmp_path, args, says):
     source = notebook(tmp_path / "lab.ipynb", {"greet": GREET})

@@ -332,7 +332,7 @@ def probe_command(sources: tuple[Path, ...], target: str | None, on_this_machine
         console.print(f"[red]error:[/red] {terminal_text(message)}", highlight=False, soft_wrap=True)
 
     try:
-        check_target(target, on_this_machine)
+        check_target(target, on_this_machine, jobs)
     except ProbeError as exc:
         error(str(exc))
         sys.exit(2)

@@ -252,8 +252,8 @@ def _distinct(made: list[Shortcut]) -> list[Shortcut]:
 
 
 # ---- running them ----------------------------------------------------------------
-def check_target(target: str | None, run_student_code_on_this_machine: bool = False) -> None:
-    """Refuse, in one sentence, a target the probe cannot or may not use."""
+def check_target(target: str | None, run_student_code_on_this_machine: bool = False, jobs: int = 1) -> None:
+    """Refuse, in one sentence, a target the probe cannot or may not use (``jobs`` runs at a time)."""
     if not target:
         raise ProbeError("the probe needs --target, where the shortcut answers run: --target qemu:grader runs "
                          "each on a fresh VM of its own")
@@ -270,6 +270,10 @@ def check_target(target: str | None, run_student_code_on_this_machine: bool = Fa
         check_rerun_target(target, run_student_code_on_this_machine)
     except GradingError as exc:
         raise ProbeError(str(exc)) from None
+    if jobs > 1 and not fresh_per_run(target):
+        raise ProbeError(f"--jobs {jobs} runs shortcut answers side by side, and on {target} they would share one "
+                         "machine's files (a notebook's fixed work directory, say); use --jobs 1, or a qemu: "
+                         "target, which gives each run a VM of its own")
 
 
 # ---- the runs ----------------------------------------------------------------
@@ -277,7 +281,7 @@ def check_target(target: str | None, run_student_code_on_this_machine: bool = Fa
 class _Plan:
     task: TaskProbe
     shortcut: Shortcut
-    reference: dict  # the reference, cut after the last cell that checks the task
+    reference: dict  # the reference (on a fresh VM, cut after the last cell that checks the task)
     submission: dict  # the same, with the shortcut in the task's cell
 
 
@@ -329,7 +333,7 @@ def probe(source: Path | str, target: str, *, wanted: Sequence[str] | None = Non
     target not ``host`` (a container step done on the host changes this machine)."""
     say = on_step or (lambda _text: None)
     source = Path(source)
-    check_target(target, run_student_code_on_this_machine)
+    check_target(target, run_student_code_on_this_machine, jobs)
     try:
         problems, _, _ = check_source(read_notebook_json(source))
     except GradingError as exc:
