@@ -300,11 +300,12 @@ def assign_command(sources: tuple[Path, ...], out_dir: Path, verify: bool, targe
 @click.option("--run-student-code-on-this-machine", "on_this_machine", is_flag=True,
               help="With --target local: yes, run the shortcut answers on this machine, as this user.")
 @click.option("--shortcut", "wanted", multiple=True, type=click.Choice(["empty", "lines", "printf", "host"]),
-              help="Try only this shortcut (may be given again); default: all, but host only on a VM or SSH target.")
+              help="Try only this shortcut (may be given again); default: all, but host only on a qemu target.")
 @click.option("--task", "tasks", multiple=True, help="Probe only the task of this name (may be given again).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Write every shortcut run and the weak checks as JSON here (- for standard output).")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Shortcut answers run in parallel.")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Shortcut answers run in parallel (on a qemu target, where each has a VM of its own).")
 @click.option("--timeout", type=float, help="Stop any cell after this many seconds (default 60; 0: no limit).")
 @click.option("--run-timeout", type=float,
               help="Stop one run of the notebook after this many seconds (default 600; 0: no limit).")
