@@ -437,12 +437,18 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
+def fresh_per_run(target: str | None) -> bool:
+    """Whether every rerun on ``target`` gets a machine of its own (see :func:`fresh_target`);
+    on other targets what a run leaves outside its working directory is there for the next."""
+    return bool(target) and target.startswith("qemu:")
+
+
 @contextlib.contextmanager
 def fresh_target(target: str | None) -> Iterator[str | None]:
     """The target one rerun uses.  For ``qemu:NAME`` every rerun gets its own
     new VM (restored from the VM snapshot), destroyed afterwards, so no submission sees
     what another left behind; other targets are used as they are."""
-    if not target or not target.startswith("qemu:"):
+    if not fresh_per_run(target):
         yield target
         return
     from .targets.qemu import fresh_qemu  # only qemu reruns need the VM machinery
@@ -472,5 +478,5 @@ def dask_executor(spec: str):
 
 __all__ = [
     "DEFAULT_CELL_TIMEOUT", "DEFAULT_SUBMISSION_TIMEOUT", "RerunBatch", "RerunJob", "check_rerun_target",
-    "dask_executor", "failed_rerun", "fresh_target", "grade", "rerun_submission", "sweep_leftovers",
+    "dask_executor", "failed_rerun", "fresh_per_run", "fresh_target", "grade", "rerun_submission", "sweep_leftovers",
 ]

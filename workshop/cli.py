@@ -357,6 +357,74 @@ def assign_command(sources: tuple[Path, ...], out_dir: Path, verify: bool, targe
         click.echo(f"  reference:    {out_dir / 'reference' / (rel.name + '.ipynb')}")
 
 
+@main.command("probe")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", help="Where the shortcut answers run (required): qemu:NAME gives each run a fresh VM.")
+@click.option("--run-student-code-on-this-machine", "on_this_machine", is_flag=True,
+              help="With --target local: yes, run the shortcut answers on this machine, as this user.")
+@click.option("--shortcut", "wanted", multiple=True, type=click.Choice(["empty", "lines", "printf", "host"]),
+              help="Try only this shortcut (may be given again); default: all, but host only on a qemu target.")
+@click.option("--task", "tasks", multiple=True, help="Probe only the task of this name (may be given again).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write every shortcut run and the weak checks as JSON here (- for standard output).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Shortcut answers run in parallel (on a qemu target, where each has a VM of its own).")
+@click.option("--timeout", type=float, help="Stop any cell after this many seconds (default 60; 0: no limit).")
+@click.option("--run-timeout", type=float,
+              help="Stop one run of the notebook after this many seconds (default 600; 0: no limit).")
+def probe_command(sources: tuple[Path, ...], target: str | None, on_this_machine: bool, wanted: tuple[str, ...],
+                  tasks: tuple[str, ...], json_path: Path | None, jobs: int, timeout: float | None,
+                  run_timeout: float | None) -> None:
+    """Run shortcut answers to every task of each SOURCE and name the checks they pass (weak checks).
+
+    For each task: the empty answer, the solution with each line removed in turn, the reference's
+    recorded output printed with printf, and the cell's commands on the host outside its %%chroot,
+    %%unshare, %%overlay or %%cgroup. Exits 1 when a check is weak, 2 when a source cannot be probed."""
+    import json
+
+    from rich.console import Console
+
+    from .batch import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT
+    from .probe import ProbeError, check_target, print_probe, probe
+    from .reports import terminal_text
+
+    console = Console(stderr=True, emoji=False)
+    if jobs < 1:
+        raise click.UsageError("--jobs takes a number of runs at a time, 1 or more")
+
+    def error(message: str) -> None:
+        console.print(f"[red]error:[/red] {terminal_text(message)}", highlight=False, soft_wrap=True)
+
+    try:
+        check_target(target, on_this_machine, jobs)
+    except ProbeError as exc:
+        error(str(exc))
+        sys.exit(2)
+    reports, failed = [], False
+    for source in sources:
+        try:
+            reports.append(probe(
+                source, target, wanted=wanted or None, tasks=tasks,
+                timeout=DEFAULT_CELL_TIMEOUT if timeout is None else timeout or None,
+                run_timeout=DEFAULT_SUBMISSION_TIMEOUT if run_timeout is None else run_timeout or None,
+                jobs=jobs, run_student_code_on_this_machine=on_this_machine,
+                on_step=lambda step: console.print(terminal_text(step), highlight=False, soft_wrap=True)))
+        except ProbeError as exc:
+            error(str(exc))
+            failed = True
+    to_stdout = json_path is not None and str(json_path) == "-"
+    out = console if to_stdout else Console(emoji=False)
+    for report in reports:
+        print_probe(report, out)
+    if json_path is not None:
+        text = json.dumps([r.as_json() for r in reports], indent=2, ensure_ascii=False) + "\n"
+        if to_stdout:
+            click.echo(text, nl=False)
+        else:
+            json_path.write_text(text, encoding="utf-8")
+    sys.exit(2 if failed else 1 if any(report.weak for report in reports) else 0)
+
+
 @main.command("check")
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 def check_command(notebook: Path) -> None:
