@@ -17,7 +17,8 @@ LAYERS = [
     ("vm", {"vm"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
-    ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor"}),
+    ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor",
+                 "probe"}),
     ("front ends", {"kernel", "console", "pacing", "cli", "pytest_plugin", "papermill_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.
