@@ -98,3 +98,30 @@ def test_a_fork_bomb_is_the_students_doing_with_the_limits_applied(tmp_path, ins
     timeouts = [f["message"] for f in row["flags"] if f["kind"] == "timed-out"]
     assert all("10 s" in m or "90 s" in m for m in timeouts) and not any("60 s" in m for m in timeouts), timeouts
     assert row["checks"]["cell 1:stdout /^before/"]["passed"]
+
+
+def test_a_rerun_that_prints_without_end_is_stopped_at_its_output_budget(tmp_path, installed_kernelspec):
+    from test_grading import make_notebook
+
+    from workshop.batch import RERUN_OUTPUT_BUDGET
+
+    cells = {f"c{i:02d}": "head -c 8000000 /dev/zero | tr '\\0' x" for i in range(12)}  # 96 MB in all
+    ref = make_notebook(tmp_path / "ref.ipynb", {"c00": "%expect exit 0\ntrue"})
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    make_notebook(subs / "loud.ipynb", cells)
+    out = tmp_path / "g.json"
+    done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-m", "workshop", "grade", str(ref),
+                           str(subs), "--json", str(out), "-q", "--rerun", "--target", "local",
+                           "--run-student-code-on-this-machine", "--out", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=600, env=clean_env())
+    peak_kib, code = map(int, done.stdout.split())
+    assert code == 0, done.stderr
+    loud = json.loads(out.read_text())["submissions"][0]
+    limits = [f["message"] for f in loud["flags"] if f["kind"] == "resource-limit"]
+    assert limits and f"more than {RERUN_OUTPUT_BUDGET >> 20} MiB" in limits[0], loud["flags"]
+    assert not [f for f in loud["flags"] if f["kind"] == "rerun-error"]
+    executed = json.loads(next((tmp_path / "store" / "executed").glob("*.ipynb")).read_text())
+    ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    assert len(ran) < len(cells), "the cells after the budget ran all the same"
+    assert peak_kib // 1024 < 700, f"the grader took {peak_kib // 1024} MiB"

@@ -155,7 +155,7 @@ def graded(tmp_path_factory):
     assert report.exists(), done.stdout + done.stderr
     results = {r["student"]: r for r in json.loads(report.read_text())["submissions"]}
     executed = "\n".join(_streams(json.loads(p.read_text())) for p in (out / "executed").glob("*.ipynb"))
-    return results, executed, listener
+    return results, executed, listener, done.stderr
 
 
 def _streams(nb: dict) -> str:
@@ -173,19 +173,19 @@ def _tamper_messages(result: dict) -> str:
 
 
 def test_the_honest_submission_keeps_every_point_and_no_flag(graded):
-    results, _, _ = graded
+    results, *_ = graded
     honest = results["honest"]
     assert honest["total"] == honest["max"] == POINTS, honest
     assert honest["flags"] == [], honest["flags"]
 
 
 def test_doing_nothing_earns_only_the_setup(graded):
-    results, _, _ = graded
+    results, *_ = graded
     assert results["lazy"]["total"] == 1 and not _tamper_messages(results["lazy"])
 
 
 def test_a_planted_env_and_bash_change_no_verdict_and_are_flagged(graded):
-    results, executed, _ = graded
+    results, executed, *_ = graded
     planted = results["planted-env"]
     assert planted["total"] == 1, planted["checks"]
     assert "/usr/local/bin/env" in _tamper_messages(planted)
@@ -195,40 +195,51 @@ def test_a_planted_env_and_bash_change_no_verdict_and_are_flagged(graded):
 
 
 def test_ld_so_preload_is_flagged_and_its_checks_earn_nothing(graded):
-    results, _, _ = graded
+    results, *_ = graded
     preload = results["preload"]
     assert "/etc/ld.so.preload" in _tamper_messages(preload), preload["flags"]
     assert preload["total"] <= 1, preload["checks"]
 
 
 def test_a_fake_proc_mounted_over_proc_is_seen_through_and_flagged(graded):
-    results, _, _ = graded
+    results, *_ = graded
     fake = results["fake-proc"]
     assert "over /proc" in _tamper_messages(fake), fake["flags"]
     assert "mounted" not in _passed(fake) and fake["total"] <= 1
 
 
 def test_a_lying_pwd_does_not_move_the_check(graded):
-    results, _, _ = graded
+    results, *_ = graded
     liar = results["pwd-lie"]
     assert {"made", "says-yes"} <= _passed(liar) and "mounted" not in _passed(liar), liar["checks"]
     assert not _tamper_messages(liar)
 
 
 def test_a_killed_agent_is_flagged_and_the_checks_earn_nothing(graded):
-    results, _, _ = graded
+    results, *_ = graded
     killed = results["agent-killed"]
     assert "agent" in _tamper_messages(killed) and killed["total"] <= 1, (killed["flags"], killed["checks"])
 
 
 def test_an_agent_replaced_by_a_stand_in_is_flagged(graded):
-    results, _, _ = graded
+    results, *_ = graded
     replaced = results["agent-replaced"]
     assert "replaced" in _tamper_messages(replaced) and replaced["total"] <= 1, replaced["flags"]
 
 
 def test_a_rerun_vm_cannot_reach_the_graders_loopback(graded):
-    results, executed, listener = graded
+    results, executed, listener, _ = graded
     assert listener.reached == []
     assert "verdict: 42-blocked" in executed and "42-reached" not in executed
     assert results["network"]["total"] == POINTS  # the work still counts
+
+
+def test_a_grader_without_kvm_is_told_why_not_once_per_vm(graded):
+    from workshop.vm.machine import kvm_usable
+
+    results, *_, stderr = graded
+    said = [line for line in stderr.splitlines() if "KVM" in line]
+    if kvm_usable()[0] and not said:
+        return  # KVM worked all along: nothing to say
+    assert said and any("no KVM (" in line or "KVM failed (" in line for line in said), stderr
+    assert len(said) < len(results), said  # said once (or as it changed), not for every fresh VM

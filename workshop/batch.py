@@ -20,6 +20,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,6 +52,8 @@ OnResult = Callable[[dict], None]
 DEFAULT_CELL_TIMEOUT = 60.0  # seconds a rerun's cell may take (--timeout)
 DEFAULT_SUBMISSION_TIMEOUT = 600.0  # seconds a whole rerun may take (--submission-timeout)
 RECOMMENDED_TARGET = "qemu:grader"  # a fresh VM per submission
+# What a rerun's cells may print in all: the executed notebook is held in the grader's memory.
+RERUN_OUTPUT_BUDGET = 64 << 20
 RERUN_PIDS = 512  # processes a local rerun may have at once (its kernel's threads included): a fork bomb stops there
 NBCLIENT_GRACE = 30.0  # seconds after --timeout that a cell which ignores the interrupt is given up on
 
@@ -354,7 +357,7 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain,
-                           pids_max=RERUN_PIDS if target == "local" else None)
+                           pids_max=RERUN_PIDS if target == "local" else None, output_budget=RERUN_OUTPUT_BUDGET)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")
@@ -453,8 +456,21 @@ def fresh_target(target: str | None) -> Iterator[str | None]:
         return
     from .targets.qemu import fresh_qemu  # only qemu reruns need the VM machinery
 
-    with fresh_qemu(target) as spec:
+    with fresh_qemu(target, _say_notices) as spec:
         yield spec
+
+
+_NOTICES_SAID: set[str] = set()
+
+
+def _say_notices(text: str) -> None:
+    """What a grader must know about its fresh VMs (no KVM, and why), once per process, on stderr;
+    the rest of a VM's start-up steps are not for a batch's log."""
+    from .text import Notice
+
+    if isinstance(text, Notice) and text not in _NOTICES_SAID:
+        _NOTICES_SAID.add(text)
+        print(f"workshop: {text}", file=sys.stderr, flush=True)
 
 
 # ---- executors --------------------------------------------------------------------

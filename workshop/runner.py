@@ -134,6 +134,7 @@ def run_notebook(
     run_timeout: float | None = None,
     contain: bool = False,
     pids_max: int | None = None,
+    output_budget: int | None = None,
 ) -> NotebookResult:
     """Execute one notebook; write it to out_dir (or next to it as *.out.ipynb).
 
@@ -147,7 +148,9 @@ def run_notebook(
     stops the whole run after that many seconds, and ``contain`` starts the
     kernel in a cgroup of its own that is emptied (everything in it killed)
     before the executed notebook is written, and removed; ``pids_max`` caps
-    the processes in it (a fork bomb), and ``limits_hit`` says when it was reached.
+    the processes in it (a fork bomb), and ``limits_hit`` says when it was reached;
+    ``output_budget`` stops the run once its cells have printed that many characters
+    in all (the executed notebook is held in memory while it runs), also in ``limits_hit``.
     """
     started = time.monotonic()
     nb = read_notebook(path)
@@ -157,6 +160,8 @@ def run_notebook(
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     result = NotebookResult(path=path, out_path=None)
 
+    printed = [0]
+
     def cell_executed(cell, cell_index, execute_reply):
         # The messaging protocol gives the kernel no cell id under nbclient:
         # the runner knows it, so the record names its cell.
@@ -165,6 +170,12 @@ def run_notebook(
             record["cell_id"] = cell.get("id")
         if on_cell:
             on_cell(cell, len(code_cells))
+        if output_budget:
+            printed[0] += _output_size(cell)
+            if printed[0] > output_budget:
+                raise OutputBudgetExceeded(
+                    f"its cells printed more than {output_budget >> 20} MiB in all (the limit of a rerun); the run "
+                    f"was stopped after cell {code_cells.index(cell) + 1 if cell in code_cells else '?'}")
 
     cgroup = KernelCgroup.create(pids_max=pids_max) if contain else None
     try:
@@ -180,10 +191,12 @@ def run_notebook(
             kernel_manager_class=_manager_in(cgroup) if cgroup else AsyncKernelManager,
         )
         result.error, result.timed_out = _execute_within(client, env, run_timeout, cgroup)
+        if result.error and result.error.startswith(OutputBudgetExceeded.PREFIX):
+            result.limits_hit.append(result.error[len(OutputBudgetExceeded.PREFIX):])
         result.stuck = result.error is not None and result.error.startswith(CellTimeoutError.__name__)
         result.stuck_cell = metadata.cell.get("id") if result.stuck and metadata.cell else None
         if cgroup:
-            result.limits_hit = cgroup.limits_hit()
+            result.limits_hit += cgroup.limits_hit()
             cgroup.kill()  # nothing the notebook started may still write when its output is read
     finally:
         if cgroup:
@@ -297,10 +310,29 @@ def _kill_kernel(client: NotebookClient) -> None:
             pass
 
 
+class OutputBudgetExceeded(Exception):
+    """A run's cells printed more than its ``output_budget``."""
+
+    PREFIX = "output budget: "
+
+
+def _output_size(cell) -> int:
+    """Characters a cell's outputs hold (text and every MIME bundle's values)."""
+    size = 0
+    for output in cell.get("outputs", []):
+        text = output.get("text", "")
+        size += len(text) if isinstance(text, str) else sum(map(len, text))
+        for value in (output.get("data") or {}).values():
+            size += len(value) if isinstance(value, str) else len(str(value))
+    return size
+
+
 def _execute(client: NotebookClient, env: dict) -> str | None:
     """Run every cell; why the run stopped early, or None."""
     try:
         client.execute(env=env)
+    except OutputBudgetExceeded as exc:
+        return OutputBudgetExceeded.PREFIX + str(exc)
     except CellExecutionError as exc:
         error = _ANSI.sub("", getattr(exc, "evalue", "") or str(exc).strip().splitlines()[-1])
         return error or "a cell failed"

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..errors import VMError
 from ..settings import Settings
+from ..text import Notice
 from .agent import new_tokens, save_tokens, write_all
 from .agent import parse_replies as agent_replies
 from .image import Image
@@ -97,7 +98,10 @@ def _start(vm: VM, say: Progress) -> None:
     image = vm.ready_image(say)
     settings = Settings()
     memory_mb, cpus = settings.vm_memory, settings.vm_cpus
-    accel = "kvm" if kvm_usable()[0] else "tcg"
+    usable, why = kvm_usable()
+    accel = "kvm" if usable else "tcg"
+    if not usable:
+        say(Notice(f"no KVM ({why}): fresh VMs run under TCG software emulation (slower)"))
     try:
         snap = ensure_snapshot(image, accel, memory_mb, cpus, say)
     except VMError as exc:
