@@ -107,8 +107,10 @@ def test_only_the_tasks_asked_for_and_no_weak_check_exits_zero(tmp_path):
 def test_the_host_shortcut_drops_the_container_magic_and_is_tried_only_when_named(tmp_path):
     source = notebook(tmp_path / "lab.ipynb", {"uts": UTS})
     run = workshop("probe", str(source), *LOCAL, "--shortcut", "host")
-    assert run.returncode == 1, run.stderr
-    assert ["uts", "uts:stdout /^uts:/", "1", "on the host: %%unshare -u dropped"] in rows(run.stdout)
+    # the magic line is outside the solution region: dropping it is an edit the grader flags
+    # (edited-outside-solution), so the host shortcut earns nothing and the check is not weak
+    assert run.returncode == 0, run.stderr
+    assert "uts: on the host: %%unshare -u dropped → 0 of 1 points" in run.stderr
     default = workshop("probe", str(source), *LOCAL, "--shortcut", "empty")
     assert default.returncode == 0, default.stderr
     plain = workshop("probe", str(source), *LOCAL, "--json", "-")
