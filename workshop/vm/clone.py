@@ -293,6 +293,9 @@ def sweep_orphans(progress: Progress | None = None) -> list[str]:
         if isinstance(pid, int) and _pid_alive(pid) and _pid_is_qemu(pid, entry):
             with contextlib.suppress(ProcessLookupError):  # another sweep got there first
                 os.kill(pid, 9)  # its disk is thrown away: nothing to flush
+            deadline = time.monotonic() + 10  # a big guest takes a moment to die: gone means gone
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
         if state.get("port"):
             _unpin_port(int(state["port"]))
         shutil.rmtree(entry, ignore_errors=True)
