@@ -81,6 +81,17 @@ def _attacks(port: int, preload: str) -> dict[str, str]:
         # $PWD says the student is where merged is mounted; the shell is not there
         "pwd-lie": ("echo yes > made\nmkdir -p /tmp/elsewhere/merged && mount -t tmpfs none /tmp/elsewhere/merged\n"
                     "PWD=/tmp/elsewhere"),
+        # what steers a shell or the loader, in the student's own shell; the library is out of the watched places
+        "env-poison": (f"echo '{preload}' | base64 -d > /root/pass.so\necho 'exit 0' > /root/e.sh\n"
+                       "export LD_PRELOAD=/root/pass.so BASH_ENV=/root/e.sh ENV=/root/e.sh PWD=/tmp IFS=/ HOME=/tmp"),
+        # a directory of programs that always pass, mounted over one on every PATH
+        "mount-usr": ("mkdir -p /root/bin && printf '#!/bin/sh\nexit 0\n' > /root/bin/grep\n"
+                      "chmod +x /root/bin/grep && mount --bind /root/bin /usr/local/bin"),
+        # the VM's disk filled at once (no data written)
+        "disk-full": ("echo yes > made\nmkdir -p merged && mount -t tmpfs none merged\n"
+                      "fallocate -l $(df --output=avail -B1 / | tail -1) /root/fill || fallocate -l 1G /root/fill; df -h /"),
+        # processes without end, left running past the cell
+        "fork-bomb": "echo yes > made\nsetsid bash -c 'b() { b | b & }; b' >/dev/null 2>&1 < /dev/null &\nsleep 15",
         "agent-killed": "echo yes > made\npkill -9 -f /run/workshop-agent; sleep 1",
         "agent-replaced": "echo yes > made" + FAKE_AGENT,
         # the work, plus a try to reach a listener on the grader's own loopback
@@ -243,3 +254,31 @@ def test_a_grader_without_kvm_is_told_why_not_once_per_vm(graded):
         return  # KVM worked all along: nothing to say
     assert said and any("no KVM (" in line or "KVM failed (" in line for line in said), stderr
     assert len(said) < len(results), said  # said once (or as it changed), not for every fresh VM
+
+
+def test_poisoned_variables_in_the_shell_reach_no_check(graded):
+    results, *_ = graded
+    poisoned = results["env-poison"]
+    assert poisoned["total"] == 1 and not _tamper_messages(poisoned), poisoned["checks"]
+
+
+def test_a_mount_over_a_directory_of_programs_is_flagged(graded):
+    results, *_ = graded
+    mounted = results["mount-usr"]
+    assert "over /usr/local/bin" in _tamper_messages(mounted) and mounted["total"] <= 1, mounted["flags"]
+
+
+def test_a_full_disk_is_the_students_doing(graded):
+    results, *_ = graded
+    full = results["disk-full"]
+    limits = " ".join(f["message"] for f in full["flags"] if f["kind"] == "resource-limit")
+    assert "disk was full" in limits, full["flags"]
+    assert "rerun-error" not in {f["kind"] for f in full["flags"]}
+
+
+def test_a_fork_bomb_is_the_students_doing(graded):
+    results, *_ = graded
+    bomb = results["fork-bomb"]
+    kinds = {f["kind"] for f in bomb["flags"]}
+    assert kinds & {"resource-limit", "timed-out"} and not kinds & {"rerun-error", "system-tampered"}, bomb["flags"]
+    assert bomb["total"] < POINTS

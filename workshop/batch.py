@@ -370,7 +370,9 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     if executed:  # which cells print something new on every run: copies are told from honest runs by those
         evidence["rerun_outputs"] = run_evidence(json.loads(executed))["outputs"]
     result.update(path=job.path, rerun=True, rerun_target=job_target, evidence=evidence, answers=answers)
+    changes, vm_limits = changes or ([], [])
     result["flags"] += refused + _timeout_flags(ref, run, limits) + _tamper_flags(result, changes)
+    run.limits_hit += vm_limits
     result["flags"] += [{"kind": "resource-limit", "cell": None, "message": f"the submission's code ran into a "
                          f"limit of the rerun: {hit}"} for hit in run.limits_hit]
     if run.error and not (run.timed_out or run.stuck or run.limits_hit):  # what is left is the machinery's
@@ -378,8 +380,9 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     return result, executed
 
 
-def _system_changes(target: str | None) -> list[str] | None:
-    """What the student's code changed in a sealed VM's system, seen by its agent after the last cell."""
+def _system_changes(target: str | None) -> tuple[list[str], list[str]] | None:
+    """What the student's code changed in a sealed VM's system, and the VM's limits it ran into,
+    seen by its agent after the last cell."""
     if not target or not target.startswith("qemu:"):
         return None
     from .targets.qemu import system_changes

@@ -59,19 +59,21 @@ def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
             vm.destroy()
 
 
-def system_changes(spec: str) -> list[str] | None:
-    """What the student changed in a fresh VM's system during a rerun, asked of its
-    agent after the last cell (None: not a sealed VM)."""
+def system_changes(spec: str) -> tuple[list[str], list[str]] | None:
+    """What the student changed in a fresh VM's system during a rerun, and the VM's limits
+    their code ran into, asked of its agent after the last cell (None: not a sealed VM)."""
     target = parse(spec)
     agent = target.sealed_agent()
     if agent is None:
         return None
-    from ..vm.agent import AgentGone
+    from ..vm.agent import AgentGone, VMBusy
 
     try:
         return agent.scan()
     except AgentGone as exc:
-        return [str(exc)]
+        return [str(exc)], []
+    except VMBusy as exc:
+        return [], [str(exc)]
 
 
 def qemu_target(spec: str, name: str) -> QemuTarget:

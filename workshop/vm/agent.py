@@ -56,6 +56,7 @@ from pathlib import Path
 
 from ..lock import FileLock
 from ..shell.result import CommandResult
+from .qmp import QMP, QMPError
 
 PORT_NAME = "workshop.setup"
 TOKEN_BYTES = 16
@@ -141,6 +142,14 @@ sub note {
 }
 note("the agent has no mount namespace of its own") unless $own_ns;
 note("the agent cannot watch the system (no inotify)") unless $inot;
+my (@limits, %seen_limit);    # limits of the VM the student's code ran into (a full disk, no more processes)
+sub limit { my ($what) = @_; push @limits, $what unless $seen_limit{$what}++; }
+sub check_disk {
+    my ($buf, $root) = ("\0" x 128, "/");
+    return unless syscall(137, $root, $buf) == 0;    # statfs
+    my (undef, $bsize, $blocks, undef, $bavail) = unpack("q5", $buf);
+    limit("the VM's disk was full") if $blocks > 0 && $bavail * $bsize < (8 << 20);
+}
 sub drain {
     my ($keep) = @_;
     return unless $inot;
@@ -186,7 +195,7 @@ sub scan_mounts {
     }
     note("exists /etc/ld.so.preload") if -e "/etc/ld.so.preload";
 }
-sub scan { my ($pid) = @_; drain(1); scan_mounts($pid); return join("\n", @changes); }
+sub scan { my ($pid) = @_; drain(1); scan_mounts($pid); check_disk(); return join("\n", @changes); }
 
 open(my $ready, ">", "/run/workshop-agent.ready") or die "workshop agent: $!\n";
 close $ready;
@@ -270,7 +279,10 @@ sub run_check {
     pipe(my $or, my $ow) or return (255, "", "agent: pipe: $!", 0);
     pipe(my $er, my $ew) or return (255, "", "agent: pipe: $!", 0);
     my $child = fork();
-    return (255, "", "agent: fork: $!", 0) unless defined $child;
+    unless (defined $child) {
+        limit("the VM could not start another process (a fork bomb?): $!");
+        return (255, "", "agent: fork: $!", 0);
+    }
     if ($child == 0) {
         close $_ for ($pw, $or, $er);
         open(STDOUT, ">&", $ow);
@@ -344,9 +356,9 @@ while (1) {
         my $before = scan($r->{pid});
         my ($status, $out, $err, $ended) = run_check($r);
         answer(n => $n, token => $token, status => $status, stdout => $out, stderr => $err,
-               ended => $ended, before => $before, changes => scan($r->{pid}));
+               ended => $ended, before => $before, changes => scan($r->{pid}), limits => join("\n", @limits));
     } else {
-        answer(n => $n, token => $token, changes => scan($r->{pid}));
+        answer(n => $n, token => $token, changes => scan($r->{pid}), limits => join("\n", @limits));
     }
 }
 """.replace("PORT_NAME", PORT_NAME).replace("TOKEN_BYTES", str(TOKEN_BYTES)).replace(
@@ -355,6 +367,10 @@ while (1) {
 
 class AgentGone(Exception):
     """The agent did not answer, or not with its token: a student killed or replaced it."""
+
+
+class VMBusy(Exception):
+    """The agent holds its port but did not answer: the guest has no time left for it (a fork bomb)."""
 
 
 @dataclass
@@ -411,12 +427,16 @@ class GuestAgent:
             answer = self.check(program, shell_pid, timeout, stop)
         except AgentGone as exc:
             return CommandResult(255, system_changes=[str(exc)])
+        except VMBusy as exc:
+            return CommandResult(255, stderr=f"the check could not run: {exc}")
         return CommandResult(answer.status, answer.stdout, answer.stderr, interrupted=answer.interrupted,
                              timed_out=answer.timed_out, system_changes=answer.changes)
 
-    def scan(self, shell_pid: int | None = None, timeout: float = 30) -> list[str]:
-        """What the student changed in the system so far; raises AgentGone."""
-        return _changes(self._ask({"op": b"scan", "pid": str(shell_pid or "").encode()}, timeout, None))
+    def scan(self, shell_pid: int | None = None, timeout: float = 30) -> tuple[list[str], list[str]]:
+        """What the student changed in the system so far, and the VM's limits their code ran into
+        (a full disk, no more processes); raises AgentGone."""
+        reply = self._ask({"op": b"scan", "pid": str(shell_pid or "").encode()}, timeout, None)
+        return _changes(reply), _changes(reply, "limits")
 
     def _ask(self, fields: dict[str, bytes], timeout: float, stop: threading.Event | None) -> dict[str, bytes]:
         with FileLock(self.dir / "agent.lock", "another process is talking to the VM's agent", None):
@@ -437,6 +457,15 @@ class GuestAgent:
                 self._save(state | {"gone": str(exc)})
                 raise
         return reply
+
+    def _port_open(self) -> bool:
+        """Whether a program in the guest holds the agent's port open (qemu knows; the guest cannot lie)."""
+        try:
+            with QMP(self.dir / "qmp.sock", timeout=5) as q:
+                devices = q.command("query-chardev")
+        except (QMPError, OSError):
+            return False
+        return any(d.get("label") == "setup" and d.get("frontend-open") for d in devices or [])
 
     def _save(self, state: dict) -> None:
         (self.dir / "agent.json").write_text(json.dumps(state))
@@ -461,8 +490,11 @@ class GuestAgent:
                             return reply
                     now = time.monotonic()
                     if now > deadline or now - heard > SILENCE:
-                        raise AgentGone(f"the VM's agent stopped answering (nothing for {now - heard:.0f} s): "
-                                        "it was killed or stopped")
+                        if self._port_open():
+                            raise VMBusy(f"the VM stopped responding (its agent, which is still there, said nothing "
+                                         f"for {now - heard:.0f} s): its processes took all of it (a fork bomb?)")
+                        raise AgentGone(f"the VM's agent stopped answering (nothing for {now - heard:.0f} s) and "
+                                        "closed its port: it was killed")
                     if stop is not None and stop.is_set() and not stopped:
                         write_all(fd, b"stop\n")
                         stopped = True
@@ -499,6 +531,6 @@ def parse_replies(data: bytes) -> list[dict[str, bytes]]:
     return replies
 
 
-def _changes(reply: dict[str, bytes]) -> list[str]:
-    text = reply.get("changes", b"").decode("utf-8", "replace")
+def _changes(reply: dict[str, bytes], field: str = "changes") -> list[str]:
+    text = reply.get(field, b"").decode("utf-8", "replace")
     return [line for line in text.splitlines() if line]
