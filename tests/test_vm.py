@@ -467,3 +467,53 @@ def test_the_boot_wait_counts_the_guests_own_time(monkeypatch):
         assert "within 1 s;" in str(failed.value)
     finally:
         _end([idle])
+
+
+def _listener() -> tuple[socket.socket, list[str]]:
+    """A TCP listener on the host's loopback, and the peers that reached it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    sock.settimeout(0.5)
+    reached: list[str] = []
+
+    def serve() -> None:
+        while sock.fileno() != -1:
+            try:
+                conn, peer = sock.accept()
+            except OSError:
+                continue
+            reached.append(str(peer))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, reached
+
+
+def _reach_host(port: int) -> str:
+    return (f"timeout 10 bash -c 'echo hi > /dev/tcp/10.0.2.2/{port}' 2>/dev/null "
+            "&& echo \"host: $((40 + 2))-reached\" || echo \"host: $((40 + 2))-blocked\"")
+
+
+def test_an_interactive_vm_keeps_its_network_unless_asked_for_none(vm_kernel, monkeypatch):
+    from workshop.shell.ssh import Endpoint, SSHConnection
+
+    sock, reached = _listener()
+    try:
+        assert "host: 42-reached" in vm_kernel.run(_reach_host(sock.getsockname()[1]), timeout=60).stdout
+        assert reached
+        reached.clear()
+        monkeypatch.setenv("WORKSHOP_VM_NETWORK", "none")
+        vm = VM("wsnonet")
+        try:
+            info = vm.up()
+            conn = SSHConnection(Endpoint(info.hostname, info.port, info.user, info.private_key), pin="strict")
+            try:
+                done = conn.exec(_reach_host(sock.getsockname()[1]), timeout=60)
+            finally:
+                conn.close()
+        finally:
+            vm.destroy()
+        assert "host: 42-blocked" in done.stdout and reached == [], done.stdout + done.stderr
+    finally:
+        sock.close()

@@ -71,6 +71,10 @@ class Settings(Configurable):
         config=True, env="WORKSHOP_VM_CPUS")
     vm_memory = Integer(1024, min=128, help="Memory of a new VM in MB (WORKSHOP_VM_MEMORY).").tag(
         config=True, env="WORKSHOP_VM_MEMORY")
+    vm_network = Enum(["user", "none"], "user",
+                      help="An interactive VM's network: qemu's user network (the host and beyond), or none "
+                      "(SSH in, nothing out; rerun VMs always have none) (WORKSHOP_VM_NETWORK).").tag(
+        config=True, env="WORKSHOP_VM_NETWORK")
     vm_init = Enum(["busybox", "systemd"], "busybox",
                    help="The VM's init: the tool's busybox init or systemd (WORKSHOP_VM_INIT).").tag(
         config=True, env="WORKSHOP_VM_INIT")

@@ -335,7 +335,7 @@ class VM:
                 raise VMError(f"the fresh VM '{self.name}' is no longer running; it is not started again")
             image = self.ready_image(say)
             self.prepare_disk(image, say)
-            return self.start_cold(image, say, memory_mb, cpus)
+            return self.start_cold(image, say, memory_mb, cpus, isolated=Settings().vm_network == "none")
 
     def ready_image(self, say: Progress) -> Image:
         if qemu_binary() is None:
