@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,3 +92,50 @@ def shared_kernel(request, installed_kernelspec):
 def pytest_sessionfinish(session, exitstatus):
     """Also when no fixture ran (collection only), leave no state directory behind."""
     shutil.rmtree(_STATE, ignore_errors=True)
+
+
+# ---- the probe of a shipped notebook, run once per test session --------------------
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="session")
+def notebook_probe(installed_kernelspec, tmp_path_factory):
+    """Factory: ``notebook_probe("02")`` -> (the finished ``workshop probe`` process, its JSON report).
+
+    The real CLI probes ``notebooks/NN-*.ipynb`` on the local target, once per session: every test
+    that asks for the same notebook gets the same run (a probe takes 15-180 s per notebook).
+    ``notebook_probe("02", cell="nb02-install")`` probes a cell that is no task: a copy of the notebook
+    cut after that cell, the cell made a task named by its id, its clean-up cell (id ``*-cleanup``)
+    kept at the end.  Needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("the probe reruns the notebook on the local target: mounts, namespaces and cgroups need root")
+    done: dict[tuple[str, str | None], tuple[subprocess.CompletedProcess, dict | None]] = {}
+    tmp = tmp_path_factory.mktemp("notebook-probe")
+
+    def probe(number: str, cell: str | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+        if (number, cell) not in done:
+            source = next(NOTEBOOKS.glob(f"{number}-*.ipynb"))
+            args = [str(source)]
+            if cell:
+                args = [str(_cell_as_task(source, cell, tmp / f"{source.stem}-{cell}.ipynb")), "--task", cell]
+            out = tmp / f"{source.stem}-{cell or 'tasks'}.json"
+            env = {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME", "WORKSHOP_TARGET")}
+            run = subprocess.run([sys.executable, "-m", "workshop", "probe", *args, "--target", "local",
+                                  "--run-student-code-on-this-machine", "--json", str(out)],
+                                 capture_output=True, text=True, timeout=1800, env=env)
+            found = json.loads(out.read_text()) if out.exists() else None
+            done[number, cell] = (run, found[0] if found else None)
+        return done[number, cell]
+
+    return probe
+
+
+def _cell_as_task(source: Path, cell_id: str, out: Path) -> Path:
+    nb = json.loads(source.read_text())
+    at = next(i for i, cell in enumerate(nb["cells"]) if cell.get("id") == cell_id)
+    cells = nb["cells"][: at + 1] + [c for c in nb["cells"][at + 1:] if str(c.get("id", "")).endswith("-cleanup")]
+    meta = cells[at].setdefault("metadata", {}).setdefault("workshop", {})
+    meta.update(task=True, name=cell_id)
+    nb["cells"] = cells
+    out.write_text(json.dumps(nb))
+    return out
