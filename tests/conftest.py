@@ -120,9 +120,14 @@ def notebook_probe(installed_kernelspec, tmp_path_factory):
                 args = [str(_cell_as_task(source, cell, tmp / f"{source.stem}-{cell}.ipynb")), "--task", cell]
             out = tmp / f"{source.stem}-{cell or 'tasks'}.json"
             env = {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME", "WORKSHOP_TARGET")}
-            run = subprocess.run([sys.executable, "-m", "workshop", "probe", *args, "--target", "local",
-                                  "--run-student-code-on-this-machine", "--json", str(out)],
-                                 capture_output=True, text=True, timeout=1800, env=env)
+            try:
+                run = subprocess.run([sys.executable, "-m", "workshop", "probe", *args, "--target", "local",
+                                      "--run-student-code-on-this-machine", "--json", str(out)],
+                                     capture_output=True, text=True, timeout=1800, env=env)
+            finally:
+                from test_notebooks import leftovers_cleanup  # what a killed run of a notebook left
+
+                leftovers_cleanup()
             found = json.loads(out.read_text()) if out.exists() else None
             done[number, cell] = (run, found[0] if found else None)
         return done[number, cell]

@@ -36,20 +36,11 @@ def workshop(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**clean_env(), "COLUMNS": "250"})
 
 
-def probe_report(notebook: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    out = tmp_path / "probe.json"
-    try:
-        run = workshop("probe", str(notebook), *LOCAL, "--json", str(out), timeout=1500)
-    finally:
-        leftovers_cleanup()
-    assert out.exists(), run.stdout + run.stderr
-    return run, json.loads(out.read_text())[0]  # one report per source
-
-
 # ---- notebook 01 ------------------------------------------------------------------------
 @pytest.mark.notebook_probe
-def test_notebook_01_has_no_weak_check(tmp_path, installed_kernelspec):
-    run, report = probe_report(NB01, tmp_path)
+def test_notebook_01_has_no_weak_check(notebook_probe):
+    run, report = notebook_probe("01")  # the session's one probe of notebook 01 (tests/conftest.py)
+    assert report is not None, run.stdout + run.stderr
     tasks = {t["task"]: t for t in report["tasks"]}
     assert set(tasks) == {"build-rootfs", "enter-rootfs", "mutate"}
     assert [(t, p["problem"]) for t, p in tasks.items() if p["problem"]] == []
