@@ -26,7 +26,7 @@ FILES = "files"
 # argparse's wording, said the way the rest of workshop says things
 _REWORDS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"argument (\S+?)(?:/\S+)?: expected one argument"), lambda m: f"{m[1]} needs a value"),
-    (re.compile(r"argument (\S+?)(?:/\S+)?: ignored explicit argument '(.)"), lambda m: f"unknown flag -{m[2]}"),
+    (re.compile(r"argument (\S+?)(?:/\S+)?: ignored explicit argument '(.)"), lambda m: f"unknown option -{m[2]}"),
     (re.compile(r"argument (\S+?)(?:/\S+)?: not allowed with argument (\S+?)(?:/\S+)?$"),
      lambda m: f"choose one of {m[2]} and {m[1]}"),
     (re.compile(r"the following arguments are required: (.*)"), lambda m: f"missing argument {m[1]}"),
