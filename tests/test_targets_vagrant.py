@@ -117,7 +117,7 @@ def test_a_kernel_runs_cells_on_a_vagrant_target(fake_vagrant, sshd, start_kerne
 
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK_PACKAGES = ("busybox-static", "cgroup-tools", "runc", "build-essential", "util-linux", "iproute2",
+NOTEBOOK_PACKAGES = ("busybox-static", "cgroup-tools", "runc", "skopeo", "build-essential", "util-linux", "iproute2",
                      "procps", "psmisc")
 
 

@@ -115,7 +115,7 @@ def _orphan_vms_check() -> Check:
 # each needs here and the Debian package of each command.
 PARTS = (
     ("local notebooks", "", (("busybox", "busybox-static"), ("unshare", "util-linux"), ("nsenter", "util-linux"),
-                             ("ps", "procps"), ("ip", "iproute2"), ("runc", "runc"))),
+                             ("ps", "procps"), ("ip", "iproute2"), ("runc", "runc"), ("skopeo", "skopeo"))),
     ("qemu micro VM", "--vm", (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
                                ("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"),
                                ("ssh-keygen", "openssh-client"))),
