@@ -1,0 +1,139 @@
+"""Notebook 6 (the container in Python): its tasks are checked on what the container left in the system.
+
+- `workshop probe` finds no weak check in it (no shortcut passes a check worth points, no line of a
+  solution goes unneeded), on this machine.
+- The shortcuts that earned full marks before are graded by a real `workshop grade --rerun` and earn
+  less than the task's points: a cgroup that is a plain directory with the expected text written by
+  `os.write`, and a root filesystem that is never entered (no chroot, the marker printed when the
+  command is `ls /`, proc mounted on the host's /proc path in the container's mount namespace).
+  The reference's own answers, in the same batch, keep every point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import clean_env
+from test_notebooks import NOTEBOOKS, leftovers_cleanup
+
+from workshop.records import multiline_text
+from workshop.tasks import CODE, solution_regions
+
+NB06 = next(p for p in NOTEBOOKS if p.stem == "06-container-in-python")
+LOCAL = ("--target", "local", "--run-student-code-on-this-machine")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="notebook 6 needs root: namespaces, mounts, cgroups")
+
+# a cgroup that is no cgroup: a plain directory, and the text the old checks grepped, printed by join
+FAKE_CGROUP = {
+    "nb06-task-cg": [
+        'path = f"/var/tmp/container-workshop/06-python/{name}"\n    os.mkdir(path)',
+        'os.write(1, b"exit status: 137\\n0::/pycontainer-1\\n")',
+    ],
+}
+# no chroot: the marker printed when the command is `ls /`, and proc mounted on the host's /proc path
+FAKE_ROOTFS = {
+    "nb06-task-fs": [
+        'import sys\n    os.chdir("/")\n    mount("proc", "/proc", "proc")\n'
+        '    if sys.argv[-1] == "ls /":\n        os.write(1, b"ROOTFS-OF-THE-CONTAINER\\n")',
+    ],
+}
+
+
+def workshop(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**clean_env(), "COLUMNS": "250"})
+
+
+def _solutions(reference: dict) -> dict[str, list[str]]:
+    """The text of each solution region of every code task, in order, by cell id."""
+    found = {}
+    for cell in reference["cells"]:
+        lines = multiline_text(cell["source"]).split("\n")
+        regions, _ = solution_regions(lines, CODE)
+        if cell["cell_type"] == "code" and regions:
+            found[cell["id"]] = ["\n".join(lines[start + 1:end]).strip() for start, end in regions]
+    return found
+
+
+def _submission(student: dict, path: Path, answers: dict[str, list[str]]) -> Path:
+    """The student copy with each `# YOUR CODE HERE` of a cell replaced by that cell's answers, in order."""
+    nb = json.loads(json.dumps(student))
+    for cell in nb["cells"]:
+        source = multiline_text(cell["source"])
+        for answer in answers.get(cell["id"], []):
+            assert "# YOUR CODE HERE" in source, cell["id"]
+            source = source.replace("# YOUR CODE HERE", answer, 1)
+        assert cell["id"] not in answers or "# YOUR CODE HERE" not in source, cell["id"]
+        cell["source"] = source
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    return path
+
+
+def test_notebook_06_has_no_weak_check(tmp_path):
+    try:
+        run = workshop("probe", str(NB06), *LOCAL, "--json", str(tmp_path / "probe.json"))
+    finally:
+        leftovers_cleanup()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [report] = json.loads((tmp_path / "probe.json").read_text())
+    assert report["weak"] == []
+    tasks = {t["task"]: t for t in report["tasks"]}
+    assert set(tasks) == {"add-a-filesystem", "add-cgroups"}
+    for task in tasks.values():
+        assert task["problem"] is None and task["full_marks"] == []
+        kinds = {s["kind"] for s in task["shortcuts"] if not s["error"]}
+        assert {"empty", "lines"} <= kinds, task  # the shortcuts were really run
+        removed = [s for s in task["shortcuts"] if s["kind"] == "lines"]
+        assert removed and all(s["earned"] < s["points"] for s in removed), removed
+
+
+def test_shortcuts_that_leave_no_container_state_earn_less_than_the_task_in_a_real_rerun(tmp_path):
+    try:
+        released = workshop("assign", str(NB06), "--out", str(tmp_path / "release"), "--no-verify")
+        assert released.returncode == 0, released.stderr
+        reference = json.loads((tmp_path / "release" / "reference" / NB06.name).read_text())
+        student = json.loads((tmp_path / "release" / "student" / NB06.name).read_text())
+        solutions = _solutions(reference)
+        subs = tmp_path / "subs"
+        subs.mkdir()
+        _submission(student, subs / "honest.ipynb", solutions)
+        _submission(student, subs / "fakecgroup.ipynb", {**solutions, **FAKE_CGROUP})
+        _submission(student, subs / "fakerootfs.ipynb", {**solutions, **FAKE_ROOTFS})
+        graded = workshop("grade", str(tmp_path / "release" / "reference" / NB06.name), str(subs),
+                          "--rerun", *LOCAL, "--json", str(tmp_path / "g.json"))
+    finally:
+        leftovers_cleanup()
+    assert graded.returncode in (0, 1), graded.stdout[-3000:] + graded.stderr[-3000:]
+    report = json.loads((tmp_path / "g.json").read_text())
+    results = {r["student"]: r for r in report["submissions"]}
+    tasks = {t["label"]: t["checks"] for t in report["tasks"]}
+
+    def earned(student: str, task: str) -> float:
+        return sum(results[student]["checks"][key]["earned"] for key in tasks[task])
+
+    def points(task: str) -> float:
+        return sum(results["honest"]["checks"][key]["points"] for key in tasks[task])
+
+    assert set(tasks) >= {"add-a-filesystem", "add-cgroups"}
+    for task in ("add-a-filesystem", "add-cgroups"):
+        assert points(task) == 4
+        assert earned("honest", task) == 4, {k: results["honest"]["checks"][k] for k in tasks[task]}
+
+    # the printed "exit status: 137" and the plain directory: every cgroup check fails, and says why
+    assert earned("fakecgroup", "add-cgroups") == 0, {k: results["fakecgroup"]["checks"][k] for k in tasks["add-cgroups"]}
+    messages = " ".join(results["fakecgroup"]["checks"][k]["message"] or "" for k in tasks["add-cgroups"])
+    assert "not in the /pycontainer-" in messages and "no OOM kill is counted" in messages
+    assert earned("fakecgroup", "add-a-filesystem") == 4  # the other task is graded as usual
+
+    # no chroot: the container's / is the host's, and the host's /proc path is covered in its namespace
+    assert earned("fakerootfs", "add-a-filesystem") == 0, {
+        k: results["fakerootfs"]["checks"][k] for k in tasks["add-a-filesystem"]}
+    messages = " ".join(results["fakerootfs"]["checks"][k]["message"] or "" for k in tasks["add-a-filesystem"])
+    assert "not the root filesystem" in messages and "the host's /proc path" in messages
+    assert earned("fakerootfs", "add-cgroups") == 4
