@@ -33,6 +33,8 @@ import getpass
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +210,11 @@ def shortcuts(source: str, wanted: Sequence[str], recorded: tuple[str, str, int]
                 continue
             indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
             removed = lines[:i] + ([indent + "pass"] if python else []) + lines[i + 1:]
+            if path is None and not _parses(removed):
+                # e.g. the line that opens a container's quoted script: what follows it would run on the
+                # host, line by line, before bash found the quote never closes. No student answers that.
+                skipped.append(f"line {i + 1} removed: the rest is no longer valid shell, not run")
+                continue
             made.append(Shortcut("lines", f"line {i + 1} removed: {text}", "\n".join(removed), line=i + 1))
     if "printf" in wanted:
         if path is not None:
@@ -232,6 +239,16 @@ def shortcuts(source: str, wanted: Sequence[str], recorded: tuple[str, str, int]
             host = [line for i, line in enumerate(lines) if i >= end or not _CONTAINER_LINE.match(line)]
             made.append(Shortcut("host", f"on the host: {', '.join(dropped)} dropped", "\n".join(host)))
     return _distinct(made), skipped
+
+
+def _parses(lines: list[str]) -> bool:
+    """Whether a cell's shell code (magic and %%check lines aside) is valid bash (``bash -n``)."""
+    code = [line for line in lines[:_code_end(lines)] if not line.lstrip().startswith("%")]
+    bash = shutil.which("bash")
+    if bash is None:
+        return True
+    done = subprocess.run([bash, "-n"], input="\n".join(code), capture_output=True, text=True)
+    return done.returncode == 0
 
 
 def _effective(source: str) -> str:

@@ -160,22 +160,7 @@ def run_notebook(
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     result = NotebookResult(path=path, out_path=None)
 
-    printed = [0]
-
-    def cell_executed(cell, cell_index, execute_reply):
-        # The messaging protocol gives the kernel no cell id under nbclient:
-        # the runner knows it, so the record names its cell.
-        record = cell_record(cell)
-        if record is not None and not record.get("cell_id") and cell.get("id"):
-            record["cell_id"] = cell.get("id")
-        if on_cell:
-            on_cell(cell, len(code_cells))
-        if output_budget:
-            printed[0] += _output_size(cell)
-            if printed[0] > output_budget:
-                raise OutputBudgetExceeded(
-                    f"its cells printed more than {output_budget >> 20} MiB in all (the limit of a rerun); the run "
-                    f"was stopped after cell {code_cells.index(cell) + 1 if cell in code_cells else '?'}")
+    cell_executed = _CellExecuted(code_cells, on_cell, output_budget)
 
     cgroup = KernelCgroup.create(pids_max=pids_max) if contain else None
     try:
@@ -308,6 +293,30 @@ def _kill_kernel(client: NotebookClient) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+
+
+class _CellExecuted:
+    """nbclient's hook after each cell: the record names its cell, progress is told, and the
+    output budget is kept."""
+
+    def __init__(self, code_cells: list, on_cell, output_budget: int | None):
+        self.code_cells, self.on_cell, self.budget = code_cells, on_cell, output_budget
+        self.printed = 0
+
+    def __call__(self, cell, cell_index, execute_reply) -> None:
+        # The messaging protocol gives the kernel no cell id under nbclient:
+        # the runner knows it, so the record names its cell.
+        record = cell_record(cell)
+        if record is not None and not record.get("cell_id") and cell.get("id"):
+            record["cell_id"] = cell.get("id")
+        if self.on_cell:
+            self.on_cell(cell, len(self.code_cells))
+        if self.budget:
+            self.printed += _output_size(cell)
+            if self.printed > self.budget:
+                number = self.code_cells.index(cell) + 1 if cell in self.code_cells else "?"
+                raise OutputBudgetExceeded(f"its cells printed more than {self.budget >> 20} MiB in all (the limit "
+                                           f"of a rerun); the run was stopped after cell {number}")
 
 
 class OutputBudgetExceeded(Exception):

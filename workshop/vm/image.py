@@ -40,7 +40,6 @@ PACKAGES = (
     "procps",
     "psmisc",
     "cgroup-tools",
-    "skopeo",  # notebook 07 pulls its image from a local OCI layout with it (offline)
     "runc",
     "python3",  # the "container in Python" notebook (ctypes is not in python3-minimal)
     "kmod",
