@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from harness import KernelHarness, clean_env
+from test_honest_tasks import _checks
+from test_honest_tasks import _nb01_cells as _cells
 from test_notebooks import NOTEBOOKS, leftovers_cleanup
 
 from workshop.assign import release
@@ -176,15 +178,6 @@ def test_notebook_01_enter_rootfs_shortcuts_earn_less_than_full_marks(tmp_path, 
 
 
 # ---- notebook 01's checksum (seed step A17), without a task: the checks read the files -------------
-def _cells() -> dict[str, str]:
-    return {c["id"]: multiline_text(c["source"]) for c in json.loads(NB01.read_text())["cells"]}
-
-
-def _checks(result) -> dict[str, dict]:
-    assert result.record is not None, result.stdout + result.stderr
-    return {c["name"]: c for c in result.record["checks"]}
-
-
 @pytest.fixture
 def nb01_up_to_the_tarball(installed_kernelspec):
     kernel = KernelHarness(clean_env())

@@ -411,31 +411,30 @@ def _manager_in(cgroup: KernelCgroup) -> type[AsyncKernelManager]:
     return ContainedKernelManager
 
 
-def _cgroup2_mount() -> Path | None:
-    """Where a cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)."""
+def _cgroup_mounts() -> list[tuple[Path, str, str]]:
+    """The cgroup hierarchies mounted here: (where, "cgroup" or "cgroup2", mount options)."""
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
-        return None
+        return []
+    found = []
     for line in lines:
         fields, _, fs = line.partition(" - ")
-        if fs.split(" ", 1)[0] == "cgroup2":
-            return Path(fields.split()[4].replace("\\040", " "))
-    return None
+        parts = fs.split()
+        if parts and parts[0] in ("cgroup", "cgroup2"):
+            found.append((Path(fields.split()[4].replace("\\040", " ")), parts[0], parts[-1]))
+    return found
+
+
+def _cgroup2_mount() -> Path | None:
+    """Where a cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)."""
+    return next((where for where, kind, _ in _cgroup_mounts() if kind == "cgroup2"), None)
 
 
 def _cgroup1_mount(controller: str) -> Path | None:
     """Where the cgroup v1 hierarchy of ``controller`` is mounted (hybrid systems keep pids there), or None."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields, _, fs = line.partition(" - ")
-        parts = fs.split()
-        if parts and parts[0] == "cgroup" and controller in parts[-1].split(","):
-            return Path(fields.split()[4].replace("\\040", " "))
-    return None
+    return next((where for where, kind, options in _cgroup_mounts()
+                 if kind == "cgroup" and controller in options.split(",")), None)
 
 
 def _count(path: Path, key: str) -> int:
