@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,9 @@ def test_notebook_06_has_no_weak_check(tmp_path):
         assert removed and all(s["earned"] < s["points"] for s in removed), removed
 
 
-def test_shortcuts_that_leave_no_container_state_earn_less_than_the_task_in_a_real_rerun(tmp_path):
+def _grade_shortcuts(tmp_path: Path, target: tuple[str, ...]) -> tuple[dict, dict]:
+    """The reference's answers and the two fakes, graded in one real rerun batch on ``target``:
+    the results by student, and each task's check keys."""
     try:
         released = workshop("assign", str(NB06), "--out", str(tmp_path / "release"), "--no-verify")
         assert released.returncode == 0, released.stderr
@@ -106,34 +109,58 @@ def test_shortcuts_that_leave_no_container_state_earn_less_than_the_task_in_a_re
         _submission(student, subs / "fakecgroup.ipynb", {**solutions, **FAKE_CGROUP})
         _submission(student, subs / "fakerootfs.ipynb", {**solutions, **FAKE_ROOTFS})
         graded = workshop("grade", str(tmp_path / "release" / "reference" / NB06.name), str(subs),
-                          "--rerun", *LOCAL, "--json", str(tmp_path / "g.json"))
+                          "--rerun", *target, "--json", str(tmp_path / "g.json"), "--out", str(tmp_path / "out"),
+                          timeout=2400)
     finally:
         leftovers_cleanup()
     assert graded.returncode in (0, 1), graded.stdout[-3000:] + graded.stderr[-3000:]
     report = json.loads((tmp_path / "g.json").read_text())
     results = {r["student"]: r for r in report["submissions"]}
-    tasks = {t["label"]: t["checks"] for t in report["tasks"]}
+    return results, {t["label"]: t["checks"] for t in report["tasks"]}
 
+
+def _assert_only_the_real_work_earns(results: dict, tasks: dict) -> None:
     def earned(student: str, task: str) -> float:
         return sum(results[student]["checks"][key]["earned"] for key in tasks[task])
 
-    def points(task: str) -> float:
-        return sum(results["honest"]["checks"][key]["points"] for key in tasks[task])
+    def checks(student: str, task: str) -> dict:
+        return {k: results[student]["checks"][k] for k in tasks[task]}
 
     assert set(tasks) >= {"add-a-filesystem", "add-cgroups"}
     for task in ("add-a-filesystem", "add-cgroups"):
-        assert points(task) == 4
-        assert earned("honest", task) == 4, {k: results["honest"]["checks"][k] for k in tasks[task]}
+        assert sum(results["honest"]["checks"][key]["points"] for key in tasks[task]) == 4
+        assert earned("honest", task) == 4, checks("honest", task)
+        assert not results["honest"]["flags"], results["honest"]["flags"]
+    # the printed "exit status: 137" and the plain directory: every cgroup check fails
+    assert earned("fakecgroup", "add-cgroups") == 0, checks("fakecgroup", "add-cgroups")
+    assert earned("fakecgroup", "add-a-filesystem") == 4  # the other task is graded as usual
+    # no chroot: the container's / is the host's, and the host's /proc path is covered in its namespace
+    assert earned("fakerootfs", "add-a-filesystem") == 0, checks("fakerootfs", "add-a-filesystem")
+    assert earned("fakerootfs", "add-cgroups") == 4
 
-    # the printed "exit status: 137" and the plain directory: every cgroup check fails, and says why
-    assert earned("fakecgroup", "add-cgroups") == 0, {k: results["fakecgroup"]["checks"][k] for k in tasks["add-cgroups"]}
+
+def test_shortcuts_that_leave_no_container_state_earn_less_than_the_task_in_a_real_rerun(tmp_path):
+    results, tasks = _grade_shortcuts(tmp_path, LOCAL)
+    _assert_only_the_real_work_earns(results, tasks)
     messages = " ".join(results["fakecgroup"]["checks"][k]["message"] or "" for k in tasks["add-cgroups"])
     assert "not in the /pycontainer-" in messages and "no OOM kill is counted" in messages
-    assert earned("fakecgroup", "add-a-filesystem") == 4  # the other task is graded as usual
-
-    # no chroot: the container's / is the host's, and the host's /proc path is covered in its namespace
-    assert earned("fakerootfs", "add-a-filesystem") == 0, {
-        k: results["fakerootfs"]["checks"][k] for k in tasks["add-a-filesystem"]}
     messages = " ".join(results["fakerootfs"]["checks"][k]["message"] or "" for k in tasks["add-a-filesystem"])
     assert "not the root filesystem" in messages and "the host's /proc path" in messages
-    assert earned("fakerootfs", "add-cgroups") == 4
+
+
+@pytest.mark.timeout(2700)
+def test_the_same_shortcuts_earn_nothing_on_a_fresh_vm_with_cgroup_v2(tmp_path):
+    """The rerun VM runs the cgroup v2 branch of the checks (this machine has v1), from
+    the snapshot whose sealed agent runs them, each submission on a VM of its own."""
+    from test_vm import _require_tools
+
+    from workshop.vm import build_image
+
+    _require_tools()
+    build_image()
+    results, tasks = _grade_shortcuts(tmp_path, ("--target", "qemu:ws06probe", "--jobs", "2", "--timeout", "300"))
+    _assert_only_the_real_work_earns(results, tasks)
+    # the honest run's container was in a cgroup of the unified (v2) hierarchy, as the step's output says
+    honest = [json.loads(p.read_text()) for p in (tmp_path / "out" / "executed").glob("*.ipynb")]
+    printed = "".join("".join(o.get("text", "")) for nb in honest for c in nb["cells"] for o in c.get("outputs", []))
+    assert re.search(r"in the cgroup /sys/fs/cgroup/pycontainer-\d+$", printed, re.M), printed[-2000:]

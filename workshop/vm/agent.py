@@ -289,14 +289,18 @@ sub run_check {
         open(STDERR, ">&", $ew);
         syscall(112);    # setsid: the check and all it starts are one group to stop
         open(my $ns, "<", "/proc/$pid/ns/mnt") or die "agent: the shell's namespace: $!\n";
-        my $cwd;
-        opendir($cwd, "/proc/$pid/cwd") or opendir($cwd, "/");
         syscall(308, fileno($ns), 0x20000) == 0 or die "agent: setns: $!\n";
         my ($n2, $s2, $p2, $d2) = ("none", "/", "proc", "/proc");
         syscall(272, 0x20000) == 0 or die "agent: unshare: $!\n";
         syscall(165, $n2, $s2, $n2, 0x4000 | 0x40000, 0) == 0 or die "agent: private mounts: $!\n";
         syscall(165, $p2, $d2, $p2, 2 | 4 | 8, 0) == 0 or die "agent: proc: $!\n";
-        chdir($cwd) or chdir("/");
+        # the shell's real directory, by its path in this copy of the shell's mounts (its
+        # PWD is not read); a directory held open from the agent's own namespace would
+        # leave the check's mounts there refused (EINVAL)
+        chdir(readlink("/proc/$pid/cwd") // "/") or chdir("/");
+        # the agent itself is never the OOM killer's choice; a check's processes are
+        # (a memory cgroup's limit must kill what it caught, not fail its allocations)
+        if (open(my $o, ">", "/proc/self/oom_score_adj")) { print $o "0\n"; close $o; }
         open(STDIN, "<", "/dev/null");
         fcntl($pr, 2, 0);    # F_SETFD: the program's pipe stays open across exec
         %ENV = (PATH => "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
