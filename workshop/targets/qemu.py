@@ -28,6 +28,18 @@ class QemuTarget(Target):
             raise TargetError(f"{self.spec}: {exc}") from None
         self.point_at(info.as_json())
 
+    def gone(self) -> bool:
+        from ..vm import VM
+
+        vm = VM(self.name)
+        return not vm.running or vm.state().get("port") != self.port
+
+    def open(self):
+        """Only the host key the tool made for this VM (pinned at its boot) is accepted."""
+        from ..shell.ssh import Endpoint, SSHConnection
+
+        return SSHConnection(Endpoint(self.host, self.port, self.user, self.key), pin="strict")
+
     def sealed_agent(self):
         from ..vm.agent import GuestAgent, is_sealed
         from ..vm.machine import vm_dir

@@ -1,0 +1,94 @@
+"""A VM that goes away under a live kernel: killed (idle or mid-cell) or
+stopped with `workshop vm down`.  The next cell boots it again, reconnects to
+it on its new port with its own pinned host key, says the shell's state was
+lost, and runs.  Real qemu (TCG here), cold boots: slow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import kernel_env
+from harness import KernelHarness
+
+from workshop.paths import known_hosts_file
+from workshop.vm import VM, image_for
+
+NAME = "wsfault"
+LOST = "cwd, variables and functions from the old shell are gone"
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture
+def vm_kernel(installed_kernelspec):
+    if shutil.which("qemu-system-x86_64") is None or not image_for().built:
+        pytest.skip("needs qemu and a built VM image (set WORKSHOP_VM_CACHE)")
+    vm = VM(NAME)
+    kernel = KernelHarness(kernel_env(f"qemu:{NAME}"))
+    try:
+        yield kernel, vm
+    finally:
+        kernel.shutdown()
+        if vm.dir.exists():
+            vm.destroy()
+        assert not vm.running
+
+
+def _kill_qemu(vm: VM) -> int:
+    pid = vm.pid()
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while vm.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pid
+
+
+def _reconnects(kernel: KernelHarness, vm: VM, old_port: int) -> None:
+    result = kernel.run("echo back on $(hostname); echo ${KEPT:-unset}", timeout=600)
+    assert result.status == "ok", (result.stdout, result.stderr, result.errors)
+    assert result.stdout == "back on workshop\nunset\n"
+    assert result.stderr.count(LOST) == 1, result.stderr
+    port = vm.state()["port"]
+    assert port != old_port
+    assert result.record["target"]["port"] == port
+    # the key it logged in with is the VM's own, pinned for the new port
+    assert f"[127.0.0.1]:{port} " in known_hosts_file().read_text()
+    again = kernel.run("echo steady")
+    assert again.stdout == "steady\n" and LOST not in again.stderr
+
+
+def test_a_vm_killed_stopped_or_killed_mid_cell_is_found_again(vm_kernel):
+    kernel, vm = vm_kernel
+    first = kernel.run("export KEPT=yes; echo up", timeout=900)
+    assert first.status == "ok", first.stderr
+    port = vm.state()["port"]
+
+    # killed while idle
+    _kill_qemu(vm)
+    _reconnects(kernel, vm, port)
+    port = vm.state()["port"]
+
+    # stopped from outside
+    done = subprocess.run([sys.executable, "-m", "workshop", "vm", "down", NAME], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    _reconnects(kernel, vm, port)
+    port = vm.state()["port"]
+
+    # killed while a cell runs: that cell ends saying so
+    assert kernel.run("export KEPT=yes").status == "ok"
+    threading.Timer(3, _kill_qemu, (vm,)).start()
+    started = time.monotonic()
+    cut = kernel.run("sleep 600", timeout=120)
+    assert time.monotonic() - started < 60
+    assert cut.status == "error"
+    assert "lost" in cut.stderr or any("lost" in e["evalue"] for e in cut.errors), (cut.stderr, cut.errors)
+    _reconnects(kernel, vm, port)
