@@ -1,6 +1,7 @@
-"""A kernel killed with kill -9 in the middle of its work leaves mounts,
-cgroups, processes and state directories on its target: `workshop doctor`
-reports them and the next kernel on that target removes them."""
+"""A kernel killed with kill -9 in the middle of its work, along with the
+warden that would end its sessions, leaves mounts, cgroups, processes and
+state directories on its target: `workshop doctor` reports them and the next
+kernel on that target removes them."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(install
     tag = random.randint(1_000_000, 9_999_999)
     rootfs = tmp_path / "rootfs"
     first = KernelHarness(env)
+    nonce = "none-yet"
     try:
         assert first.run(f"%rootfs {rootfs}").status == "ok"
         kept = first.run(f"%%overlay {rootfs} --name keep\ntouch /inside")
@@ -42,7 +44,10 @@ def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(install
         assert grouped.status == "ok", grouped.stderr
         cgroups = grouped.record["cgroup"]["paths"]
         assert first.run(f"sleep {tag}2 > /dev/null 2>&1 & echo started").stdout == "started\n"
+        nonce = first.run("echo $WORKSHOP_SESSION").stdout.strip()
     finally:
+        # its warden too, which would otherwise remove all this at once (test_faults_kernel_death.py)
+        subprocess.run(["pkill", "-KILL", "-f", f"workshop-warden .*{nonce}"])
         _kill_dead(first)
     time.sleep(0.5)
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if "/keep/merged" in line]

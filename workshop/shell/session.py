@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import threading
@@ -23,8 +24,11 @@ from .framing import (
     new_token,
     startup_file_line,
 )
+from .leftovers import warden_command
 from .ordered import OrderedChannel, relayed
 from .result import CommandResult, FailedCommand
+
+log = logging.getLogger("workshop")
 
 # Seconds between SIGINT and the harder steps of an interrupt.
 INTERRUPT_GRACE = 0.3
@@ -154,6 +158,7 @@ class ShellSession:
         self._factory = channel_factory
         self._state_root = state_root
         self.channel: Channel | None = None
+        self._warden: Channel | None = None  # ends the session if the kernel dies (shell.leftovers)
         self.pid = 0
         self.flavour = ""
         self.nonce = ""
@@ -195,6 +200,10 @@ class ShellSession:
             self.channel.write(startup_file_line().encode())
         self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir).encode())
         self._await_marker("ready", timeout)
+        try:
+            self._warden = self._factory(warden_command(self.state_dir, self.nonce))
+        except (ShellError, OSError):  # the shell works without; a sweep then finds what it leaves
+            log.warning("could not start the shell's warden", exc_info=True)
 
     def _await_marker(self, kind: str, timeout: float) -> Marker:
         assert self.channel is not None
@@ -236,6 +245,9 @@ class ShellSession:
                 pass
             self.channel.close()
             self.channel = None
+        if self._warden is not None:  # after the state directory went: it has nothing left to do
+            self._warden.close()
+            self._warden = None
 
     # ---- cells -----------------------------------------------------------
     def run(
