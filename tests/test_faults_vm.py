@@ -92,3 +92,47 @@ def test_a_vm_killed_stopped_or_killed_mid_cell_is_found_again(vm_kernel):
     assert cut.status == "error"
     assert "lost" in cut.stderr or any("lost" in e["evalue"] for e in cut.errors), (cut.stderr, cut.errors)
     _reconnects(kernel, vm, port)
+
+
+def test_a_frozen_vm_ends_the_cell_within_seconds_and_is_used_again_once_it_runs(vm_kernel):
+    kernel, vm = vm_kernel
+    assert kernel.run("export KEPT=yes", timeout=900).status == "ok"
+    pid = vm.pid()
+    assert pid
+    try:
+        # frozen while a cell runs: the cell ends, saying why
+        threading.Timer(2, os.kill, (pid, signal.SIGSTOP)).start()
+        started = time.monotonic()
+        cut = kernel.run("sleep 600", timeout=120)
+        assert time.monotonic() - started < 2 + 10, time.monotonic() - started
+        assert cut.status == "error"
+        said = cut.stderr + " ".join(e["evalue"] for e in cut.errors)
+        assert "stopped" in said and str(pid) in said, said
+
+        # still frozen: the next cell says so at once, and so does an interrupt
+        started = time.monotonic()
+        again = kernel.run("echo hi", timeout=60)
+        assert time.monotonic() - started < 10
+        assert again.status == "error" and "stopped" in " ".join(e["evalue"] for e in again.errors), again.errors
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    back = kernel.run("echo ${KEPT:-unset}", timeout=120)
+    assert back.status == "ok", (back.stderr, back.errors)
+    assert back.stdout == "unset\n" and LOST in back.stderr
+
+
+def test_an_interrupt_ends_a_cell_on_a_frozen_vm_within_the_promised_time(vm_kernel):
+    kernel, vm = vm_kernel
+    assert kernel.run("true", timeout=900).status == "ok"
+    pid = vm.pid()
+    assert pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        threading.Timer(0.5, kernel.interrupt).start()
+        started = time.monotonic()
+        cut = kernel.run("sleep 600", timeout=120)
+        assert time.monotonic() - started < 0.5 + 6, time.monotonic() - started
+        assert cut.status == "error"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert kernel.run("echo fine", timeout=120).stdout == "fine\n"

@@ -412,13 +412,17 @@ class Session:
             self._ended_notice = self._ended_notice or self._why_gone()
         self._close_shell(keep_connection=True)
         self._prepare_target()
+        frozen = self.target.unreachable()
+        if frozen:
+            self._close_shell()  # a new connection once it runs again
+            raise TargetError(frozen)
         if self._transport is not None and self._transport_to != self._where():
             # the machine is elsewhere now (a VM booted again on a new port)
             self._close_shell()
         if self._transport is None:
             self._transport = self.target.open()
             self._transport_to = self._where()
-        shell = ShellSession(self._transport.channel)
+        shell = ShellSession(self._transport.channel, unreachable=self.target.unreachable)
         try:
             # a grading rerun (target locked) runs what the notebook says, whoever's ~/.bashrc is there
             shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked,
