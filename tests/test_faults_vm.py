@@ -136,3 +136,49 @@ def test_an_interrupt_ends_a_cell_on_a_frozen_vm_within_the_promised_time(vm_ker
     finally:
         os.kill(pid, signal.SIGCONT)
     assert kernel.run("echo fine", timeout=120).stdout == "fine\n"
+
+
+def test_a_kernel_killed_mid_cell_leaves_nothing_in_its_vm(installed_kernelspec):
+    """The warden in the VM notices the connection closing and ends the session."""
+    if shutil.which("qemu-system-x86_64") is None or not image_for().built:
+        pytest.skip("needs qemu and a built VM image (set WORKSHOP_VM_CACHE)")
+    from workshop.shell.ssh import Endpoint, SSHConnection
+
+    vm = VM(NAME)
+    kernel = KernelHarness(kernel_env(f"qemu:{NAME}"))
+    conn = None
+    try:
+        assert kernel.run("%rootfs /root/rootfs", timeout=900).status == "ok"
+        info = vm.ssh_info()
+        conn = SSHConnection(Endpoint(info.hostname, info.port, info.user, info.private_key), pin="strict")
+
+        def inside(command: str) -> str:
+            return conn.exec(command, timeout=30).stdout
+
+        tag = 4242421
+        threading.Thread(target=lambda: kernel.run(f"%%cgroup --pids 20\n%%overlay /root/rootfs\nsleep {tag}",
+                                                   timeout=120), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not inside(f"pgrep -f '^sleep {tag}$'") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert inside("ls -d /tmp/.workshop-*; grep -c ' overlay ' /proc/mounts").split()[-1] != "0"
+        os.kill(kernel.km.provisioner.process.pid, signal.SIGKILL)
+        kernel.km.provisioner.process.wait(10)
+        check = (f"pgrep -f '^sleep {tag}$'; ls -d /tmp/.workshop-* 2>/dev/null; grep ' overlay ' /proc/mounts; "
+                 "find /sys/fs/cgroup -name 'workshop-*' -type d")
+        deadline = time.monotonic() + 30
+        while (left := inside(check).strip()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, f"left in the VM after the kernel died: {left}"
+    finally:
+        if conn is not None:
+            conn.close()
+        try:
+            kernel.kc.stop_channels()
+        except Exception:
+            pass
+        if kernel.km.provisioner is not None and kernel.km.provisioner.process.poll() is None:
+            kernel.shutdown()
+        if vm.dir.exists():
+            vm.destroy()
+        assert not vm.running
