@@ -98,8 +98,11 @@ def _removed(made: Made, pattern: str, seconds: float = 10) -> list[str]:
 
 
 def _start_cell(kernel: KernelHarness, code: str, pattern: str) -> Made:
-    threading.Thread(target=lambda: kernel.run(code, timeout=120), daemon=True).start()
-    return Made(_wait_for(pattern))
+    cell = threading.Thread(target=lambda: kernel.run(code, timeout=120), daemon=True)
+    cell.start()
+    made = Made(_wait_for(pattern))
+    made.cell = cell
+    return made
 
 
 def _leave_nothing(pattern: str) -> None:
@@ -196,4 +199,27 @@ def test_an_orphan_of_a_dead_kernel_is_seen_and_removed_while_it_runs(rootfs, fi
             second.shutdown()
     finally:
         _kill_kernel(kernel)
+        _leave_nothing(pattern)
+
+
+def test_a_dropped_ssh_connection_mid_cell_leaves_nothing_and_the_next_cell_works(rootfs, sshd):
+    """sshd's processes for the kernel's connection killed while a container runs:
+    the warden on the target ends it, and the next cell reconnects."""
+    tag = random.randint(1_000_000, 9_999_999)
+    pattern = f"^sleep {tag}$"
+    kernel = KernelHarness(dict(ENV, WORKSHOP_TARGET=sshd.url))
+    try:
+        assert kernel.run("true").status == "ok"
+        mine = set(sshd.session_pids())
+        made = _start_cell(kernel, f"%%cgroup --pids 20\n%%overlay {rootfs}\nsleep {tag}", pattern)
+        for pid in mine:
+            os.kill(pid, signal.SIGKILL)
+        left = _removed(made, pattern)
+        assert not left, f"after the connection dropped: {left}"
+        made.cell.join(30)  # that cell ended, reporting the lost connection
+        assert not made.cell.is_alive()
+        again = kernel.run("echo fine")
+        assert again.status == "ok" and again.stdout == "fine\n", (again.stderr, again.errors)
+    finally:
+        kernel.shutdown()
         _leave_nothing(pattern)
