@@ -403,6 +403,9 @@ class Session:
         return self.shell is not None and self.shell.alive and not self.target.gone()
 
     def _ensure_shell(self, ctx: CellContext | None) -> ShellSession:
+        frozen = self.target.unreachable()
+        if frozen:  # said before anything waits on it; a shell there is kept for when it runs again
+            raise TargetError(frozen)
         if self._shell_usable():
             assert self.shell is not None
             return self.shell
@@ -412,10 +415,6 @@ class Session:
             self._ended_notice = self._ended_notice or self._why_gone()
         self._close_shell(keep_connection=True)
         self._prepare_target()
-        frozen = self.target.unreachable()
-        if frozen:
-            self._close_shell()  # a new connection once it runs again
-            raise TargetError(frozen)
         if self._transport is not None and self._transport_to != self._where():
             # the machine is elsewhere now (a VM booted again on a new port)
             self._close_shell()
