@@ -125,6 +125,7 @@ class Session:
         self.target, self.target_source, self._target_error = initial_target(self.settings)
         self.shell: ShellSession | None = None
         self._transport: Transport | None = None
+        self._transport_to: tuple = ()  # where the transport connects (host, port, user, key)
         self._ended_notice: str | None = None
         self._told_unordered = False
         self._cleanups: dict[str, str] = {}
@@ -405,16 +406,29 @@ class Session:
         self._target_error = None
 
     # ---- the shell ---------------------------------------------------------------
+    def _shell_usable(self) -> bool:
+        return self.shell is not None and self.shell.alive and not self.target.gone()
+
     def _ensure_shell(self, ctx: CellContext | None) -> ShellSession:
-        if self.shell is not None and self.shell.alive:
+        frozen = self.target.unreachable()
+        if frozen:  # said before anything waits on it; a shell there is kept for when it runs again
+            raise TargetError(frozen)
+        if self._shell_usable():
+            assert self.shell is not None
             return self.shell
         if self._target_error:
             raise TargetError(self._target_error)
+        if self.shell is not None:  # it went between cells, with its machine or its connection
+            self._ended_notice = self._ended_notice or self._why_gone()
         self._close_shell(keep_connection=True)
         self._prepare_target()
+        if self._transport is not None and self._transport_to != self._where():
+            # the machine is elsewhere now (a VM booted again on a new port)
+            self._close_shell()
         if self._transport is None:
             self._transport = self.target.open()
-        shell = ShellSession(self._transport.channel)
+            self._transport_to = self._where()
+        shell = ShellSession(self._transport.channel, unreachable=self.target.unreachable)
         try:
             # a grading rerun (target locked) runs what the notebook says, whoever's ~/.bashrc is there
             shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked,
@@ -436,6 +450,17 @@ class Session:
                        "cwd, variables and functions from the old shell are gone")
             self._ended_notice = None
         return shell
+
+    def _where(self) -> tuple:
+        return (self.target.host, self.target.port, self.target.user, self.target.key)
+
+    def _why_gone(self) -> str:
+        assert self.shell is not None
+        channel = self.shell.channel
+        if self.target.gone():
+            return f"{self.target.spec} stopped"
+        lost = channel.lost_reason() if channel is not None else None
+        return lost or "the shell ended"
 
     def _report_leftovers(self, ctx: CellContext | None) -> None:
         """A new shell first removes what dead kernels left on the target."""
@@ -497,7 +522,7 @@ class Session:
         """What ``command`` prints, run aside in the shell, for Tab and Shift-Tab:
         "" when it cannot run, and never boots a machine to answer."""
         try:
-            if (self.shell is None or not self.shell.alive) and not self.target.quick_to_start:
+            if not self._shell_usable() and not self.target.quick_to_start:
                 return ""
             return self.run_hidden(command, timeout=timeout).stdout
         except (TargetError, ShellError):

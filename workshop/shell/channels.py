@@ -34,9 +34,19 @@ class Channel(ABC):
         """Wait up to ``timeout`` s; return (stream, data) pairs, b"" for EOF."""
 
     @abstractmethod
-    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
+    def run_aside(self, command: str, stdin: bytes = b"", timeout: float = 30) -> CommandResult:
         """Run a short command on the same target, beside the shell (its
         output is not kept: side commands speak through files and status)."""
+
+    def abandon(self) -> None:
+        """The target stopped answering (a frozen machine): side commands no
+        longer wait for it, so that closing the channel cannot hang."""
+        return None  # a local shell's side commands never wait on another machine
+
+    @property
+    def silent(self) -> bool:
+        """Whether a side command is still waiting for its answer from the target."""
+        return False
 
     @abstractmethod
     def exit_status(self) -> int | None:
@@ -154,10 +164,10 @@ class LocalChannel(Channel):
                 del self._fds[fd]
         return out
 
-    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
+    def run_aside(self, command: str, stdin: bytes = b"", timeout: float = 30) -> CommandResult:
         try:
             done = subprocess.run(
-                ["/bin/sh", "-c", command], input=stdin, capture_output=True, check=False, timeout=30
+                ["/bin/sh", "-c", command], input=stdin, capture_output=True, check=False, timeout=timeout
             )
         except subprocess.TimeoutExpired:
             return CommandResult(124, timed_out=True)

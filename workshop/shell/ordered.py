@@ -242,8 +242,15 @@ class OrderedChannel(Channel):
             data = _INPUT_HEADER.pack(len(data)) + mac + data
         self.inner.write(data)
 
-    def run_aside(self, command: str, stdin: bytes = b"") -> CommandResult:
-        return self.inner.run_aside(command, stdin)
+    def run_aside(self, command: str, stdin: bytes = b"", timeout: float = 30) -> CommandResult:
+        return self.inner.run_aside(command, stdin, timeout)
+
+    def abandon(self) -> None:
+        self.inner.abandon()
+
+    @property
+    def silent(self) -> bool:
+        return self.inner.silent
 
     def exit_status(self) -> int | None:
         return self.inner.exit_status()

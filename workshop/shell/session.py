@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import threading
@@ -23,8 +24,11 @@ from .framing import (
     new_token,
     startup_file_line,
 )
+from .leftovers import warden_command
 from .ordered import FORGED_INPUT, OrderedChannel, relayed
 from .result import CommandResult, FailedCommand
+
+log = logging.getLogger("workshop")
 
 # Seconds between SIGINT and the harder steps of an interrupt.
 INTERRUPT_GRACE = 0.3
@@ -36,6 +40,13 @@ UNRESPONSIVE_AFTER = 5.0
 # Seconds of silence in a cell before the runner looks from outside whether the
 # shell is still busy with it (see ShellSession._watch).
 PROBE_AFTER = 1.0
+# How long such a look may wait for its answer, and how long a target may not
+# answer at all before the cell ends (a frozen machine that cannot say so itself).
+PROBE_TIMEOUT = 2.0
+SILENT_TARGET_AFTER = 60.0
+# How long closing a shell waits for the target to end its processes (if it
+# does not answer, the warden does that once the connection closes).
+CLOSE_TIMEOUT = 10.0
 PROBE_GONE = 3
 # A cell's output goes out in the order written for this many switches between
 # stdout and stderr; past them, in batches (see _Output).
@@ -64,6 +75,8 @@ class _Cell:
     escalated: int = 0
     heard: float = field(default_factory=time.monotonic)  # last output
     probed: float = 0.0
+    asked: float = 0.0  # when the target was last asked whether it can answer
+    unanswered: float = 0.0  # since when the looks from outside get no answer
     idle: int = 0  # probes in a row that found the shell at its prompt
     isolated: bool = False  # runs in a subshell writing on the relay's second pair of streams
 
@@ -151,10 +164,14 @@ class ShellSession:
     any thread (a signal handler or the control channel) while ``run`` waits.
     """
 
-    def __init__(self, channel_factory: Callable[[str], Channel], state_root: str = "/tmp"):
+    def __init__(self, channel_factory: Callable[[str], Channel], state_root: str = "/tmp",
+                 unreachable: Callable[[], str | None] = lambda: None):
         self._factory = channel_factory
         self._state_root = state_root
+        # why the target cannot answer now (a frozen VM), asked while a cell is silent
+        self._unreachable = unreachable
         self.channel: Channel | None = None
+        self._warden: Channel | None = None  # ends the session if the kernel dies (shell.leftovers)
         self.pid = 0
         self.flavour = ""
         self.nonce = ""
@@ -198,6 +215,10 @@ class ShellSession:
             self.channel.write(startup_file_line().encode())
         self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir, split=self.ordered).encode())
         self._await_marker("ready", timeout)
+        try:
+            self._warden = self._factory(warden_command(self.state_dir, self.nonce))
+        except (ShellError, OSError):  # the shell works without; a sweep then finds what it leaves
+            log.warning("could not start the shell's warden", exc_info=True)
 
     def _await_marker(self, kind: str, timeout: float) -> Marker:
         assert self.channel is not None
@@ -232,13 +253,16 @@ class ShellSession:
                     self.channel.run_aside(
                         # the tree first: once the shell is gone its children have other parents
                         f"{descendants_kill(self.pid, 'KILL')}; kill -KILL -{self.pid} {self.pid} 2>/dev/null; "
-                        f"rm -rf {shlex.quote(self.state_dir)}")
+                        f"rm -rf {shlex.quote(self.state_dir)}", timeout=CLOSE_TIMEOUT)
                 else:
-                    self.channel.run_aside(f"rm -rf {shlex.quote(self.state_dir)}")
+                    self.channel.run_aside(f"rm -rf {shlex.quote(self.state_dir)}", timeout=CLOSE_TIMEOUT)
             except Exception:
                 pass
             self.channel.close()
             self.channel = None
+        if self._warden is not None:  # after the state directory went: it has nothing left to do
+            self._warden.close()
+            self._warden = None
 
     # ---- cells -----------------------------------------------------------
     def run(
@@ -298,11 +322,18 @@ class ShellSession:
                 wait = min(wait, max(cell.deadline - now, 0))
             with self._lock:
                 interrupt_at = self._interrupt_at
+            if (interrupt_at is not None or now - cell.heard >= PROBE_AFTER) and now - cell.asked >= 1.0:
+                cell.asked = now
+                why = self._unreachable()
+                if why:
+                    return self._abandon(outcome, why)
             if interrupt_at is not None:
                 outcome.interrupted = True
                 if now - interrupt_at >= UNRESPONSIVE_AFTER:
-                    return self._stop(outcome, f"the shell did not finish the cell {UNRESPONSIVE_AFTER:.0f} s "
-                                               "after the interrupt, so it was stopped")
+                    # a target that does not answer side commands either is not waited on to close
+                    stop = self._abandon if self.channel.silent else self._stop
+                    return stop(outcome, f"the shell did not finish the cell {UNRESPONSIVE_AFTER:.0f} s "
+                                         "after the interrupt, so it was stopped")
                 cell.escalated = self._escalate(interrupt_at, cell.escalated)
                 self._send_fallback(cell)
                 wait = min(wait, 0.05)
@@ -345,7 +376,13 @@ class ShellSession:
             return None
         assert self.channel is not None
         cell.probed = now
-        status = self.channel.run_aside(idle_probe(self.pid, self._stdin)).status
+        status = self.channel.run_aside(idle_probe(self.pid, self._stdin), timeout=PROBE_TIMEOUT).status
+        if status == 255:  # no answer (the target may be frozen, or only busy)
+            cell.unanswered = cell.unanswered or now
+            if now - cell.unanswered >= SILENT_TARGET_AFTER:
+                return self._abandon(cell.outcome, f"the target did not answer for {SILENT_TARGET_AFTER:.0f} s")
+            return None
+        cell.unanswered = 0.0
         if status == PROBE_GONE:
             cell.outcome.status = cell.outcome.status or 137
             return self._stop(cell.outcome, "the shell ended (it was killed)")
@@ -439,6 +476,16 @@ class ShellSession:
         self.close()  # also removes the state directory the driver made
         return outcome
 
+    def _abandon(self, outcome: CommandResult, why: str) -> CommandResult:
+        """The target cannot answer: end the cell without waiting on it; the
+        shell is given up (its warden ends it once the connection closes)."""
+        assert self.channel is not None
+        self.channel.abandon()
+        if self._warden is not None:
+            self._warden.abandon()
+        outcome.status = outcome.status or (130 if outcome.interrupted else 255)
+        return self._stop(outcome, why)
+
     def _stop(self, outcome: CommandResult, why: str) -> CommandResult:
         """End the shell and everything it started; the cell ends with ``why``."""
         outcome.shell_ended = why
@@ -475,11 +522,14 @@ class ShellSession:
             if not self._running or self._interrupt_at is not None:
                 return
             self._interrupt_at = time.monotonic()
-        if self.channel is not None and self.pid:
+        channel = self.channel
+        if channel is not None and self.pid:
             # The abort flag makes the shell drop the rest of the cell even when
-            # the command catches SIGINT and exits normally.
+            # the command catches SIGINT and exits normally.  Sent from a thread
+            # of its own: a target that does not answer must not hold up the caller.
             abort = shlex.quote(f"{self.state_dir}/abort")
-            self.channel.run_aside(f": > {abort}; kill -INT -{self.pid} 2>/dev/null")
+            threading.Thread(target=channel.run_aside, args=(f": > {abort}; kill -INT -{self.pid} 2>/dev/null",),
+                             kwargs={"timeout": UNRESPONSIVE_AFTER}, daemon=True).start()
 
     def _reap(self) -> None:
         """Stop background jobs the interrupted cell started."""
@@ -502,11 +552,11 @@ class ShellSession:
         # process group, as `setsid` and `timeout` do) but the jobs that
         # earlier cells left running in the background.
         if done == 0 and elapsed >= INTERRUPT_GRACE:
-            self.channel.run_aside(descendants_kill(pid, "TERM", f"{self.state_dir}/jobs"))
+            self.channel.run_aside(descendants_kill(pid, "TERM", f"{self.state_dir}/jobs"), timeout=1.0)
             return 1
         if done == 1 and elapsed >= INTERRUPT_GRACE + KILL_GRACE:
             self.channel.run_aside(descendants_kill(pid, "KILL", f"{self.state_dir}/jobs")
-                                   + f"; [ -e {abort} ] && kill -INT {pid}")
+                                   + f"; [ -e {abort} ] && kill -INT {pid}", timeout=1.0)
             return 2
         return done
 

@@ -229,13 +229,17 @@ class SSHChannel(Channel):
         control = _CONTROL_LOOP
         if conn.endpoint.sudo:
             command, control = through_sudo(command), through_sudo(control)
-        self.chan = self.transport.open_session(window_size=_WINDOW, max_packet_size=_PACKET)
+        # bounded: a frozen machine never confirms a channel (paramiko waits an hour)
+        self.chan = self.transport.open_session(window_size=_WINDOW, max_packet_size=_PACKET,
+                                                timeout=conn.connect_timeout)
         self.chan.exec_command(command)
         self._eof = False
-        self._control = self.transport.open_session()
+        self._control = self.transport.open_session(timeout=conn.connect_timeout)
         self._control.exec_command(control)
         self._control_lock = threading.Lock()
         self._control_buf = b""
+        self._owed = 0  # answers of the control loop still to come
+        self._abandoned = False  # the target stopped answering: nothing waits on it any more
 
     def write(self, data: bytes) -> None:
         try:
@@ -264,24 +268,47 @@ class SSHChannel(Channel):
             command = f"{printf_bytes(stdin)} | {{ {command}; }}"
         return CommandResult(self._control_status(command.replace("\n", " ") + "\n", timeout))
 
+    def abandon(self) -> None:
+        self._abandoned = True
+
+    @property
+    def silent(self) -> bool:
+        return self._owed > 0
+
     def _control_status(self, line: str, timeout: float) -> int:
-        """Send one line to the control loop; the exit status it answers (255: no answer)."""
-        with self._control_lock:
-            try:
-                self._control.sendall(line.encode())
-                deadline = time.monotonic() + timeout
-                while b"\n" not in self._control_buf:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._control.closed:
-                        return 255
-                    self._control.settimeout(left)
-                    data = self._control.recv(4096)
-                    if not data:
-                        return 255
-                    self._control_buf += data
-            except (OSError, EOFError, paramiko.SSHException):
+        """Send one line to the control loop; the exit status it answers (255: no
+        answer within ``timeout``, or the channel was abandoned meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while not self._control_lock.acquire(timeout=0.1):  # another side command waits for its answer
+            if self._abandoned or time.monotonic() >= deadline:
                 return 255
-            status, _, self._control_buf = self._control_buf.partition(b"\n")
+        try:
+            if self._abandoned:
+                return 255
+            self._control.sendall(line.encode())
+            self._owed += 1
+            while True:
+                status, newline, rest = self._control_buf.partition(b"\n")
+                if newline:
+                    self._control_buf = rest
+                    self._owed -= 1
+                    if self._owed == 0:
+                        break
+                    continue  # the late answer of a command that was given up on
+                if self._abandoned or self._control.closed or time.monotonic() >= deadline:
+                    return 255
+                self._control.settimeout(min(0.2, max(deadline - time.monotonic(), 0.01)))
+                try:
+                    data = self._control.recv(4096)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return 255
+                self._control_buf += data
+        except (OSError, EOFError, paramiko.SSHException):
+            return 255
+        finally:
+            self._control_lock.release()
         try:
             return int(status)
         except ValueError:

@@ -60,6 +60,17 @@ class Target:
 
         return SSHConnection(Endpoint(self.host, self.port, self.user, self.key, self.sudo))
 
+    def gone(self) -> bool:
+        """True when the machine a shell was started on is no longer there (a VM
+        that stopped, or was booted again on another port): cheap, asked before
+        every cell, never boots anything."""
+        return False
+
+    def unreachable(self) -> str | None:
+        """Why the machine cannot answer now although it is there (a VM whose
+        process is stopped), or None; cheap: asked while a cell is silent."""
+        return None
+
     def sealed_agent(self):
         """The agent that runs this target's checks from outside the student's reach
         (a rerun's fresh VM: vm/agent.py), or None: checks then run in a clean shell

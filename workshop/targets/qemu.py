@@ -28,6 +28,34 @@ class QemuTarget(Target):
             raise TargetError(f"{self.spec}: {exc}") from None
         self.point_at(info.as_json())
 
+    def gone(self) -> bool:
+        from ..vm import VM
+
+        vm = VM(self.name)
+        return not vm.running or vm.state().get("port") != self.port
+
+    def unreachable(self) -> str | None:
+        from ..vm import VM
+
+        pid = VM(self.name).pid()
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return None
+        if state not in ("T", "t"):
+            return None
+        return (f"{self.spec} is frozen: its qemu process ({pid}) is stopped; "
+                f"`kill -CONT {pid}` lets it run again")
+
+    def open(self):
+        """Only the host key the tool made for this VM (pinned at its boot) is accepted."""
+        from ..shell.ssh import Endpoint, SSHConnection
+
+        return SSHConnection(Endpoint(self.host, self.port, self.user, self.key), pin="strict")
+
     def sealed_agent(self):
         from ..vm.agent import GuestAgent, is_sealed
         from ..vm.machine import vm_dir
