@@ -31,17 +31,22 @@ pytestmark = pytest.mark.timeout(900)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts" / "browser-lab"
 CHROMIUM = "/usr/bin/chromium"
+MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")  # Debian's libjs-mathjax: MathJax 2, as nbconvert loads
 WAIT_MS = 120_000  # a busy two-core machine starts JupyterLab and the kernel slowly
 NOTEBOOK = "lab.ipynb"
 CELLS = {
     "hello": "echo hello",
     "check": "%expect stdout-contains bye\necho hello",
+    "maths": "The same page typesets $x^2$ in Markdown.",  # a Markdown cell: MathJax is at work here
+    "dollar": "%expect stdout /^YOU-ARE-HERE$/\necho you are here\n%%check --name price\necho 'FAIL: $5, not $6'; exit 1",
     "sleep": "sleep 100",
     "input": 'read -p "name? " n; echo hi $n',
     "complete": "",
+    "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
 }
 INDEX = {name: i for i, name in enumerate(CELLS)}
+MARKDOWN = {"maths"}
 # JupyterLab's settings for the test: no question about news over the notebook.
 SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
 
@@ -91,7 +96,8 @@ def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
         (settings / name).write_text(json.dumps(values))
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
-    nb.cells = [nbformat.v4.new_code_cell(source, id=name) for name, source in CELLS.items()]
+    nb.cells = [(nbformat.v4.new_markdown_cell if name in MARKDOWN else nbformat.v4.new_code_cell)(source, id=name)
+                for name, source in CELLS.items()]
     server = Server(root, JUPYTERLAB_SETTINGS_DIR=str(settings))
     try:
         server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
@@ -173,6 +179,29 @@ def test_a_failed_check_shows_a_cross_with_the_check_name(lab):
     assert "exit 0" not in badge
 
 
+def test_a_failed_check_with_dollars_reads_as_written_not_as_maths(lab):
+    """A regex ending in $ and a FAIL message with two: MathJax, which typesets the
+    Markdown cell above, leaves the badge alone."""
+    from playwright.sync_api import expect
+
+    page = lab["page"]
+    maths = _cell(page, "maths")
+    expect(maths.locator("mjx-container").first).to_be_visible()  # MathJax is loaded and at work
+    cell = _run(page, "dollar")
+    lines = cell.locator(".workshop-record > div")
+    expect(lines).to_have_count(3)
+    expect(lines.nth(0)).to_have_text(re.compile(r"^✘ 2 of 2 checks failed · \d+ ms · local$"))
+    want = ["✘ check 'stdout /^YOU-ARE-HERE$/': stdout does not match /^YOU-ARE-HERE$/",
+            "✘ check 'price': $5, not $6"]
+    # Typesetting is asynchronous: the text must stay as written while MathJax would have had its turn.
+    for _ in range(10):
+        assert [lines.nth(1).inner_text(), lines.nth(2).inner_text()] == want
+        assert cell.locator(".workshop-record mjx-container, .workshop-record .MathJax").count() == 0
+        page.wait_for_timeout(200)
+    cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("failed-check-with-dollars.png"))
+
+
 def test_the_stop_button_interrupts_a_running_cell(lab):
     from playwright.sync_api import expect
 
@@ -199,6 +228,17 @@ def test_an_input_box_answers_read(lab):
     cell = _finished(page, "input")
     assert "hi Ada" in cell.locator(".jp-OutputArea").inner_text()
     assert _badge(cell).startswith("✔ exit 0")
+
+
+def test_help_alone_lists_the_magics(lab):
+    cell = _run(lab["page"], "magics")
+    text = cell.locator(".jp-OutputArea").inner_text()
+    lines = [line for line in text.splitlines() if line.strip().startswith("%")]
+    assert {line.split()[0] for line in lines} >= {"%help", "%target", "%expect", "%%check", "%%chroot", "%%overlay"}
+    assert all(len(line.split()) > 1 for line in lines), lines  # each with what it does, on its line
+    assert cell.locator(".workshop-record").count() == 0
+    assert cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("help-alone.png"))
 
 
 def test_help_shows_its_text_and_no_badge(lab):
@@ -264,6 +304,52 @@ def test_nbconvert_html_shows_the_badges_in_both_themes(lab):
             page.screenshot(path=_artifact(f"nbconvert-{theme}.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_nbconvert_html_with_mathjax_leaves_the_dollars_of_a_badge_alone(lab):
+    """nbconvert's templates load MathJax 2 (from a CDN; here Debian's copy, offline)."""
+    if not MATHJAX.exists():
+        pytest.fail(f"{MATHJAX} is missing: run scripts/setup --test (it installs libjs-mathjax)")
+    page = lab["page"]
+    if not _cell(page, "dollar").locator(".workshop-record").count():
+        _run(page, "dollar")
+    page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").click()
+    nb = _saved(lab, "dollar")
+    body, _ = HTMLExporter(template_name="lab", mathjax_url=f"{MATHJAX.as_uri()}?config=TeX-AMS_CHTML-full,Safe")\
+        .from_notebook_node(nb)
+    path = lab["base"] / "export-mathjax.html"
+    path.write_text(body, encoding="utf-8")
+    export = lab["browser"].new_page(viewport={"width": 1000, "height": 900})
+    try:
+        export.goto(path.as_uri())
+        export.locator(".jp-MarkdownCell .MathJax_CHTML").first.wait_for()  # MathJax typeset the Markdown
+        export.wait_for_function("() => window.MathJax && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running")
+        lines = [line.strip() for line in export.locator(".workshop-record").nth(_badge_index(nb, "dollar"))
+                 .inner_text().splitlines()]
+        assert lines[1:] == ["✘ check 'stdout /^YOU-ARE-HERE$/': stdout does not match /^YOU-ARE-HERE$/",
+                             "✘ check 'price': $5, not $6"], lines
+        assert export.locator(".workshop-record .MathJax_CHTML, .workshop-record .MathJax").count() == 0
+        record = export.locator(".workshop-record").nth(_badge_index(nb, "dollar"))
+        record.evaluate("el => el.scrollIntoView({block: 'center'})")
+        export.screenshot(path=_artifact("nbconvert-mathjax-failed-check.png"))
+    finally:
+        export.close()
+
+
+def _saved(lab, name: str):
+    """The notebook as the server has it once it holds the cell's badge (saving is asynchronous)."""
+    for _ in range(300):
+        nb = nbformat.from_dict(lab["server"].get_notebook(NOTEBOOK))
+        if any("text/html" in o.get("data", {}) for c in nb.cells if c.get("id") == name for o in c.get("outputs", [])):
+            return nb
+        lab["page"].wait_for_timeout(100)
+    raise AssertionError(f"the notebook was not saved with the badge of {name!r}")
+
+
+def _badge_index(nb, name: str) -> int:
+    """Which badge of the exported page is the cell's: cells with a badge, in order."""
+    with_badge = [c.get("id") for c in nb.cells if any("text/html" in o.get("data", {}) for o in c.get("outputs", []))]
+    return with_badge.index(name)
 
 
 def test_a_notebook_lab_does_not_trust_still_shows_coloured_badges(lab):

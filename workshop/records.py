@@ -324,6 +324,13 @@ def badge_text(data: dict) -> str:
     return "\n".join(lines)
 
 
+# The classes that keep MathJax away from an HTML output: a regex such as
+# /^X$/ holds two dollars, which it would typeset as maths.  mathjax_ignore is
+# MathJax 3's (JupyterLab 4, Notebook 7), tex2jax_ignore MathJax 2's (nbconvert's
+# HTML templates, the classic notebook).
+NO_MATHS = "tex2jax_ignore mathjax_ignore"
+
+
 def badge_html(data: dict) -> str:
     """Plain lines, no list (its bullets show clipped beside an output), coloured marks."""
     shown = badge(data)
@@ -332,7 +339,7 @@ def badge_html(data: dict) -> str:
             f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
     rows = "".join(f"<div><span style='{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
                    for name, message in shown.failures)
-    return (f"<div class='workshop-record' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
+    return (f"<div class='workshop-record {NO_MATHS}' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
             f"overflow-wrap:anywhere'>{head}{rows}</div>")
 
 
