@@ -34,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")  # Debian's libjs-mathjax: MathJax 2, as nbconvert loads
 WAIT_MS = 120_000  # a busy two-core machine starts JupyterLab and the kernel slowly
 NOTEBOOK = "lab.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CELLS = {
     "hello": "echo hello",
     "check": "%expect stdout-contains bye\necho hello",
@@ -379,6 +380,40 @@ def test_a_notebook_lab_does_not_trust_still_shows_coloured_badges(lab):
             page.locator(".jp-NotebookPanel").screenshot(path=_artifact(f"untrusted-{theme.split()[-1].lower()}.png"))
     finally:
         page.close()
+
+
+def test_a_shipped_notebook_opens_without_unsaved_changes(lab):
+    """JupyterLab writes the kernel's language_info into the notebook it opens: a
+    notebook saved with less (as they were, the control) shows as changed at once."""
+    from playwright.sync_api import expect
+
+    shipped = (NOTEBOOKS / "01-rootfs-and-chroot.ipynb").read_text(encoding="utf-8")
+    root = lab["base"] / "root"
+    (root / "shipped.ipynb").write_text(shipped, encoding="utf-8")
+    old = json.loads(shipped)
+    old["metadata"]["language_info"] = {"name": "bash"}
+    (root / "as-before.ipynb").write_text(json.dumps(old), encoding="utf-8")
+    for name, changed in (("as-before.ipynb", True), ("shipped.ipynb", False)):
+        page = lab["browser"].new_page(viewport={"width": 1280, "height": 700})
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"http://127.0.0.1:{lab['server'].port}/lab/workspaces/{name.split('.')[0]}/tree/{name}"
+                      f"?token={lab['server'].token}")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+            _wait_idle(page)
+            dirty = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")
+            if changed:
+                expect(dirty).to_have_count(1)
+                continue
+            for _ in range(10):  # the kernel answered; nothing may mark the notebook changed after it
+                assert dirty.count() == 0
+                page.wait_for_timeout(200)
+            page.screenshot(path=_artifact("shipped-notebook-opened.png"))
+        finally:
+            page.close()
+    for session in lab["server"].call("GET", "/api/sessions"):  # their kernels: this machine has two cores
+        if session["path"] in ("shipped.ipynb", "as-before.ipynb"):
+            lab["server"].call("DELETE", f"/api/sessions/{session['id']}")
 
 
 # ---- themes and colours --------------------------------------------------------

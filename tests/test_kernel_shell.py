@@ -4,10 +4,14 @@ kernel over the Jupyter protocol, on this machine and over a loopback sshd."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_state_persists_across_cells(shared_kernel):
@@ -379,6 +383,20 @@ def test_the_kernel_advertises_only_what_it_does_and_refuses_subshells(shared_ke
         assert answer["content"]["status"] == "error"
         assert "not supported" in answer["content"]["evalue"]
     assert kernel.run("echo after").stdout == "after\n"  # and the kernel goes on
+
+
+def test_the_shipped_notebooks_hold_the_language_info_the_kernel_reports(shared_kernel):
+    """A frontend writes kernel_info's language_info into the notebook when the kernel
+    answers: any difference shows a notebook just opened as changed."""
+    kernel = shared_kernel
+    msg_id = kernel.kc.kernel_info()
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    reported = reply["content"]["language_info"]
+    shipped = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert shipped
+    for path in shipped:
+        assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["language_info"] == reported, path.name
 
 
 def test_is_complete_waits_for_declarations_and_cell_magics(shared_kernel):

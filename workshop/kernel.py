@@ -27,6 +27,7 @@ from . import __version__
 from .completion import complete
 from .console import is_complete
 from .inspection import help_links, inspect
+from .language import LANGUAGE_INFO
 from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
@@ -46,13 +47,7 @@ class WorkshopKernel(Kernel, Settings):
     implementation_version = __version__
     language = "bash"
     language_version = "5"
-    language_info = {
-        "name": "bash",
-        "codemirror_mode": "shell",
-        "mimetype": "text/x-sh",
-        "file_extension": ".sh",
-        "pygments_lexer": "bash",
-    }
+    language_info = LANGUAGE_INFO
     banner = "Workshop: bash cells in a persistent shell, on this machine or over SSH"
     # ipykernel sleeps this long after each cell to let forwarded Python output
     # drain; this kernel forwards none, so the sleep is pure latency.
