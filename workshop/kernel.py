@@ -24,6 +24,7 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
 from . import __version__
+from .coalesce import StreamCoalescer
 from .completion import complete
 from .console import is_complete
 from .inspection import help_links, inspect
@@ -61,6 +62,7 @@ class WorkshopKernel(Kernel, Settings):
         self.runner = Session(self, blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
+        self._output = StreamCoalescer(self._pacer.write if self._pacer else self._stream)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not in the main thread (embedded use)
@@ -89,7 +91,7 @@ class WorkshopKernel(Kernel, Settings):
         pacer = None if silent else self._pacer
         run = self.runner.run_cell(
             code,
-            on_output=None if silent else pacer.write if pacer else self._stream,
+            on_output=None if silent else self._output.write,
             on_input=self._input if allow_stdin else None,
             on_progress=None if silent else self._progress_display(),
             cell_id=cell_id, cell_meta=cell_meta,
@@ -97,6 +99,7 @@ class WorkshopKernel(Kernel, Settings):
             session_id=self.session.session if self.session else "",
         )
         self._last_record = run.record.as_dict()
+        self._output.flush()
         if pacer:
             pacer.settle()  # the record and the error must not fall to the server's limit
         if not silent:
@@ -136,6 +139,7 @@ class WorkshopKernel(Kernel, Settings):
         notices: list[str] = []
 
         def progress(text: str) -> None:
+            self._output.flush()  # what the cell printed comes first
             spec = self.runner.target.spec
             lines = [f"{spec}: {line}" for line in (*notices, text) if line]
             if isinstance(text, Notice):
@@ -147,6 +151,7 @@ class WorkshopKernel(Kernel, Settings):
         return progress
 
     def _input(self, prompt: str, password: bool) -> str | None:
+        self._output.flush()  # what the cell printed before it asked
         try:
             with self._blocking_wait():
                 return self.getpass(prompt) if password else self.raw_input(prompt)
