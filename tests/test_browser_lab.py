@@ -26,6 +26,7 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 from test_iopub_limits import Server  # a jupyter_server on loopback; JupyterLab is its extension
+from test_kernel_shell import _png
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -42,6 +43,7 @@ CELLS = {
     "dollar": "%expect stdout /^YOU-ARE-HERE$/\necho you are here\n%%check --name price\necho 'FAIL: $5, not $6'; exit 1",
     "sleep": "sleep 100",
     "input": 'read -p "name? " n; echo hi $n',
+    "display": "display red.png page.html",
     "complete": "",
     "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
@@ -99,6 +101,8 @@ def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
     nb.metadata.kernelspec = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
     nb.cells = [(nbformat.v4.new_markdown_cell if name in MARKDOWN else nbformat.v4.new_code_cell)(source, id=name)
                 for name, source in CELLS.items()]
+    (root / "red.png").write_bytes(_png(60, 30, (220, 0, 0)))
+    (root / "page.html").write_text("<p id='page'>A page: costs $5, not $6</p>")
     server = Server(root, JUPYTERLAB_SETTINGS_DIR=str(settings))
     try:
         server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
@@ -229,6 +233,20 @@ def test_an_input_box_answers_read(lab):
     cell = _finished(page, "input")
     assert "hi Ada" in cell.locator(".jp-OutputArea").inner_text()
     assert _badge(cell).startswith("✔ exit 0")
+
+
+def test_display_shows_a_picture_and_a_page(lab):
+    cell = _run(lab["page"], "display")
+    image = cell.locator(".jp-OutputArea-output img")
+    image.wait_for()
+    assert image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]") == [True, 60, 30]
+    colour = image.evaluate("""img => { const c = document.createElement('canvas'); c.width = 60; c.height = 30;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0); return [...g.getImageData(30, 15, 1, 1).data]; }""")
+    assert colour == [220, 0, 0, 255]
+    page = cell.locator(".jp-OutputArea-output #page")
+    assert page.inner_text() == "A page: costs $5, not $6"  # HTML shown as HTML, its dollars not maths
+    assert _badge(cell).startswith("✔ exit 0")
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("display.png"))
 
 
 def test_help_alone_lists_the_magics(lab):

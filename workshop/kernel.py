@@ -27,6 +27,7 @@ from . import __version__
 from .coalesce import StreamCoalescer
 from .completion import complete
 from .console import is_complete
+from .display import display_bundle
 from .inspection import help_links, inspect
 from .language import LANGUAGE_INFO
 from .pacing import StreamPacer
@@ -94,6 +95,7 @@ class WorkshopKernel(Kernel, Settings):
             on_output=None if silent else self._output.write,
             on_input=self._input if allow_stdin else None,
             on_progress=None if silent else self._progress_display(),
+            on_display=None if silent else self._display,
             cell_id=cell_id, cell_meta=cell_meta,
             execution_count=self.execution_count,
             session_id=self.session.session if self.session else "",
@@ -116,6 +118,11 @@ class WorkshopKernel(Kernel, Settings):
         if self.records and run.record.shown:
             self.send_response(self.iopub_socket, "display_data",
                                {"data": run.record.bundle(), "metadata": {}, "transient": {}})
+
+    def _display(self, name: str, data_b64: str) -> None:
+        self._output.flush()  # what the cell printed before it comes first
+        self.send_response(self.iopub_socket, "display_data",
+                           {"data": display_bundle(name, data_b64), "metadata": {}, "transient": {}})
 
     def _stream(self, name: str, text: str) -> None:
         self.send_response(self.iopub_socket, "stream", {"name": name, "text": text})
