@@ -300,7 +300,7 @@ def badge(data: dict) -> Badge:
     else:
         head = f"exit {data['exit_status']}"
     if isinstance(data.get("task"), dict):
-        head = f"{_task_text(data['task'])} · {head}"
+        head = f"{_task_text(data['task'], checks)} · {head}"
     target = data["target"].get("name") or data["target"].get("kind", "")
     return Badge(ok, head, f"{_duration(data['duration'])} · {target}", failed_named)
 
@@ -343,13 +343,18 @@ def badge_html(data: dict) -> str:
             f"overflow-wrap:anywhere'>{head}{rows}</div>")
 
 
-def _task_text(task: dict) -> str:
-    """``task · 3 points`` (``+ 2 by hand``): what a task cell of an assignment is worth."""
+def _task_text(task: dict, checks: list[dict]) -> str:
+    """``task · 3 points`` (``, 1 by hidden checks``, `` + 2 by hand``): what a task
+    cell of an assignment is worth.  Points the cell's own checks do not account
+    for come from hidden checks, run at grading: said, lest the sum look wrong."""
     def amount(value) -> float:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
     points, manual = amount(task.get("points")), amount(task.get("manual_points"))
     text = f"task · {points:g} point{'' if points == 1 else 's'}" if points or not manual else "task"
+    if points and checks and all("points" in c for c in checks):
+        hidden = points - sum(amount(c["points"]) for c in checks)
+        text += f", {hidden:g} by hidden checks" if hidden > 0 else ""
     return text + (f" + {manual:g} by hand" if manual else "")
 
 
