@@ -2,15 +2,17 @@
 
 Every shell the runner starts keeps a state directory on the target
 (``/tmp/.workshop-<nonce>``) with an ``owner`` line (the shell's pid, its start
-time and the boot id, so a reused pid or a reboot is not mistaken for it) and a
+time and the boot id, so a reused pid or a reboot is not mistaken for it, and
+whose it is: the uid that ran ``sudo``, else the shell's own) and a
 ``cleanups/`` folder: one file per thing its magics made (a mount, a cgroup),
 holding the shell code that undoes it.  Every process the shell starts inherits
 ``WORKSHOP_SESSION=<nonce>``.
 
 A kernel killed with ``kill -9`` cannot clean up.  :func:`sweep_script` finds
 the state directories whose owner is gone, kills the processes of that session,
-runs its cleanups newest first and removes the directory; run with ``dry_run``
-it only reports (``workshop doctor``).  Each line it prints is
+runs its cleanups newest first and removes the directory; only those of the
+same user: another user's leftovers are theirs to be told about, by their next
+kernel.  Run with ``dry_run`` it only reports, every user's (``workshop doctor``).  Each line it prints is
 ``<nonce><TAB><what>``.
 """
 
@@ -20,6 +22,9 @@ import shlex
 
 STATE_PREFIX = ".workshop-"
 SESSION_VARIABLE = "WORKSHOP_SESSION"
+# Whose a shell is: a shell run through sudo (a VM's, an ssh target's with sudo) is
+# root for everyone, so the user who ran sudo counts.
+USER_ID = "${SUDO_UID:-$(id -u)}"
 
 
 def owner_script(state_dir: str, nonce: str) -> str:
@@ -28,8 +33,8 @@ def owner_script(state_dir: str, nonce: str) -> str:
     d = shlex.quote(state_dir)
     return (
         f"mkdir -p {d}/cleanups; "
-        f"printf '%s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
-        f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" > {d}/owner; "
+        f"printf '%s %s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
+        f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" \"{USER_ID}\" > {d}/owner; "
         f"export {SESSION_VARIABLE}={shlex.quote(nonce)}\n"
     )
 
@@ -39,11 +44,14 @@ def sweep_script(state_root: str = "/tmp", dry_run: bool = False, skip: str = ""
     act = "" if dry_run else "1"
     return f"""(
 boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+me={USER_ID}
 for d in {shlex.quote(state_root)}/{STATE_PREFIX}*; do
   [ -f "$d/owner" ] || continue
   n=${{d##*/{STATE_PREFIX}}}
   [ "$n" = {shlex.quote(skip)} ] && continue
-  read -r pid start was < "$d/owner" || continue
+  read -r pid start was who < "$d/owner" || continue
+  # another user's: not ours to clean or report (a directory from before the field: anyone's)
+  [ -n "{act}" ] && [ -n "$who" ] && [ "$who" != "$me" ] && continue
   # alive: the same boot, the same process (start time), and not a zombie
   if [ "$was" = "$boot" ] && [ -r "/proc/$pid/stat" ] &&
      [ "$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null)" = "$start" ] &&
