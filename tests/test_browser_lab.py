@@ -45,6 +45,7 @@ CELLS = {
     "input": 'read -p "name? " n; echo hi $n',
     "display": "display red.png page.html",
     "complete": "",
+    "tooltip": "%%cgroup --memory 100M\necho in a cgroup",
     "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
 }
@@ -283,6 +284,30 @@ def test_tab_after_a_magics_first_letters_offers_it(lab):
     assert offered
     page.screenshot(path=_artifact("tab-completion.png"))
     page.keyboard.press("Escape")
+
+
+def test_shift_tab_on_a_magic_shows_its_help_whole(lab):
+    """In a laptop's window beside the file browser: the help's lines wrap inside the tooltip, none is cut."""
+    page = lab["page"]
+    page.set_viewport_size({"width": 1000, "height": 1000})
+    try:
+        editor = _cell(page, "tooltip").locator(".cm-content")
+        editor.click()
+        page.keyboard.press("Control+Home")
+        page.keyboard.press("End")
+        page.keyboard.press("Shift+Tab")
+        tooltip = page.locator(".jp-Tooltip")
+        tooltip.wait_for()
+        page.wait_for_function("() => document.querySelector('.jp-Tooltip').innerText.includes('%%cgroup')")
+        sizes = tooltip.evaluate("""t => { const r = t.getBoundingClientRect();
+            const cut = [...t.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0);
+            return {right: r.right, width: innerWidth, cut: cut.map(e => `${e.className} ${e.scrollWidth}>${e.clientWidth}`)}; }""")
+        page.screenshot(path=_artifact("tooltip.png"))
+        assert sizes["right"] <= sizes["width"], sizes
+        assert not sizes["cut"], sizes
+        page.keyboard.press("Escape")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
 
 def test_badges_read_in_light_and_dark_theme(lab):
