@@ -46,6 +46,7 @@ CELLS = {
     "display": "display red.png page.html",
     "complete": "",
     "tooltip": "%%cgroup --memory 100M\necho in a cgroup",
+    "highlight": "%expect stdout-contains container's\necho hi\n%%check --name quoted\necho 'FAIL: it is not'",
     "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
 }
@@ -308,6 +309,39 @@ def test_shift_tab_on_a_magic_shows_its_help_whole(lab):
         page.keyboard.press("Escape")
     finally:
         page.set_viewport_size({"width": 1280, "height": 1000})
+
+
+_COLOUR_OF = """([index, line, word]) => {
+    const cell = document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell')[index];
+    const row = cell.querySelectorAll('.cm-content .cm-line')[line];
+    const walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.textContent.includes(word)) return getComputedStyle(node.parentElement).color;
+    }
+    return null;
+}"""
+
+
+def _colour(page, name: str, line: int, word: str) -> str:
+    return page.evaluate(_COLOUR_OF, [INDEX[name], line, word])
+
+
+def test_magic_lines_and_check_sections_are_highlighted_apart_from_the_shell(lab):
+    """An apostrophe in a %expect line no longer opens a string over the rest of the
+    cell, and the %%check section is shell of its own below a magic line."""
+    page = lab["page"]
+    cell = _cell(page, "highlight")
+    cell.locator(".cm-content").wait_for()
+    cell.evaluate("cell => cell.scrollIntoView({block: 'center'})")
+    shell_echo = _colour(page, "hello", 0, "echo")  # `echo hello`: bash's colour of a builtin
+    plain = _colour(page, "display", 0, "red.png")  # a plain word
+    assert shell_echo != plain
+    assert _colour(page, "highlight", 1, "echo") == shell_echo  # below the apostrophe, still shell
+    assert _colour(page, "highlight", 3, "echo") == shell_echo  # the check's script
+    magic = _colour(page, "highlight", 0, "%expect")
+    assert magic == _colour(page, "highlight", 2, "%%check") and magic not in (plain, shell_echo)
+    assert _colour(page, "highlight", 0, "container's") != _colour(page, "highlight", 3, "'FAIL: it is not'")
+    cell.screenshot(path=_artifact("highlighting.png"))
 
 
 def test_badges_read_in_light_and_dark_theme(lab):

@@ -7,9 +7,12 @@ unsaved changes.
 
 from __future__ import annotations
 
+# codemirror_mode: JupyterLab and Notebook 7 take the language named "workshop" (the
+# extension in labextension/: magic lines and %%check sections apart from the shell),
+# else the one of the MIME type: bash's.
 LANGUAGE_INFO = {
     "name": "bash",
-    "codemirror_mode": "shell",
+    "codemirror_mode": {"name": "workshop", "mime": "text/x-sh"},
     "mimetype": "text/x-sh",
     "file_extension": ".sh",
     "pygments_lexer": "bash",
