@@ -2,8 +2,9 @@
 
 Every shell the runner starts keeps a state directory on the target
 (``/tmp/.workshop-<nonce>``) with an ``owner`` line (the shell's pid, its start
-time and the boot id, so a reused pid or a reboot is not mistaken for it, and
-whose it is: the uid that ran ``sudo``, else the shell's own) and a
+time and the boot id, so a reused pid or a reboot is not mistaken for it), a
+``user`` line (whose it is: the uid that ran ``sudo``, else the shell's own; a
+file of its own, since kernels of earlier versions read the owner line whole) and a
 ``cleanups/`` folder: one file per thing its magics made (a mount, a cgroup),
 holding the shell code that undoes it.  Every process the shell starts inherits
 ``WORKSHOP_SESSION=<nonce>``.
@@ -33,8 +34,9 @@ def owner_script(state_dir: str, nonce: str) -> str:
     d = shlex.quote(state_dir)
     return (
         f"mkdir -p {d}/cleanups; "
-        f"printf '%s %s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
-        f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" \"{USER_ID}\" > {d}/owner; "
+        f"printf '%s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
+        f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" > {d}/owner; "
+        f"printf '%s\\n' \"{USER_ID}\" > {d}/user; "
         f"export {SESSION_VARIABLE}={shlex.quote(nonce)}\n"
     )
 
@@ -49,8 +51,9 @@ for d in {shlex.quote(state_root)}/{STATE_PREFIX}*; do
   [ -f "$d/owner" ] || continue
   n=${{d##*/{STATE_PREFIX}}}
   [ "$n" = {shlex.quote(skip)} ] && continue
-  read -r pid start was who < "$d/owner" || continue
-  # another user's: not ours to clean or report (a directory from before the field: anyone's)
+  read -r pid start was < "$d/owner" || continue
+  # another user's: not ours to clean or report (a directory without a user file: anyone's)
+  who=; [ -f "$d/user" ] && read -r who < "$d/user"
   [ -n "{act}" ] && [ -n "$who" ] && [ "$who" != "$me" ] && continue
   # alive: the same boot, the same process (start time), and not a zombie
   if [ "$was" = "$boot" ] && [ -r "/proc/$pid/stat" ] &&
