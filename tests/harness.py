@@ -82,9 +82,18 @@ class KernelHarness:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
 
-    def run(self, code: str, timeout: float = 60, allow_stdin: bool = False, on_input=None) -> Result:
-        """Execute ``code``; collect every iopub message of it until idle."""
-        msg_id = self.kc.execute(code, allow_stdin=allow_stdin)
+    def run(self, code: str, timeout: float = 60, allow_stdin: bool = False, on_input=None,
+            metadata: dict | None = None) -> Result:
+        """Execute ``code``; collect every iopub message of it until idle.
+        ``metadata``: the execute request's (as a notebook runner sends it)."""
+        if metadata is None:
+            msg_id = self.kc.execute(code, allow_stdin=allow_stdin)
+        else:
+            content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                       "allow_stdin": allow_stdin, "stop_on_error": True}
+            msg = self.kc.session.msg("execute_request", content, metadata=metadata)
+            self.kc.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         messages: list[dict] = []
         deadline = time.monotonic() + timeout
         reply = None

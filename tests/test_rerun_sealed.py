@@ -40,6 +40,11 @@ grep -qx yes made || { echo "FAIL: made does not say yes"; exit 1; }
 grep -q " $PWD/merged " /proc/self/mounts || { echo "FAIL: nothing is mounted on merged"; exit 1; }"""
 SOLUTION = "echo yes > made\nmkdir -p merged && mount -t tmpfs none merged"
 POINTS = 1 + 3  # the setup's %expect and the work's three checks
+# The instructor's locked cell after the work: what it prints comes from the shell
+# the student's cells ran in (worth 0 points here, so the totals above stay).
+CONFIRM = '%expect stdout /^made: yes$/\necho "made: $(cat made 2>/dev/null)"'
+CONFIRMED = "stdout /^made: yes$/"
+FAKE_CONFIRM = 'echo "made: yes"'
 
 # Every new program exits 0 at once unless KEEP is set: a check run by any
 # dynamically linked program would pass.
@@ -94,6 +99,11 @@ def _attacks(port: int, preload: str) -> dict[str, str]:
         "fork-bomb": "echo yes > made\nsetsid bash -c 'b() { b | b & }; b' >/dev/null 2>&1 < /dev/null &\nsleep 15",
         "agent-killed": "echo yes > made\npkill -9 -f /run/workshop-agent; sleep 1",
         "agent-replaced": "echo yes > made" + FAKE_AGENT,
+        # the student's shell bent so that the locked cell after it prints what the work would have
+        "debug-trap": f"trap '{FAKE_CONFIRM}' DEBUG",
+        "function-shadow": "echo() { builtin printf 'made: yes\\n'; }; cat() { :; }",
+        "background-writer": f"( while :; do {FAKE_CONFIRM}; sleep 0.1; done ) &",
+        "into-the-relay": "printf 'echo() { builtin printf \"made: yes\\\\n\"; }\\n' > /proc/$PPID/fd/0; sleep 2",
         # the work, plus a try to reach a listener on the grader's own loopback
         "network": (SOLUTION + f"\nif timeout 10 bash -c 'echo probe > /dev/tcp/10.0.2.2/{port}' 2>/dev/null; "
                     "then echo \"verdict: $((6 * 7))-reached\"; else echo \"verdict: $((6 * 7))-blocked\"; fi"),
@@ -146,14 +156,15 @@ def graded(tmp_path_factory):
     _require_tools()
     build_image()  # once, before the clock of the batch starts
     tmp = tmp_path_factory.mktemp("sealed")
-    ref = make_notebook(tmp / "reference.ipynb", {"setup": SETUP, "work": SOLUTION + CHECKS},
-                        setup={"workshop": {"locked": True}})
+    ref = make_notebook(tmp / "reference.ipynb", {"setup": SETUP, "work": SOLUTION + CHECKS, "confirm": CONFIRM},
+                        setup={"workshop": {"locked": True}}, confirm={"workshop": {"locked": True, "points": 0}})
     listener = Listener()
     subs = tmp / "subs"
     subs.mkdir()
     attacks = _attacks(listener.port, _pass_all_library(tmp))
     for student, work in attacks.items():
-        make_notebook(subs / f"{student}.ipynb", {"setup": SETUP, "work": work, "after": "cat /root/leak 2>/dev/null; true"})
+        make_notebook(subs / f"{student}.ipynb", {"setup": SETUP, "work": work, "confirm": CONFIRM,
+                                                  "after": "cat /root/leak 2>/dev/null; true"})
     report, out = tmp / "grades.json", tmp / "out"
     try:
         done = subprocess.run(
@@ -188,6 +199,19 @@ def test_the_honest_submission_keeps_every_point_and_no_flag(graded):
     honest = results["honest"]
     assert honest["total"] == honest["max"] == POINTS, honest
     assert honest["flags"] == [], honest["flags"]
+
+
+def test_a_later_locked_cell_prints_what_the_work_left_not_what_the_student_arranged(graded):
+    """The student's cells run in a subshell that hands on only data, the shell reads
+    only what the kernel signed, and what a student's process left running writes is
+    not a later cell's output."""
+    results, *_ = graded
+    assert CONFIRMED in _passed(results["honest"])
+    for attack in ("lazy", "debug-trap", "function-shadow", "background-writer", "into-the-relay"):
+        assert CONFIRMED not in _passed(results[attack]), (attack, results[attack]["checks"])
+        assert results[attack]["total"] == 1, (attack, results[attack]["checks"])
+    relay = {f["kind"]: f["message"] for f in results["into-the-relay"]["flags"]}
+    assert "something else than the kernel wrote" in relay.get("framing-forged", ""), relay
 
 
 def test_doing_nothing_earns_only_the_setup(graded):

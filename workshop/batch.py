@@ -345,7 +345,7 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     evidence = run_evidence(nb)  # of the student's own run: copies are found by these
     answers = task_answers(ref, nb)  # the student's own text, before the reference's checks go back in
     refused = target_changes(ref, nb, target)
-    restore_reference(ref, nb)
+    vouched = restore_reference(ref, nb)
     sweep_leftovers()
     contain = target == "local" or KernelCgroup.unavailable() is None
     clock = time.monotonic()
@@ -357,7 +357,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain,
-                           pids_max=RERUN_PIDS if target == "local" else None, output_budget=RERUN_OUTPUT_BUDGET)
+                           pids_max=RERUN_PIDS if target == "local" else None, output_budget=RERUN_OUTPUT_BUDGET,
+                           vouched_cells=vouched)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
         result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")

@@ -1131,17 +1131,24 @@ def target_changes(ref: Reference, nb: dict, target: str) -> list[dict]:
 
 
 # ---- restoring the reference's checks in a submission ------------------------
-def restore_reference(ref: Reference, nb: dict) -> None:
+def restore_reference(ref: Reference, nb: dict) -> list[int]:
     """Put the reference's checks (visible and hidden), its locked cells and its
-    hidden cells back into a submission; the student's own code stays."""
+    hidden cells back into a submission; the student's own code stays.  Returns
+    the indexes of the cells that are now wholly the reference's (locked and
+    hidden cells): a rerun vouches for those and runs the others isolated."""
     _put_back_hidden_cells(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"]}
+    vouched = set()
     for ref_cell in ref.cells:
         cell = by_id.get(ref_cell.id)
-        if cell is None or ref_cell.hidden:
+        if cell is None:
+            continue
+        if ref_cell.hidden:
+            vouched.add(id(cell))
             continue
         if ref_cell.locked:
             cell["source"] = ref_cell.source
+            vouched.add(id(cell))
             continue
         ref_lines = ref_cell.source.split("\n")
         ref_expects = [line for line in ref_lines if line.strip().startswith("%expect")]
@@ -1153,6 +1160,7 @@ def restore_reference(ref: Reference, nb: dict) -> None:
                 break
         lines = [line for line in lines if not line.strip().startswith("%expect")]
         cell["source"] = "\n".join(ref_expects + lines + ref_checks)
+    return [i for i, cell in enumerate(nb["cells"]) if id(cell) in vouched]
 
 
 def _put_back_hidden_cells(ref: Reference, nb: dict) -> None:

@@ -11,6 +11,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from .errors import NoChecksError, NotebookError, TargetError
 from .grading import GradingError, Reference, grade_submission, load_reference
 from .records import cell_record
 from .targets import parse_target
+from .tasks import VOUCHED
 
 
 @dataclass
@@ -135,6 +137,7 @@ def run_notebook(
     contain: bool = False,
     pids_max: int | None = None,
     output_budget: int | None = None,
+    vouched_cells: Collection[int] | None = None,
 ) -> NotebookResult:
     """Execute one notebook; write it to out_dir (or next to it as *.out.ipynb).
 
@@ -151,12 +154,16 @@ def run_notebook(
     the processes in it (a fork bomb), and ``limits_hit`` says when it was reached;
     ``output_budget`` stops the run once its cells have printed that many characters
     in all (the executed notebook is held in memory while it runs), also in ``limits_hit``.
+    ``vouched_cells`` (indexes of cells): every other cell runs isolated, in a subshell that
+    hands the next cells only data (its functions, aliases and traps die with it).
     """
     started = time.monotonic()
     nb = read_notebook(path)
     _give_cells_ids(nb)
     source = copy.deepcopy(nb)  # the checks as written, before any output
     env = _kernel_env(path, nb, target, timeout, lock_target, workdir or path.parent)
+    if vouched_cells is not None:
+        env["WORKSHOP_ISOLATE_CELLS"] = "1"
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     result = NotebookResult(path=path, out_path=None)
 
@@ -164,13 +171,13 @@ def run_notebook(
 
     cgroup = KernelCgroup.create(pids_max=pids_max) if contain else None
     try:
-        metadata = CellMetadata()
+        metadata = CellMetadata(vouched_cells)
         client = NotebookClient(
             nb,
             kernel_name="workshop",
             allow_errors=allow_errors,
             resources={"metadata": {"path": str(workdir or path.parent)}},
-            on_cell_execute=lambda cell, cell_index: metadata.before(client, cell),
+            on_cell_execute=lambda cell, cell_index: metadata.before(client, cell, cell_index),
             on_cell_executed=cell_executed,
             timeout=timeout + 30 if timeout else None,  # the kernel stops a cell itself after ``timeout``
             kernel_manager_class=_manager_in(cgroup) if cgroup else AsyncKernelManager,
@@ -201,11 +208,13 @@ class CellMetadata:
     JupyterLab sends the id), so that its record names the cell and a task cell's
     badge shows that it is a task, and its points."""
 
-    def __init__(self) -> None:
+    def __init__(self, vouched: Collection[int] | None = None) -> None:
         self.cell: dict | None = None
+        self.vouched = frozenset(vouched or ())
+        self.index: int | None = None
 
-    def before(self, client: NotebookClient, cell: dict) -> None:
-        self.cell = cell
+    def before(self, client: NotebookClient, cell: dict, index: int | None = None) -> None:
+        self.cell, self.index = cell, index
         session = client.kc.session if client.kc is not None else None
         if session is None or getattr(session, "_workshop_cell_metadata", None) is self:
             return
@@ -214,6 +223,8 @@ class CellMetadata:
         def msg(msg_type, content=None, parent=None, header=None, metadata=None):
             if msg_type == "execute_request" and self.cell is not None:
                 metadata = {**(metadata or {}), **self.request_metadata(self.cell)}
+                if self.index in self.vouched:
+                    metadata[VOUCHED] = True
             return send(msg_type, content, parent, header, metadata)
 
         session.msg = msg

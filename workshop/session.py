@@ -37,7 +37,7 @@ from .shell.leftovers import parse_sweep, sweep_script
 from .shell.result import CommandResult
 from .shell.session import InputCallback, ShellSession
 from .targets import Target, parse_target
-from .tasks import record_task
+from .tasks import VOUCHED, record_task
 
 OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
 ProgressSink = Callable[[str], None]  # a step of getting the target ready
@@ -136,6 +136,7 @@ class Session:
         self._display: DisplaySink | None = None  # where the running cell's `display` goes
         self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
         self._running_check: str | None = None  # the tag of the check running now
+        self._isolated = False  # the cell running now runs in a subshell (a grading rerun)
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -150,6 +151,8 @@ class Session:
         limit = self.settings.output_limit
         streams = {name: OutputStream(name, getattr(record, name), limit, on_output) for name in ("stdout", "stderr")}
         ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
+        # the runner of a grading rerun vouches for the instructor's cells; the rest run isolated
+        self._isolated = self.settings.isolate_cells and not (cell_meta or {}).get(VOUCHED)
         self._progress, self._display = on_progress, on_display
         self._stop_checks.clear()
         error: CellFailure | None = None
@@ -212,7 +215,8 @@ class Session:
         shell = self._ensure_shell(ctx)
         try:
             outcome = shell.run(body, on_output=lambda stream, data: streams[stream].write_bytes(data),
-                                on_input=on_input, timeout=self.timeout, on_display=self._display)
+                                on_input=on_input, timeout=self.timeout, isolated=self._isolated,
+                                on_display=self._display)
         except ShellError as exc:
             self._close_shell(keep_connection=True)
             raise TargetError(str(exc)) from None
@@ -228,6 +232,10 @@ class Session:
         record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
         if outcome.timed_out:
             ctx.notice(f"the cell ran past the {self.timeout:g} s timeout and was interrupted")
+        if outcome.stray_output:
+            record.extra["stray_output"] = outcome.stray_output
+            ctx.notice(f"{outcome.stray_output} bytes written meanwhile by processes that an earlier student's "
+                       "cell left running are not this cell's output")
         if outcome.framing:
             # a forged end: this cell's output may hold another's; the shell is not trusted on
             record.extra["framing"] = outcome.framing

@@ -45,6 +45,10 @@ class Settings(Configurable):
     target_locked = Bool(False, help="Cells cannot change where they run: %target is refused and the "
                          "notebook's metadata ignored (WORKSHOP_TARGET_LOCKED=1; set by grading reruns).").tag(
         config=True, env="WORKSHOP_TARGET_LOCKED")
+    isolate_cells = Bool(False, help="Run each cell in a subshell that hands only its variables and working "
+                         "directory to the next, except the cells the run vouches for (WORKSHOP_ISOLATE_CELLS=1; "
+                         "set by grading reruns, which vouch for the instructor's locked cells).").tag(
+        config=True, env="WORKSHOP_ISOLATE_CELLS")
     bashrc = Bool(False, help="Source the target user's ~/.bashrc when a bash shell starts, for its aliases and "
                   "functions; off so that a notebook runs the same for everyone, and never in grading reruns "
                   "(WORKSHOP_BASHRC=1).").tag(config=True, env="WORKSHOP_BASHRC")

@@ -147,6 +147,12 @@ def task_points(cell: dict) -> float | None:
 
 
 # ---- the kernel's side: which task a running cell is ----------------------------
+# The execute request's metadata key by which the runner of a grading rerun
+# vouches for a cell (the instructor's locked cells); only the runner writes
+# request metadata, a notebook's cells cannot put it there.
+VOUCHED = "workshopVouched"
+
+
 def record_task(cell_meta: dict | None) -> dict:
     """What goes into a cell's record about its task: ``{"task": {"points": N,
     "manual_points": M}}``, or nothing for a cell that is no task.

@@ -18,6 +18,9 @@ from .result import CommandResult
 
 STDOUT = 1
 STDERR = 2
+# what an isolated cell writes (a rerun's student cells), kept apart by the relay
+ISOLATED_OUT = 3
+ISOLATED_ERR = 4
 _F_SETPIPE_SZ = 1031  # from <linux/fcntl.h>; bigger pipes mean fewer wakeups
 _READ_SIZE = 1 << 20
 

@@ -100,8 +100,98 @@ def startup_file_line() -> str:
     return f"[ -r ~/.bashrc ] && . ~/.bashrc </dev/null >/dev/null 2>&1; {_QUIET}\n"
 
 
-def driver_script(nonce: str, flavour: str, state_dir: str) -> str:
-    """Shell functions that frame cells; sent once after the hello."""
+# Isolated cells (bash only): in a grading rerun a student's cell runs in a
+# subshell, so the functions, aliases, traps, options and disabled builtins it
+# makes die with it and never reach the instructor's cells that follow.  What a
+# later cell may need of it travels back as data: the working directory, the
+# umask, its variables (scalars and indexed arrays), the commands that failed.
+# The subshell writes them to a file; the shell reads that file with `read`
+# only and assigns with `printf -v`, so nothing in it is ever run.  Names the
+# shell or programs read as code or as a place to look for code (BASH_ENV,
+# PS4, PROMPT_COMMAND, IFS, LD_*, ...) are not taken, nor new exports; PATH
+# keeps only directories it had.  Associative arrays stay as they were.
+_KEPT_NAMES = ("BASH*|SHELLOPTS|POSIXLY_CORRECT|PS[0-4]|PROMPT_COMMAND*|ENV|IFS|CDPATH|GLOBIGNORE|HIST*|LD_*"
+               "|EUID|UID|PPID|SHLVL|RANDOM|SRANDOM|SECONDS|LINENO|FUNCNAME|GROUPS|OPT*|PIPESTATUS|COMP*"
+               "|READLINE*|TMOUT|MAIL*|PWD|OLDPWD|_|EPOCH*|HOSTNAME|HOSTTYPE|MACHTYPE|OSTYPE|COLUMNS|LINES"
+               "|INPUTRC|TIMEFORMAT|FIGNORE|EXECIGNORE|FUNCNEST|TERM*|__ws_*")
+_ISOLATION = r"""__ws_sub() {
+  # the shell's own streams are not the cell's to keep: what it leaves running
+  # writes on the relay's second pair, which the kernel reads only while such a cell runs
+  builtin exec 50>&52 51>&53 52>&- 53>&-
+  builtin trap '__ws_on_err "$?" "$LINENO"' ERR; builtin trap '__ws_on_debug' DEBUG
+  builtin trap '__ws_leave' EXIT
+}
+__ws_leave() {
+  builtin local __ws_k __ws_i
+  { builtin printf 'errs\0%s\0cwd\0%s\0umask\0%s\0' "$__ws_errs" "$(builtin pwd)" "$(builtin umask)"
+    for __ws_k in $(builtin compgen -A variable); do
+      case "$__ws_k" in KEPT) continue;; esac
+      case "${!__ws_k@a}" in
+        *A*) builtin printf 'keep\0%s\0' "$__ws_k";;
+        *a*) builtin local -n __ws_r="$__ws_k"
+             builtin printf 'arr\0%s\0%s\0%s\0' "$__ws_k" "${!__ws_k@a}" "${#__ws_r[@]}"
+             for __ws_i in "${!__ws_r[@]}"; do builtin printf '%s\0%s\0' "$__ws_i" "${__ws_r[$__ws_i]}"; done
+             builtin unset -n __ws_r;;
+        *) builtin printf 'var\0%s\0%s\0%s\0' "$__ws_k" "${!__ws_k@a}" "${!__ws_k}";;
+      esac
+    done
+    builtin printf 'end\0'
+  } >"$__ws_dir/state" 2>/dev/null
+}
+__ws_join() {
+  __ws_rc=$?  # the cell's status, for __ws_post
+  builtin local __ws_k __ws_n __ws_a __ws_v __ws_c __ws_i __ws_x __ws_seen=' ' __ws_e __ws_p __ws_p0=$PATH __ws_end=
+  __ws_errs=
+  [[ -f "$__ws_dir/state" ]] || builtin return 0
+  while IFS= builtin read -r -d '' __ws_k; do
+    case "$__ws_k" in
+      errs) IFS= builtin read -r -d '' __ws_errs;;
+      cwd) IFS= builtin read -r -d '' __ws_v; builtin cd -- "$__ws_v";;
+      umask) IFS= builtin read -r -d '' __ws_v; [[ "$__ws_v" =~ ^[0-7]{1,4}$ ]] && builtin umask "$__ws_v";;
+      keep) IFS= builtin read -r -d '' __ws_n; __ws_seen+="$__ws_n ";;
+      end) __ws_end=1;;
+      var|arr)
+        IFS= builtin read -r -d '' __ws_n; IFS= builtin read -r -d '' __ws_a
+        if [[ "$__ws_k" == arr ]]; then IFS= builtin read -r -d '' __ws_c; else IFS= builtin read -r -d '' __ws_v; fi
+        [[ "$__ws_n" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || builtin continue
+        case "$__ws_n" in KEPT) builtin continue;; esac
+        __ws_seen+="$__ws_n "
+        case "${!__ws_n@a}" in *r*) builtin continue;; *x*) __ws_x=1;; *) __ws_x=;; esac
+        case "${!__ws_n@a}" in *n*) builtin unset -n "$__ws_n";; esac
+        builtin unset -v "$__ws_n"  # its attributes too: an integer variable would evaluate what it is given
+        if [[ "$__ws_k" == arr ]]; then
+          builtin declare -g -a "$__ws_n=()"
+          [[ "$__ws_c" =~ ^[0-9]{1,6}$ ]] || __ws_c=0
+          for ((; __ws_c > 0; __ws_c--)); do
+            IFS= builtin read -r -d '' __ws_i && IFS= builtin read -r -d '' __ws_v || builtin break
+            [[ "$__ws_i" =~ ^[0-9]{1,9}$ ]] && builtin printf -v "$__ws_n[$__ws_i]" '%s' "$__ws_v"
+          done
+        elif [[ "$__ws_n" == PATH ]]; then
+          __ws_p=
+          while IFS= builtin read -r -d : __ws_e; do
+            [[ -n "$__ws_e" && ":$__ws_p0:" == *":$__ws_e:"* ]] && __ws_p+="${__ws_p:+:}$__ws_e"
+          done <<<"$__ws_v:"
+          PATH=$__ws_p
+        else
+          builtin printf -v "$__ws_n" '%s' "$__ws_v"
+        fi
+        [[ -n "$__ws_x" && "$__ws_a" == *x* ]] && builtin export "$__ws_n";;
+    esac
+  done <"$__ws_dir/state"
+  # what the cell unset (only from a whole list: a cell that ended half-way unset nothing)
+  [[ -n "$__ws_end" ]] && for __ws_n in $(builtin compgen -A variable); do
+    case "$__ws_n" in KEPT) builtin continue;; esac
+    [[ "$__ws_seen" == *" $__ws_n "* || "${!__ws_n@a}" == *r* ]] || builtin unset -v "$__ws_n"
+  done
+  command rm -f -- "$__ws_dir/state"
+  builtin return 0
+}
+""".replace("KEPT", _KEPT_NAMES)
+
+
+def driver_script(nonce: str, flavour: str, state_dir: str, split: bool = False) -> str:
+    """Shell functions that frame cells; sent once after the hello.  ``split``:
+    the relay gave the shell a second pair of streams (fds 3 and 4) for isolated cells."""
     mark = f"\\0WS{nonce}:"
     STDOUT_FD, STDERR_FD = FDS[flavour]
     common = f"""
@@ -113,9 +203,11 @@ __ws_stdin= __ws_n=0
     if flavour == "bash":
         return common + f"""
 exec {STDOUT_FD}>&{BOOT_OUT_FD} {STDERR_FD}>&{BOOT_ERR_FD} {BOOT_OUT_FD}>&- {BOOT_ERR_FD}>&-
+exec {"52>&3 53>&4 3>&- 4>&-" if split else f"52>&{STDOUT_FD} 53>&{STDERR_FD}"}
 set +o history +H; shopt -u checkwinsize 2>/dev/null
 __ws_errs=
 __ws_bg=
+__ws_rc=
 __ws_pre() {{
   __ws_errs=; __ws_stdin=$1
   # A syntax error inside `eval` in a `case` can leave bash 5.2's parser unable
@@ -135,7 +227,7 @@ __ws_reap() {{
   builtin printf '{mark}reaped\\0' >&{STDOUT_FD}
 }}
 __ws_post() {{
-  builtin local st=$?
+  builtin local st=${{__ws_rc:-$?}}; __ws_rc=
   builtin printf '{mark}end:%s.%s:%s:%s\\0' "$1" "$2" "$st" "$__ws_errs" >&{STDOUT_FD}
   builtin printf '{mark}end:%s.%s\\0' "$1" "$2" >&{STDERR_FD}
   __ws_errs=; __ws_stdin=
@@ -150,12 +242,13 @@ __ws_on_err() {{
 }}
 __ws_on_debug() {{
   # a cell that catches SIGINT still stops at its next command (the runner
-  # removes the abort flag once the cell has ended)
+  # removes the abort flag once the cell has ended); a cell in a subshell of its own ends there
   if [[ "${{BASH_COMMAND#?__ws_}}" == "$BASH_COMMAND" && -e "$__ws_dir/abort" ]]; then
+    if [[ $BASHPID != $$ ]]; then builtin exit 130; fi
     builtin kill -INT $$
   fi 2>/dev/null
 }}
-builtin trap '__ws_on_err "$?" "$LINENO"' ERR
+{_ISOLATION}builtin trap '__ws_on_err "$?" "$LINENO"' ERR
 builtin trap '__ws_on_debug' DEBUG
 read() {{
   case " $* " in *" -u"*) builtin read "$@"; builtin return;; esac
@@ -188,7 +281,8 @@ display() {{
   done
   builtin return $st
 }}
-readonly -f __ws_pre __ws_post __ws_reap __ws_complete __ws_on_err __ws_on_debug; readonly __ws_dir
+readonly -f __ws_pre __ws_post __ws_reap __ws_complete __ws_on_err __ws_on_debug __ws_sub __ws_leave __ws_join
+readonly __ws_dir
 builtin printf '{mark}ready\\0' >&{STDOUT_FD}
 """
     return common + f"""
@@ -229,20 +323,29 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
-def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str, token: str) -> str:
+def cell_lines(code: str, seq: int, flavour: str, allow_stdin: bool, nonce: str, token: str,
+               isolated: bool = False) -> str:
     """The command line that runs one cell and then prints its end marker.
 
     A leading backslash keeps a cell's aliases off the driver's names.  bash's
     driver functions are read-only; POSIX sh cannot protect a function, so there
     the end marker is written out in full and a cell cannot unset it.
+    ``isolated``: the cell runs in a subshell and hands back only data (bash; see
+    ``_ISOLATION``).
     """
     flag = "1" if allow_stdin else ""
     STDOUT_FD, STDERR_FD = FDS[flavour]
     if flavour == "bash":
         # No reserved word on the line: bash 5.2's parser may not see them until
         # __ws_pre has reset it (see there).
+        run = f"builtin eval {quote_bash_line(code)}"
+        if isolated:
+            return (
+                f"\\__ws_pre '{flag}'; __ws_l0=$LINENO; ( \\__ws_sub; {run} )"
+                f" </dev/null >&52 2>&53; \\__ws_join; \\__ws_post {seq} {token}\n"
+            )
         return (
-            f"\\__ws_pre '{flag}'; __ws_l0=$LINENO; builtin eval {quote_bash_line(code)}"
+            f"\\__ws_pre '{flag}'; __ws_l0=$LINENO; {run}"
             f" </dev/null >&{STDOUT_FD} 2>&{STDERR_FD}; \\__ws_post {seq} {token}\n"
         )
     # A POSIX sh (busybox ash, dash) abandons the whole command line on a syntax

@@ -35,6 +35,8 @@ class CommandResult:
     # What the student changed in the system the command's verdict depends on
     # (a sealed VM's agent reports it for checks): when set, the verdict does not count.
     system_changes: list[str] = field(default_factory=list)
+    # bytes that processes an isolated cell left running wrote while a vouched cell ran
+    stray_output: int = 0
 
     @property
     def ok(self) -> bool:

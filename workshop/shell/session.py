@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ShellError
-from .channels import STDERR, STDOUT, Channel, ChannelClosed
+from .channels import ISOLATED_ERR, ISOLATED_OUT, STDERR, STDOUT, Channel, ChannelClosed
 from .framing import (
     Marker,
     MarkerScanner,
@@ -23,7 +23,7 @@ from .framing import (
     new_token,
     startup_file_line,
 )
-from .ordered import OrderedChannel, relayed
+from .ordered import FORGED_INPUT, OrderedChannel, relayed
 from .result import CommandResult, FailedCommand
 
 # Seconds between SIGINT and the harder steps of an interrupt.
@@ -67,6 +67,7 @@ class _Cell:
     heard: float = field(default_factory=time.monotonic)  # last output
     probed: float = 0.0
     idle: int = 0  # probes in a row that found the shell at its prompt
+    isolated: bool = False  # runs in a subshell writing on the relay's second pair of streams
 
 
 class _Output:
@@ -188,6 +189,8 @@ class ShellSession:
         self.channel = OrderedChannel(self._factory(relayed(bootstrap_command(), ordered)))
         self._out = MarkerScanner(self.nonce)
         self._err = MarkerScanner(self.nonce)
+        self._isolated_scanners = {ISOLATED_OUT: MarkerScanner(self.nonce), ISOLATED_ERR: MarkerScanner(self.nonce)}
+        self.channel.write(self.channel.key_line())
         self.channel.write(hello_line(self.nonce).encode())
         hello = self._await_marker("hello", timeout)
         self.pid = int(hello.fields[0])
@@ -195,7 +198,7 @@ class ShellSession:
         self.flavour = "bash" if version != "sh" else "sh"
         if bashrc and self.flavour == "bash":
             self.channel.write(startup_file_line().encode())
-        self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir).encode())
+        self.channel.write(driver_script(self.nonce, self.flavour, self.state_dir, split=self.ordered).encode())
         self._await_marker("ready", timeout)
 
     def _await_marker(self, kind: str, timeout: float) -> Marker:
@@ -246,13 +249,16 @@ class ShellSession:
         on_output: OutputCallback,
         on_input: InputCallback | None = None,
         timeout: float | None = None,
+        isolated: bool = False,
         on_display: DisplayCallback | None = None,
     ) -> CommandResult:
-        """Run one cell; stream its output; return its outcome."""
+        """Run one cell; stream its output; return its outcome.  ``isolated``: in a
+        subshell that hands back only data (see ``framing.cell_lines``)."""
         if self.channel is None:
             raise ShellError("the shell is not running")
         self._seq += 1
-        cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None, on_display=on_display)
+        cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None, isolated=isolated,
+                     on_display=on_display)
         output = _Output(on_output)
         self._tokens[cell.seq] = {cell.token}
         self._tokens.pop(cell.seq - 64, None)  # markers that late are not coming
@@ -261,7 +267,8 @@ class ShellSession:
             self._running = True
         try:
             try:
-                line = cell_lines(code, cell.seq, self.flavour, on_input is not None, self.nonce, cell.token)
+                line = cell_lines(code, cell.seq, self.flavour, on_input is not None, self.nonce, cell.token,
+                                  isolated)
                 self.channel.write(line.encode())
             except ChannelClosed:
                 return self._ended(cell.outcome)
@@ -356,8 +363,15 @@ class ShellSession:
     def _take(self, stream: int, data: bytes, cell: _Cell, output: _Output,
               on_input: InputCallback | None) -> None:
         """Pass a chunk's output on and act on its markers."""
+        if stream in self._isolated_scanners:
+            if not cell.isolated:  # a process an isolated cell left running: not this cell's output
+                cell.outcome.stray_output += len(data)
+                return
+            scanner = self._isolated_scanners[stream]
+            stream = STDOUT if stream == ISOLATED_OUT else STDERR
+        else:
+            scanner = self._out if stream == STDOUT else self._err
         name = "stdout" if stream == STDOUT else "stderr"
-        scanner = self._out if stream == STDOUT else self._err
         for item in scanner.feed(data):
             if isinstance(item, bytes):
                 if stream == STDERR and b"tcsetattr" in item:
@@ -426,6 +440,9 @@ class ShellSession:
         status = self.channel.exit_status()
         outcome.shell_ended = self._ended_text("the shell ended")
         outcome.status = status if status is not None else 255
+        if status == FORGED_INPUT and isinstance(self.channel, OrderedChannel) and self.channel.signed:
+            outcome.framing = ("something else than the kernel wrote to the shell's input (its relay's pipe), "
+                               "so the relay stopped the shell")
         self.close()  # also removes the state directory the driver made
         return outcome
 

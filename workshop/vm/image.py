@@ -42,6 +42,7 @@ PACKAGES = (
     "cgroup-tools",
     "runc",
     "python3",  # the "container in Python" notebook (ctypes is not in python3-minimal)
+    "perl",  # Digest::SHA: the shell relay takes only signed input (perl-base alone has no digest)
     "kmod",
     "systemd-sysv",
     "linux-image-cloud-amd64",
