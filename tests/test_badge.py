@@ -73,6 +73,13 @@ def test_a_task_says_so_and_its_points():
     assert "task · 6 points · 2 checks" in _shown(badge_html(data))
 
 
+def test_a_task_with_hidden_checks_says_which_points_they_give():
+    shown = [{**EXIT_0, "points": 1.0}, {**_check("box", True), "points": 2.0}]
+    data = _record(checks=shown, task={"points": 6})
+    assert badge_text(data) == "✔ task · 6 points, 3 by hidden checks · 2 checks · 12 ms · local"
+    assert badge_text(_record(checks=shown, task={"points": 3})) == "✔ task · 3 points · 2 checks · 12 ms · local"
+
+
 def test_html_has_no_list_and_takes_its_colours_from_the_theme():
     markup = badge_html(_record(checks=[EXIT_0, GREETING, _check("other <b>", False, "a & b")]))
     assert "<ul" not in markup and "<li" not in markup  # list bullets show clipped left of an output

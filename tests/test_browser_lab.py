@@ -26,22 +26,32 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 from test_iopub_limits import Server  # a jupyter_server on loopback; JupyterLab is its extension
+from test_kernel_shell import _png
 
 pytestmark = pytest.mark.timeout(900)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts" / "browser-lab"
 CHROMIUM = "/usr/bin/chromium"
+MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")  # Debian's libjs-mathjax: MathJax 2, as nbconvert loads
 WAIT_MS = 120_000  # a busy two-core machine starts JupyterLab and the kernel slowly
 NOTEBOOK = "lab.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CELLS = {
     "hello": "echo hello",
     "check": "%expect stdout-contains bye\necho hello",
+    "maths": "The same page typesets $x^2$ in Markdown.",  # a Markdown cell: MathJax is at work here
+    "dollar": "%expect stdout /^YOU-ARE-HERE$/\necho you are here\n%%check --name price\necho 'FAIL: $5, not $6'; exit 1",
     "sleep": "sleep 100",
     "input": 'read -p "name? " n; echo hi $n',
+    "display": "display red.png page.html",
     "complete": "",
+    "tooltip": "%%cgroup --memory 100M\necho in a cgroup",
+    "highlight": "%expect stdout-contains container's\necho hi\n%%check --name quoted\necho 'FAIL: it is not'",
+    "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
 }
 INDEX = {name: i for i, name in enumerate(CELLS)}
+MARKDOWN = {"maths"}
 # JupyterLab's settings for the test: no question about news over the notebook.
 SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
 
@@ -91,7 +101,10 @@ def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
         (settings / name).write_text(json.dumps(values))
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
-    nb.cells = [nbformat.v4.new_code_cell(source, id=name) for name, source in CELLS.items()]
+    nb.cells = [(nbformat.v4.new_markdown_cell if name in MARKDOWN else nbformat.v4.new_code_cell)(source, id=name)
+                for name, source in CELLS.items()]
+    (root / "red.png").write_bytes(_png(60, 30, (220, 0, 0)))
+    (root / "page.html").write_text("<p id='page'>A page: costs $5, not $6</p>")
     server = Server(root, JUPYTERLAB_SETTINGS_DIR=str(settings))
     try:
         server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
@@ -173,6 +186,29 @@ def test_a_failed_check_shows_a_cross_with_the_check_name(lab):
     assert "exit 0" not in badge
 
 
+def test_a_failed_check_with_dollars_reads_as_written_not_as_maths(lab):
+    """A regex ending in $ and a FAIL message with two: MathJax, which typesets the
+    Markdown cell above, leaves the badge alone."""
+    from playwright.sync_api import expect
+
+    page = lab["page"]
+    maths = _cell(page, "maths")
+    expect(maths.locator("mjx-container").first).to_be_visible()  # MathJax is loaded and at work
+    cell = _run(page, "dollar")
+    lines = cell.locator(".workshop-record > div")
+    expect(lines).to_have_count(3)
+    expect(lines.nth(0)).to_have_text(re.compile(r"^✘ 2 of 2 checks failed · \d+ ms · local$"))
+    want = ["✘ check 'stdout /^YOU-ARE-HERE$/': stdout does not match /^YOU-ARE-HERE$/",
+            "✘ check 'price': $5, not $6"]
+    # Typesetting is asynchronous: the text must stay as written while MathJax would have had its turn.
+    for _ in range(10):
+        assert [lines.nth(1).inner_text(), lines.nth(2).inner_text()] == want
+        assert cell.locator(".workshop-record mjx-container, .workshop-record .MathJax").count() == 0
+        page.wait_for_timeout(200)
+    cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("failed-check-with-dollars.png"))
+
+
 def test_the_stop_button_interrupts_a_running_cell(lab):
     from playwright.sync_api import expect
 
@@ -201,6 +237,31 @@ def test_an_input_box_answers_read(lab):
     assert _badge(cell).startswith("✔ exit 0")
 
 
+def test_display_shows_a_picture_and_a_page(lab):
+    cell = _run(lab["page"], "display")
+    image = cell.locator(".jp-OutputArea-output img")
+    image.wait_for()
+    assert image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]") == [True, 60, 30]
+    colour = image.evaluate("""img => { const c = document.createElement('canvas'); c.width = 60; c.height = 30;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0); return [...g.getImageData(30, 15, 1, 1).data]; }""")
+    assert colour == [220, 0, 0, 255]
+    page = cell.locator(".jp-OutputArea-output #page")
+    assert page.inner_text() == "A page: costs $5, not $6"  # HTML shown as HTML, its dollars not maths
+    assert _badge(cell).startswith("✔ exit 0")
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("display.png"))
+
+
+def test_help_alone_lists_the_magics(lab):
+    cell = _run(lab["page"], "magics")
+    text = cell.locator(".jp-OutputArea").inner_text()
+    lines = [line for line in text.splitlines() if line.strip().startswith("%")]
+    assert {line.split()[0] for line in lines} >= {"%help", "%target", "%expect", "%%check", "%%chroot", "%%overlay"}
+    assert all(len(line.split()) > 1 for line in lines), lines  # each with what it does, on its line
+    assert cell.locator(".workshop-record").count() == 0
+    assert cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("help-alone.png"))
+
+
 def test_help_shows_its_text_and_no_badge(lab):
     cell = _run(lab["page"], "help")
     assert "%%check" in cell.locator(".jp-OutputArea").inner_text()
@@ -224,6 +285,63 @@ def test_tab_after_a_magics_first_letters_offers_it(lab):
     assert offered
     page.screenshot(path=_artifact("tab-completion.png"))
     page.keyboard.press("Escape")
+
+
+def test_shift_tab_on_a_magic_shows_its_help_whole(lab):
+    """In a laptop's window beside the file browser: the help's lines wrap inside the tooltip, none is cut."""
+    page = lab["page"]
+    page.set_viewport_size({"width": 1000, "height": 1000})
+    try:
+        editor = _cell(page, "tooltip").locator(".cm-content")
+        editor.click()
+        page.keyboard.press("Control+Home")
+        page.keyboard.press("End")
+        page.keyboard.press("Shift+Tab")
+        tooltip = page.locator(".jp-Tooltip")
+        tooltip.wait_for()
+        page.wait_for_function("() => document.querySelector('.jp-Tooltip').innerText.includes('%%cgroup')")
+        sizes = tooltip.evaluate("""t => { const r = t.getBoundingClientRect();
+            const cut = [...t.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0);
+            return {right: r.right, width: innerWidth, cut: cut.map(e => `${e.className} ${e.scrollWidth}>${e.clientWidth}`)}; }""")
+        page.screenshot(path=_artifact("tooltip.png"))
+        assert sizes["right"] <= sizes["width"], sizes
+        assert not sizes["cut"], sizes
+        page.keyboard.press("Escape")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1000})
+
+
+_COLOUR_OF = """([index, line, word]) => {
+    const cell = document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell')[index];
+    const row = cell.querySelectorAll('.cm-content .cm-line')[line];
+    const walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.textContent.includes(word)) return getComputedStyle(node.parentElement).color;
+    }
+    return null;
+}"""
+
+
+def _colour(page, name: str, line: int, word: str) -> str:
+    return page.evaluate(_COLOUR_OF, [INDEX[name], line, word])
+
+
+def test_magic_lines_and_check_sections_are_highlighted_apart_from_the_shell(lab):
+    """An apostrophe in a %expect line no longer opens a string over the rest of the
+    cell, and the %%check section is shell of its own below a magic line."""
+    page = lab["page"]
+    cell = _cell(page, "highlight")
+    cell.locator(".cm-content").wait_for()
+    cell.evaluate("cell => cell.scrollIntoView({block: 'center'})")
+    shell_echo = _colour(page, "hello", 0, "echo")  # `echo hello`: bash's colour of a builtin
+    plain = _colour(page, "display", 0, "red.png")  # a plain word
+    assert shell_echo != plain
+    assert _colour(page, "highlight", 1, "echo") == shell_echo  # below the apostrophe, still shell
+    assert _colour(page, "highlight", 3, "echo") == shell_echo  # the check's script
+    magic = _colour(page, "highlight", 0, "%expect")
+    assert magic == _colour(page, "highlight", 2, "%%check") and magic not in (plain, shell_echo)
+    assert _colour(page, "highlight", 0, "container's") != _colour(page, "highlight", 3, "'FAIL: it is not'")
+    cell.screenshot(path=_artifact("highlighting.png"))
 
 
 def test_badges_read_in_light_and_dark_theme(lab):
@@ -266,6 +384,52 @@ def test_nbconvert_html_shows_the_badges_in_both_themes(lab):
         page.close()
 
 
+def test_nbconvert_html_with_mathjax_leaves_the_dollars_of_a_badge_alone(lab):
+    """nbconvert's templates load MathJax 2 (from a CDN; here Debian's copy, offline)."""
+    if not MATHJAX.exists():
+        pytest.fail(f"{MATHJAX} is missing: run scripts/setup --test (it installs libjs-mathjax)")
+    page = lab["page"]
+    if not _cell(page, "dollar").locator(".workshop-record").count():
+        _run(page, "dollar")
+    page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").click()
+    nb = _saved(lab, "dollar")
+    body, _ = HTMLExporter(template_name="lab", mathjax_url=f"{MATHJAX.as_uri()}?config=TeX-AMS_CHTML-full,Safe")\
+        .from_notebook_node(nb)
+    path = lab["base"] / "export-mathjax.html"
+    path.write_text(body, encoding="utf-8")
+    export = lab["browser"].new_page(viewport={"width": 1000, "height": 900})
+    try:
+        export.goto(path.as_uri())
+        export.locator(".jp-MarkdownCell .MathJax_CHTML").first.wait_for()  # MathJax typeset the Markdown
+        export.wait_for_function("() => window.MathJax && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running")
+        lines = [line.strip() for line in export.locator(".workshop-record").nth(_badge_index(nb, "dollar"))
+                 .inner_text().splitlines()]
+        assert lines[1:] == ["✘ check 'stdout /^YOU-ARE-HERE$/': stdout does not match /^YOU-ARE-HERE$/",
+                             "✘ check 'price': $5, not $6"], lines
+        assert export.locator(".workshop-record .MathJax_CHTML, .workshop-record .MathJax").count() == 0
+        record = export.locator(".workshop-record").nth(_badge_index(nb, "dollar"))
+        record.evaluate("el => el.scrollIntoView({block: 'center'})")
+        export.screenshot(path=_artifact("nbconvert-mathjax-failed-check.png"))
+    finally:
+        export.close()
+
+
+def _saved(lab, name: str):
+    """The notebook as the server has it once it holds the cell's badge (saving is asynchronous)."""
+    for _ in range(300):
+        nb = nbformat.from_dict(lab["server"].get_notebook(NOTEBOOK))
+        if any("text/html" in o.get("data", {}) for c in nb.cells if c.get("id") == name for o in c.get("outputs", [])):
+            return nb
+        lab["page"].wait_for_timeout(100)
+    raise AssertionError(f"the notebook was not saved with the badge of {name!r}")
+
+
+def _badge_index(nb, name: str) -> int:
+    """Which badge of the exported page is the cell's: cells with a badge, in order."""
+    with_badge = [c.get("id") for c in nb.cells if any("text/html" in o.get("data", {}) for o in c.get("outputs", []))]
+    return with_badge.index(name)
+
+
 def test_a_notebook_lab_does_not_trust_still_shows_coloured_badges(lab):
     """An instructor opening a student's notebook: JupyterLab sanitizes its HTML
     outputs, which drops the theme's var() colours; the plain ones stay."""
@@ -293,6 +457,40 @@ def test_a_notebook_lab_does_not_trust_still_shows_coloured_badges(lab):
             page.locator(".jp-NotebookPanel").screenshot(path=_artifact(f"untrusted-{theme.split()[-1].lower()}.png"))
     finally:
         page.close()
+
+
+def test_a_shipped_notebook_opens_without_unsaved_changes(lab):
+    """JupyterLab writes the kernel's language_info into the notebook it opens: a
+    notebook saved with less (as they were, the control) shows as changed at once."""
+    from playwright.sync_api import expect
+
+    shipped = (NOTEBOOKS / "01-rootfs-and-chroot.ipynb").read_text(encoding="utf-8")
+    root = lab["base"] / "root"
+    (root / "shipped.ipynb").write_text(shipped, encoding="utf-8")
+    old = json.loads(shipped)
+    old["metadata"]["language_info"] = {"name": "bash"}
+    (root / "as-before.ipynb").write_text(json.dumps(old), encoding="utf-8")
+    for name, changed in (("as-before.ipynb", True), ("shipped.ipynb", False)):
+        page = lab["browser"].new_page(viewport={"width": 1280, "height": 700})
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"http://127.0.0.1:{lab['server'].port}/lab/workspaces/{name.split('.')[0]}/tree/{name}"
+                      f"?token={lab['server'].token}")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+            _wait_idle(page)
+            dirty = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")
+            if changed:
+                expect(dirty).to_have_count(1)
+                continue
+            for _ in range(10):  # the kernel answered; nothing may mark the notebook changed after it
+                assert dirty.count() == 0
+                page.wait_for_timeout(200)
+            page.screenshot(path=_artifact("shipped-notebook-opened.png"))
+        finally:
+            page.close()
+    for session in lab["server"].call("GET", "/api/sessions"):  # their kernels: this machine has two cores
+        if session["path"] in ("shipped.ipynb", "as-before.ipynb"):
+            lab["server"].call("DELETE", f"/api/sessions/{session['id']}")
 
 
 # ---- themes and colours --------------------------------------------------------

@@ -184,6 +184,29 @@ def test_every_magic_documents_its_arguments_and_has_an_example(shared_kernel):
         assert text.count("example:") == len(magics.forms(name))
 
 
+def test_help_alone_lists_every_magic_with_one_line_each(shared_kernel):
+    magics.load_all()
+    result = shared_kernel.run("%help")
+    assert result.status == "ok" and not result.errors and not result.stderr
+    lines = result.stdout.splitlines()
+    assert "%help NAME" in lines[0]
+    listed = {line.split()[0]: line for line in lines[1:]}
+    for magic in magics.all_magics():
+        written = ("%%" if magic.cell else "%") + magic.name
+        assert listed.pop(written).endswith(magic.summary), written
+    assert not listed  # nothing but the magics, none on two lines
+    assert result.record is None  # help changes nothing: no badge
+
+
+def test_lsmagic_keeps_the_summaries_in_one_column(shared_kernel):
+    magics.load_all()
+    lines = shared_kernel.run("%lsmagic").stdout.splitlines()
+    column = {line.index(m.summary) for m in magics.all_magics() for line in lines if line.endswith(m.summary)}
+    assert len(column) == 1, column  # a long usage puts its summary on the next line, still aligned
+    for magic in magics.all_magics():
+        assert any(line.startswith(magic.usage) for line in lines), magic.usage
+
+
 def test_help_links_point_at_the_readme_sections(shared_kernel):
     kernel = shared_kernel
     msg_id = kernel.kc.kernel_info()

@@ -3,11 +3,19 @@ kernel over the Jupyter protocol, on this machine and over a loopback sshd."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import struct
 import threading
 import time
+import zlib
+from pathlib import Path
 
 import pytest
+from harness import RECORD_MIME
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_state_persists_across_cells(shared_kernel):
@@ -381,6 +389,21 @@ def test_the_kernel_advertises_only_what_it_does_and_refuses_subshells(shared_ke
     assert kernel.run("echo after").stdout == "after\n"  # and the kernel goes on
 
 
+def test_the_shipped_notebooks_hold_the_language_info_the_kernel_reports(shared_kernel):
+    """A frontend writes kernel_info's language_info into the notebook when the kernel
+    answers: any difference shows a notebook just opened as changed."""
+    kernel = shared_kernel
+    msg_id = kernel.kc.kernel_info()
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    while reply["parent_header"]["msg_id"] != msg_id:  # a reply to the harness's own request at start
+        reply = kernel.kc.get_shell_msg(timeout=10)
+    reported = reply["content"]["language_info"]
+    shipped = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert shipped
+    for path in shipped:
+        assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["language_info"] == reported, path.name
+
+
 def test_is_complete_waits_for_declarations_and_cell_magics(shared_kernel):
     kernel = shared_kernel
     assert kernel.is_complete("%expect exit 0")["status"] == "incomplete"
@@ -391,3 +414,47 @@ def test_is_complete_waits_for_declarations_and_cell_magics(shared_kernel):
     assert kernel.is_complete("%lsmagic")["status"] == "complete"
     reply = kernel.is_complete("if true; then")
     assert reply["status"] == "incomplete" and reply["indent"] == "  "
+
+
+# ---- display FILE ----------------------------------------------------------------
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour, made by hand (no imaging library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def displays(result) -> list[dict]:
+    return [m["content"]["data"] for m in result.messages if m["msg_type"] == "display_data"
+            and RECORD_MIME not in m["content"]["data"]]
+
+
+def test_display_shows_pictures_and_html_as_rich_output(shared_kernel, tmp_path):
+    png = _png(3, 2, (255, 0, 0))
+    (tmp_path / "red.png").write_bytes(png)
+    (tmp_path / "pic.svg").write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+    (tmp_path / "page.html").write_text("<p>costs $5, not $6</p>")
+    (tmp_path / "notes.txt").write_text("just words")
+    result = shared_kernel.run(f"cd {tmp_path}; echo before; display red.png; echo between; display pic.svg page.html;"
+                               " cat red.png | display; echo after")
+    assert result.status == "ok", (result.stderr, result.errors)
+    shown = displays(result)
+    assert [sorted(d) for d in shown] == [["image/png", "text/plain"], ["image/svg+xml", "text/plain"],
+                                          ["text/html", "text/plain"], ["image/png", "text/plain"]]
+    assert base64.b64decode(shown[0]["image/png"]) == png and shown[0]["text/plain"] == "[red.png: image/png, 66 bytes]"\
+        .replace("66", str(len(png)))
+    assert shown[1]["image/svg+xml"].startswith("<?xml") and "<svg" in shown[1]["image/svg+xml"]
+    assert "<p>costs $5, not $6</p>" in shown[2]["text/html"] and "mathjax_ignore" in shown[2]["text/html"]
+    assert base64.b64decode(shown[3]["image/png"]) == png
+    # in the order written, between the cell's own lines; no picture bytes in the text
+    kinds = [m["msg_type"] if m["msg_type"] != "stream" else m["content"]["text"] for m in result.messages
+             if m["msg_type"] in ("stream", "display_data")]
+    assert kinds[:6] == ["before\n", "display_data", "between\n", "display_data", "display_data", "display_data"]
+    assert result.stdout == "before\nbetween\nafter\n"
+    # what it cannot show, it says
+    bad = shared_kernel.run(f"display {tmp_path}/notes.txt {tmp_path}/missing.png")
+    assert bad.status == "error" and bad.stderr == f"display: {tmp_path}/missing.png: not a readable file\n"
+    assert displays(bad)[0]["text/plain"] == f"display: {tmp_path}/notes.txt is not a PNG, JPEG, GIF, SVG or HTML file (10 bytes)"

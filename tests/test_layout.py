@@ -12,14 +12,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workshop"
 # Lowest first.  A module may import its own layer and the ones below it.
 LAYERS = [
     ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
-              "grading", "quick_nbformat"}),
+              "grading", "quick_nbformat", "language", "display"}),
     ("shell", {"shell"}),
     ("vm", {"vm"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
     ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor",
                  "probe"}),
-    ("front ends", {"kernel", "console", "pacing", "cli", "pytest_plugin", "papermill_plugin", "kernelspec_install", "__main__"}),
+    ("front ends", {"kernel", "console", "pacing", "coalesce", "cli", "pytest_plugin", "papermill_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.
 LONG_TEMPLATES = {("shell/framing.py", "driver_script")}

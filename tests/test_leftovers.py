@@ -106,3 +106,36 @@ def test_a_check_running_when_its_kernel_dies_is_removed_by_the_next(installed_k
         assert not _running(f"^sleep {tag}$"), "the dead kernel's check still runs"
     finally:
         second.shutdown()
+
+
+def _dead_state_dir(name: str, who: str, tmp_path: Path) -> Path:
+    """A state directory as a killed kernel of user ``who`` leaves it: its owner gone, one cleanup."""
+    state = Path(f"/tmp/.workshop-{name}")
+    (state / "cleanups").mkdir(parents=True)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (state / "owner").write_text(f"{2**22 + 7} 1 {boot}\n")  # a pid above pid_max: long gone
+    (state / "user").write_text(f"{who}\n")
+    (state / "cleanups" / "000000").write_text(f"# a mount of {name}\ntouch {tmp_path}/{name}-cleaned\n")
+    return state
+
+
+def test_only_this_users_dead_kernels_are_cleaned_and_reported(installed_kernelspec, tmp_path):
+    """A shared machine or VM: another user's dead kernel is theirs to hear about, not a student's first cell."""
+    tag = random.randint(1_000_000, 9_999_999)
+    mine, theirs = Path(f"/tmp/.workshop-mine{tag}"), Path(f"/tmp/.workshop-theirs{tag}")
+    try:
+        kernel = KernelHarness(clean_env(WORKSHOP_TARGET="local"))
+        try:
+            # made once the kernel is up: its first cell starts the shell, which sweeps
+            _dead_state_dir(f"mine{tag}", str(os.getuid()), tmp_path)
+            _dead_state_dir(f"theirs{tag}", "4242", tmp_path)
+            result = kernel.run("echo hello")
+            assert result.stdout == "hello\n"
+            assert f"a mount of mine{tag}" in result.stderr, result.stderr
+            assert f"theirs{tag}" not in result.stderr + result.stdout
+        finally:
+            kernel.shutdown()
+        assert (tmp_path / f"mine{tag}-cleaned").exists() and not mine.exists()
+        assert not (tmp_path / f"theirs{tag}-cleaned").exists() and theirs.exists()  # left to its user
+    finally:
+        subprocess.run(["rm", "-rf", str(mine), str(theirs)], check=True)

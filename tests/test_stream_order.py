@@ -90,6 +90,25 @@ def test_a_long_alternating_cell_loses_nothing_and_does_not_flood(shared_kernel)
     assert len(streams) < 2000, "a message per switch would flood the notebook"
 
 
+def test_a_line_written_in_pieces_is_one_output(shared_kernel):
+    """ls writes its error in three write()s; the notebook gets one stderr output,
+    not a line cut in two (saved notebooks and HTML exports showed two)."""
+    result = shared_kernel.run("ls /nonexistent")
+    streams = [m["content"] for m in result.messages if m["msg_type"] == "stream"]
+    assert streams == [{"name": "stderr", "text": "ls: cannot access '/nonexistent': No such file or directory\n"}]
+    # pieces a little apart, on both streams, still one message per stream switch
+    result = shared_kernel.run("printf 'a ' ; /bin/echo -n b; echo ' c'; printf 'x' >&2; sleep 0.01; echo ' y' >&2; echo z")
+    streams = [(m["content"]["name"], m["content"]["text"]) for m in result.messages if m["msg_type"] == "stream"]
+    assert streams == [("stdout", "a b c\n"), ("stderr", "x y\n"), ("stdout", "z\n")]
+
+
+def test_output_still_shows_while_the_cell_runs(shared_kernel):
+    result = shared_kernel.run("echo start; sleep 2; echo end")
+    sent = {m["content"]["text"]: m["header"]["date"] for m in result.messages if m["msg_type"] == "stream"}
+    assert set(sent) == {"start\n", "end\n"}
+    assert (sent["end\n"] - sent["start\n"]).total_seconds() > 1.5
+
+
 def test_paced_output_keeps_the_order(start_kernel):
     """Under a Jupyter server's rate limits (paced output, as in JupyterLab) a
     cell's switches still arrive in order, at once rather than one per gap."""

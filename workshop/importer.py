@@ -42,6 +42,7 @@ from . import quick_nbformat  # noqa: F401 (first: it makes importing nbformat q
 import nbformat
 
 from .errors import ImporterError
+from .language import LANGUAGE_INFO
 
 KERNELSPEC = {"display_name": "Workshop (bash)", "language": "bash", "name": "workshop"}
 NOTE = "**Note (import):**"
@@ -384,7 +385,7 @@ class _NotebookBuilder:
         self.nb = nbformat.v4.new_notebook()
         self.nb.metadata = {
             "kernelspec": dict(KERNELSPEC),
-            "language_info": {"name": "bash"},
+            "language_info": dict(LANGUAGE_INFO),
             "workshop": {"target": target, "imported_from": Path(source).name},
         }
         self.notes: list[str] = []

@@ -24,9 +24,12 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
 from . import __version__
+from .coalesce import StreamCoalescer
 from .completion import complete
 from .console import is_complete
+from .display import display_bundle
 from .inspection import help_links, inspect
+from .language import LANGUAGE_INFO
 from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
@@ -46,13 +49,7 @@ class WorkshopKernel(Kernel, Settings):
     implementation_version = __version__
     language = "bash"
     language_version = "5"
-    language_info = {
-        "name": "bash",
-        "codemirror_mode": "shell",
-        "mimetype": "text/x-sh",
-        "file_extension": ".sh",
-        "pygments_lexer": "bash",
-    }
+    language_info = LANGUAGE_INFO
     banner = "Workshop: bash cells in a persistent shell, on this machine or over SSH"
     # ipykernel sleeps this long after each cell to let forwarded Python output
     # drain; this kernel forwards none, so the sleep is pure latency.
@@ -66,6 +63,7 @@ class WorkshopKernel(Kernel, Settings):
         self.runner = Session(self, blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
+        self._output = StreamCoalescer(self._pacer.write if self._pacer else self._stream)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not in the main thread (embedded use)
@@ -94,14 +92,16 @@ class WorkshopKernel(Kernel, Settings):
         pacer = None if silent else self._pacer
         run = self.runner.run_cell(
             code,
-            on_output=None if silent else pacer.write if pacer else self._stream,
+            on_output=None if silent else self._output.write,
             on_input=self._input if allow_stdin else None,
             on_progress=None if silent else self._progress_display(),
+            on_display=None if silent else self._display,
             cell_id=cell_id, cell_meta=cell_meta,
             execution_count=self.execution_count,
             session_id=self.session.session if self.session else "",
         )
         self._last_record = run.record.as_dict()
+        self._output.flush()
         if pacer:
             pacer.settle()  # the record and the error must not fall to the server's limit
         if not silent:
@@ -118,6 +118,11 @@ class WorkshopKernel(Kernel, Settings):
         if self.records and run.record.shown:
             self.send_response(self.iopub_socket, "display_data",
                                {"data": run.record.bundle(), "metadata": {}, "transient": {}})
+
+    def _display(self, name: str, data_b64: str) -> None:
+        self._output.flush()  # what the cell printed before it comes first
+        self.send_response(self.iopub_socket, "display_data",
+                           {"data": display_bundle(name, data_b64), "metadata": {}, "transient": {}})
 
     def _stream(self, name: str, text: str) -> None:
         self.send_response(self.iopub_socket, "stream", {"name": name, "text": text})
@@ -141,6 +146,7 @@ class WorkshopKernel(Kernel, Settings):
         notices: list[str] = []
 
         def progress(text: str) -> None:
+            self._output.flush()  # what the cell printed comes first
             spec = self.runner.target.spec
             lines = [f"{spec}: {line}" for line in (*notices, text) if line]
             if isinstance(text, Notice):
@@ -152,6 +158,7 @@ class WorkshopKernel(Kernel, Settings):
         return progress
 
     def _input(self, prompt: str, password: bool) -> str | None:
+        self._output.flush()  # what the cell printed before it asked
         try:
             with self._blocking_wait():
                 return self.getpass(prompt) if password else self.raw_input(prompt)

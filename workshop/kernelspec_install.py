@@ -1,4 +1,5 @@
-"""Install the kernelspec shipped in kernel/ so Jupyter can start this kernel."""
+"""Install the kernelspec shipped in kernel/ so Jupyter can start this kernel, and
+beside it the JupyterLab extension that highlights its cells (labextension/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 KERNEL_NAME = "workshop"
+LABEXTENSION = "workshop-highlight"  # its package.json's name, as JupyterLab finds it
 
 
 def spec_source() -> Path:
@@ -27,15 +29,27 @@ def install(user: bool = False, prefix: str | None = None) -> str:
         spec = json.loads(spec_file.read_text())
         spec["argv"][0] = sys.executable
         spec_file.write_text(json.dumps(spec, indent=2) + "\n")
-        return KernelSpecManager().install_kernel_spec(
+        path = KernelSpecManager().install_kernel_spec(
             str(dest), kernel_name=KERNEL_NAME, user=user, prefix=prefix
         )
+    # JupyterLab and Notebook 7 look for extensions in the same data directories as kernels
+    extension = _labextension_dir(path)
+    shutil.rmtree(extension, ignore_errors=True)
+    shutil.copytree(Path(str(resources.files("workshop") / "labextension")), extension)
+    return path
+
+
+def _labextension_dir(kernel_dir: str) -> Path:
+    """<data>/labextensions/workshop-highlight for the kernel in <data>/kernels/workshop."""
+    return Path(kernel_dir).parent.parent / "labextensions" / LABEXTENSION
 
 
 def remove() -> str | None:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
-        return KernelSpecManager().remove_kernel_spec(KERNEL_NAME)
+        path = KernelSpecManager().remove_kernel_spec(KERNEL_NAME)
     except NoSuchKernel:
         return None
+    shutil.rmtree(_labextension_dir(path), ignore_errors=True)
+    return path

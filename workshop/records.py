@@ -300,7 +300,7 @@ def badge(data: dict) -> Badge:
     else:
         head = f"exit {data['exit_status']}"
     if isinstance(data.get("task"), dict):
-        head = f"{_task_text(data['task'])} · {head}"
+        head = f"{_task_text(data['task'], checks)} · {head}"
     target = data["target"].get("name") or data["target"].get("kind", "")
     return Badge(ok, head, f"{_duration(data['duration'])} · {target}", failed_named)
 
@@ -324,6 +324,13 @@ def badge_text(data: dict) -> str:
     return "\n".join(lines)
 
 
+# The classes that keep MathJax away from an HTML output: a regex such as
+# /^X$/ holds two dollars, which it would typeset as maths.  mathjax_ignore is
+# MathJax 3's (JupyterLab 4, Notebook 7), tex2jax_ignore MathJax 2's (nbconvert's
+# HTML templates, the classic notebook).
+NO_MATHS = "tex2jax_ignore mathjax_ignore"
+
+
 def badge_html(data: dict) -> str:
     """Plain lines, no list (its bullets show clipped beside an output), coloured marks."""
     shown = badge(data)
@@ -332,17 +339,22 @@ def badge_html(data: dict) -> str:
             f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
     rows = "".join(f"<div><span style='{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
                    for name, message in shown.failures)
-    return (f"<div class='workshop-record' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
+    return (f"<div class='workshop-record {NO_MATHS}' style='{_FONT};line-height:1.4;white-space:pre-wrap;"
             f"overflow-wrap:anywhere'>{head}{rows}</div>")
 
 
-def _task_text(task: dict) -> str:
-    """``task · 3 points`` (``+ 2 by hand``): what a task cell of an assignment is worth."""
+def _task_text(task: dict, checks: list[dict]) -> str:
+    """``task · 3 points`` (``, 1 by hidden checks``, `` + 2 by hand``): what a task
+    cell of an assignment is worth.  Points the cell's own checks do not account
+    for come from hidden checks, run at grading: said, lest the sum look wrong."""
     def amount(value) -> float:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
     points, manual = amount(task.get("points")), amount(task.get("manual_points"))
     text = f"task · {points:g} point{'' if points == 1 else 's'}" if points or not manual else "task"
+    if points and checks and all("points" in c for c in checks):
+        hidden = points - sum(amount(c["points"]) for c in checks)
+        text += f", {hidden:g} by hidden checks" if hidden > 0 else ""
     return text + (f" + {manual:g} by hand" if manual else "")
 
 

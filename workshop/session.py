@@ -41,6 +41,7 @@ from .tasks import VOUCHED, record_task
 
 OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
 ProgressSink = Callable[[str], None]  # a step of getting the target ready
+DisplaySink = Callable[[str, str], None]  # (file name, base64 data): the shell's `display FILE`
 
 log = logging.getLogger("workshop")
 
@@ -133,6 +134,7 @@ class Session:
         self._notices: list[str] = []  # for the next cell to show (found outside a cell)
         self._state: dict[str, Any] = {}
         self._progress: ProgressSink | None = None
+        self._display: DisplaySink | None = None  # where the running cell's `display` goes
         self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
         self._running_check: str | None = None  # the tag of the check running now
         self._isolated = False  # the cell running now runs in a subshell (a grading rerun)
@@ -141,7 +143,8 @@ class Session:
     # ---- a cell ----------------------------------------------------------------
     def run_cell(self, code: str, *, on_output: OutputSink | None = None, on_input: InputCallback | None = None,
                  on_progress: ProgressSink | None = None, cell_id: str | None = None,
-                 execution_count: int = 0, session_id: str = "", cell_meta: dict | None = None) -> CellRun:
+                 execution_count: int = 0, session_id: str = "", cell_meta: dict | None = None,
+                 on_display: DisplaySink | None = None) -> CellRun:
         """Run one cell; its output goes to ``on_output`` as it comes (None: not shown).
         ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
@@ -151,7 +154,7 @@ class Session:
         ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
         # the runner of a grading rerun vouches for the instructor's cells; the rest run isolated
         self._isolated = self.settings.isolate_cells and not (cell_meta or {}).get(VOUCHED)
-        self._progress = on_progress
+        self._progress, self._display = on_progress, on_display
         self._stop_checks.clear()
         error: CellFailure | None = None
         try:
@@ -213,7 +216,8 @@ class Session:
         shell = self._ensure_shell(ctx)
         try:
             outcome = shell.run(body, on_output=lambda stream, data: streams[stream].write_bytes(data),
-                                on_input=on_input, timeout=self.timeout, isolated=self._isolated)
+                                on_input=on_input, timeout=self.timeout, isolated=self._isolated,
+                                on_display=self._display)
         except ShellError as exc:
             self._close_shell(keep_connection=True)
             raise TargetError(str(exc)) from None

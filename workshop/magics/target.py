@@ -43,7 +43,28 @@ def run(ctx: CellContext, args: Namespace) -> None:
     except TargetError as exc:
         raise MagicError(str(exc)) from None
     ctx.runner.switch_target(target, source="%target")  # refused when the run fixed the target
-    ctx.print(f"target: {target.spec}\n")
+    note = _vm_note(target.spec.removeprefix("qemu:")) if target.spec.startswith("qemu:") else ""
+    ctx.print(f"target: {target.spec}\n{note}")
+
+
+def _vm_note(name: str) -> str:
+    """What the next cell will wait for, said now: %target itself starts nothing, and a
+    student who runs the next cell should know it boots a machine (timings: BENCHMARKS.md)."""
+    from ..vm.image import image_for
+    from ..vm.machine import VM, VMError, kvm_usable
+
+    try:
+        if VM(name).running:
+            return f"the VM {name} is running: the next cell runs there at once\n"
+    except VMError:
+        return ""
+    kvm, why = kvm_usable()
+    boot = ("a few seconds with KVM (should KVM fail here, qemu falls back to emulating the CPU: up to a minute)"
+            if kvm else f"10-30 s without KVM, as here ({why}): qemu emulates the CPU")
+    note = f"the next cell boots the VM {name} first: {boot}"
+    if not image_for().built:
+        note += "; before that, the VM's image is built once (debootstrap): 1-3 minutes"
+    return note + ".\n"
 
 
 register(Magic("target", "show or choose where cells run", run, ARGS,

@@ -269,6 +269,18 @@ __ws_complete() {{
     if [ -d "$f" ]; then builtin printf '%s/\\n' "$f"; else builtin printf '%s\\n' "$f"; fi; done
   case "$1" in \\$*) compgen -A variable -P '$' -- "${{1#\\$}}" 2>/dev/null;; esac
 }}
+display() {{
+  # display [FILE...]: show a picture (PNG, JPEG, GIF, SVG) or HTML in the notebook; none or -: stdin
+  builtin local f st=0
+  [[ $# -gt 0 ]] || builtin set -- -
+  for f in "$@"; do
+    if [[ "$f" != - && ( -d "$f" || ! -r "$f" ) ]]; then
+      builtin printf 'display: %s: not a readable file\\n' "$f" >&2; st=1; builtin continue
+    fi
+    {{ builtin printf '{mark}display:'; base64 -- "$f"; builtin printf ':%s\\0' "$f"; }} >&{STDOUT_FD}
+  done
+  builtin return $st
+}}
 readonly -f __ws_pre __ws_post __ws_reap __ws_complete __ws_on_err __ws_on_debug __ws_sub __ws_leave __ws_join
 readonly __ws_dir
 builtin printf '{mark}ready\\0' >&{STDOUT_FD}
@@ -292,6 +304,16 @@ __ws_complete() {{
   case "$1" in */*) ;; *)
     IFS=:; for d in $PATH; do for f in "$d/$1"*; do [ -x "$f" ] && printf '%s\\n' "${{f##*/}}"; done; done
     unset IFS;; esac
+}}
+display() {{
+  __ws_st=0; [ $# -gt 0 ] || set -- -
+  for __ws_f in "$@"; do
+    if [ "$__ws_f" != - ] && {{ [ -d "$__ws_f" ] || [ ! -r "$__ws_f" ]; }}; then
+      printf 'display: %s: not a readable file\\n' "$__ws_f" >&2; __ws_st=1; continue
+    fi
+    {{ printf '{mark}display:'; base64 "$__ws_f"; printf ':%s\\0' "$__ws_f"; }} >&{STDOUT_FD}
+  done
+  return $__ws_st
 }}
 printf '{mark}ready\\0' >&{STDOUT_FD}
 """
@@ -350,12 +372,12 @@ def _sh_post(seq: int, token: str, nonce: str) -> str:
     )
 
 
-KINDS = frozenset({"hello", "ready", "end", "in", "reaped"})
+KINDS = frozenset({"hello", "ready", "end", "in", "reaped", "display"})
 
 
 @dataclass
 class Marker:
-    kind: str  # "hello", "ready", "end", "in"
+    kind: str  # "hello", "ready", "end", "in", "reaped", "display" (fields: base64 data, file name)
     fields: list[str] = field(default_factory=list)
 
 
@@ -394,7 +416,7 @@ class MarkerScanner:
                 continue
             if idx > start:
                 items.append(buf[start:idx])
-            fields = [rest] if kind == "in" else (rest.split(":", 2) if rest else [])
+            fields = [rest] if kind == "in" else (rest.split(":", 1 if kind == "display" else 2) if rest else [])
             items.append(Marker(kind, fields))
             start = end + 1
         tail = buf[start:]

@@ -2,7 +2,9 @@
 
 Every shell the runner starts keeps a state directory on the target
 (``/tmp/.workshop-<nonce>``) with an ``owner`` line (the shell's pid, its start
-time and the boot id, so a reused pid or a reboot is not mistaken for it) and a
+time and the boot id, so a reused pid or a reboot is not mistaken for it), a
+``user`` line (whose it is: the uid that ran ``sudo``, else the shell's own; a
+file of its own, since kernels of earlier versions read the owner line whole) and a
 ``cleanups/`` folder: one file per thing its magics made (a mount, a cgroup),
 holding the shell code that undoes it.  Every process the shell starts inherits
 ``WORKSHOP_SESSION=<nonce>``.
@@ -17,8 +19,10 @@ the directory first, and the warden then has nothing to do.
 
 Should the warden be gone too, :func:`sweep_script` does the same for every
 state directory whose shell or warden is gone, also while an orphaned command
-of it still runs; run with ``dry_run`` it only reports (``workshop doctor``).
-Each line it prints is ``<nonce><TAB><what>``.
+of it still runs; only those of the same user: another user's leftovers are
+theirs to be told about, by their next kernel.  Run with ``dry_run`` it only
+reports, every user's (``workshop doctor``).  Each line it prints is
+``<nonce><TAB><what>``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ import shlex
 
 STATE_PREFIX = ".workshop-"
 SESSION_VARIABLE = "WORKSHOP_SESSION"
+
+# Whose a shell is: a shell run through sudo (a VM's, an ssh target's with sudo) is
+# root for everyone, so the user who ran sudo counts.
+USER_ID = "${SUDO_UID:-$(id -u)}"
 
 
 def owner_script(state_dir: str, nonce: str) -> str:
@@ -37,6 +45,7 @@ def owner_script(state_dir: str, nonce: str) -> str:
         f"mkdir -p {d}/cleanups; "
         f"printf '%s %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" "
         f"\"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" > {d}/owner; "
+        f"printf '%s\\n' \"{USER_ID}\" > {d}/user; "
         f"export {SESSION_VARIABLE}={shlex.quote(nonce)}\n"
     )
 
@@ -106,11 +115,15 @@ def sweep_script(state_root: str = "/tmp", dry_run: bool = False, skip: str = ""
     act = "" if dry_run else "1"
     return f"""(
 {_SAME}boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+me={USER_ID}
 for d in {shlex.quote(state_root)}/{STATE_PREFIX}*; do
   [ -f "$d/owner" ] || continue
   n=${{d##*/{STATE_PREFIX}}}
   [ "$n" = {shlex.quote(skip)} ] && continue
   read -r pid start was < "$d/owner" || continue
+  # another user's: not ours to clean or report (a directory without a user file: anyone's)
+  who=; [ -f "$d/user" ] && read -r who < "$d/user"
+  [ -n "{act}" ] && [ -n "$who" ] && [ "$who" != "$me" ] && continue
   if [ "$was" = "$boot" ] && __ws_same "$pid" "$start"; then
     [ -f "$d/warden" ] || continue
     read -r wpid wstart < "$d/warden" && __ws_same "$wpid" "$wstart" && continue

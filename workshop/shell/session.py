@@ -58,6 +58,7 @@ BATCH_SECONDS, BATCH_BYTES = 0.1, 1 << 20
 _TTY_NOISE = re.compile(rb"^bash: \[\d+: \d+ \(\d+\)\] tcsetattr: [^\n]*\n", re.M)
 
 OutputCallback = Callable[[str, bytes], None]  # ("stdout"|"stderr", data)
+DisplayCallback = Callable[[str, str], None]  # (file name, base64 data) from the shell's `display`
 InputCallback = Callable[[str, bool], "str | None"]  # (prompt, password) -> line or None for EOF
 
 
@@ -69,6 +70,7 @@ class _Cell:
     token: str
     deadline: float | None
     outcome: CommandResult = field(default_factory=lambda: CommandResult(0))
+    on_display: DisplayCallback | None = None
     ended: set[int] = field(default_factory=set)  # streams whose end marker came
     ended_by: str = ""
     fallback: str = ""  # the token of the line sent after an interrupt
@@ -272,13 +274,15 @@ class ShellSession:
         on_input: InputCallback | None = None,
         timeout: float | None = None,
         isolated: bool = False,
+        on_display: DisplayCallback | None = None,
     ) -> CommandResult:
         """Run one cell; stream its output; return its outcome.  ``isolated``: in a
         subshell that hands back only data (see ``framing.cell_lines``)."""
         if self.channel is None:
             raise ShellError("the shell is not running")
         self._seq += 1
-        cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None, isolated=isolated)
+        cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None, isolated=isolated,
+                     on_display=on_display)
         output = _Output(on_output)
         self._tokens[cell.seq] = {cell.token}
         self._tokens.pop(cell.seq - 64, None)  # markers that late are not coming
@@ -417,6 +421,9 @@ class ShellSession:
             elif item.kind == "in" and stream == STDOUT:
                 output.flush()  # what the cell printed before it asked
                 self._answer_input(item.fields[0], on_input)
+            elif item.kind == "display" and stream == STDOUT and cell.on_display and len(item.fields) == 2:
+                output.flush()  # what the cell printed before it comes first
+                cell.on_display(item.fields[1], item.fields[0])
 
     def _end_marker(self, stream: int, item: Marker, cell: _Cell) -> None:
         """An end marker: this cell's own, a late one of an earlier cell, or a forgery."""
