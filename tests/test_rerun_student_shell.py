@@ -155,7 +155,8 @@ def _reference(path: Path) -> Path:
     nb.metadata.kernelspec = KERNELSPEC
     nb.metadata.workshop = {"target": "local"}
     nb.cells = [
-        code("%expect exit 0\n" + INSTRUCTOR_SETUP, id="setup", metadata={"workshop": {"locked": True}}),
+        # not locked: a cell whose code is the reference's is vouched for all the same (its function lives on)
+        code("%expect exit 0\n" + INSTRUCTOR_SETUP, id="setup"),
         markdown("**Task.** Set `name` to `world` and make a directory `box` here.", id="task-text"),
         code(SOLUTION.format(HONEST) + "\n" + TASK_CHECK, id="task",
              metadata={"workshop": {"name": "name-and-box", "task": True}}),

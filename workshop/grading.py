@@ -1135,7 +1135,8 @@ def restore_reference(ref: Reference, nb: dict) -> list[int]:
     """Put the reference's checks (visible and hidden), its locked cells and its
     hidden cells back into a submission; the student's own code stays.  Returns
     the indexes of the cells that are now wholly the reference's (locked and
-    hidden cells): a rerun vouches for those and runs the others isolated."""
+    hidden cells, and cells whose code is the reference's as written): a rerun
+    vouches for those and runs the others isolated."""
     _put_back_hidden_cells(ref, nb)
     by_id = {cell.get("id"): cell for cell in nb["cells"]}
     vouched = set()
@@ -1160,6 +1161,8 @@ def restore_reference(ref: Reference, nb: dict) -> list[int]:
                 break
         lines = [line for line in lines if not line.strip().startswith("%expect")]
         cell["source"] = "\n".join(ref_expects + lines + ref_checks)
+        if cell["source"] == ref_cell.source:  # the instructor's code, as written
+            vouched.add(id(cell))
     return [i for i, cell in enumerate(nb["cells"]) if id(cell) in vouched]
 
 
