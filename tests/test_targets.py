@@ -114,11 +114,11 @@ def test_target_magic_switches_between_local_and_ssh(start_kernel, sshd):
     assert kernel.run("echo still-ssh; echo $SSH_CONNECTION | cut -d' ' -f4").stdout.endswith(f"{sshd.port}\n")
 
 
-def test_target_qemu_says_at_once_that_the_next_cell_boots_the_vm(start_kernel):
+def test_target_qemu_says_at_once_that_the_next_cell_boots_the_vm(start_kernel, tmp_path):
     """%target starts nothing; it says what the next cell will wait for, and why it is slow without KVM."""
     from workshop.vm.machine import kvm_usable
 
-    kernel = start_kernel("local")
+    kernel = start_kernel("local", WORKSHOP_VM_CACHE=str(tmp_path / "no-images"))  # whatever other tests built
     started = time.monotonic()
     said = kernel.run("%target qemu:ws-never-booted")
     assert said.status == "ok" and time.monotonic() - started < 10
@@ -127,7 +127,7 @@ def test_target_qemu_says_at_once_that_the_next_cell_boots_the_vm(start_kernel):
     assert lines[1].startswith("the next cell boots the VM ws-never-booted first: ")
     kvm, why = kvm_usable()
     assert ("a few seconds with KVM" in lines[1]) if kvm else (f"10-30 s without KVM, as here ({why})" in lines[1])
-    assert "the VM's image is built once" in lines[1]  # this test's data directory has none
+    assert "the VM's image is built once" in lines[1]  # this test's image cache is empty
     assert kernel.run("%target local\necho ok").stdout.endswith("ok\n")  # nothing was booted on the way
 
 
