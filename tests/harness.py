@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
+import zmq
 from jupyter_client.manager import KernelManager
 
 
@@ -141,6 +144,30 @@ class KernelHarness:
             msg = self.kc.shell_channel.get_msg(timeout=30)
             if msg["parent_header"].get("msg_id") == msg_id:
                 return msg["content"]
+
+    def run_in_background(self, code: str, timeout: float = 120) -> threading.Thread:
+        """Run ``code`` in a thread, for a test that kills the kernel under it (then no reply comes)."""
+        def run() -> None:
+            try:
+                self.run(code, timeout=timeout)
+            except (zmq.ZMQError, TimeoutError):
+                pass
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def kill(self) -> None:
+        """kill -9 the kernel process, as a crash or an OOM kill would (if it still runs)."""
+        process = self.km.provisioner.process if self.km.provisioner is not None else None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
 
     def shutdown(self) -> None:
         self.kc.stop_channels()

@@ -10,12 +10,10 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import zmq
 from harness import KernelHarness, clean_env
 
 ENV = clean_env(WORKSHOP_TARGET="local")
@@ -34,17 +32,6 @@ def _wait_for(pattern: str, seconds: float = 30) -> int:
             return found[0]
         time.sleep(0.1)
     raise AssertionError(f"{pattern} never started")
-
-
-def _kill_kernel(kernel: KernelHarness) -> None:
-    if kernel.km.provisioner is None or kernel.km.provisioner.process.poll() is not None:
-        return
-    os.kill(kernel.km.provisioner.process.pid, signal.SIGKILL)
-    kernel.km.provisioner.process.wait(10)
-    try:
-        kernel.kc.stop_channels()
-    except Exception:
-        pass
 
 
 class Made:
@@ -99,14 +86,7 @@ def _removed(made: Made, pattern: str, seconds: float = 10) -> list[str]:
 
 
 def _start_cell(kernel: KernelHarness, code: str, pattern: str) -> Made:
-    def run() -> None:
-        try:
-            kernel.run(code, timeout=120)
-        except (zmq.ZMQError, TimeoutError):  # the test kills the kernel under this cell: no reply comes
-            pass
-
-    cell = threading.Thread(target=run, daemon=True)
-    cell.start()
+    cell = kernel.run_in_background(code)
     made = Made(_wait_for(pattern))
     made.cell = cell
     return made
@@ -164,11 +144,11 @@ def _killed_mid_cell_leaves_nothing(env: dict[str, str], code: str) -> None:
     kernel = KernelHarness(env)
     try:
         made = _start_cell(kernel, code.format(tag=tag), pattern)
-        _kill_kernel(kernel)
+        kernel.kill()
         left = _removed(made, pattern)
         assert not left, f"after the kernel died: {left}"
     finally:
-        _kill_kernel(kernel)
+        kernel.kill()
         _leave_nothing(pattern)
 
 
@@ -183,7 +163,7 @@ def test_an_orphan_of_a_dead_kernel_is_seen_and_removed_while_it_runs(rootfs, fi
         made = _start_cell(kernel, f"%%cgroup --pids 20\n%%overlay {rootfs}\nsleep {tag}", pattern)
         for pid in _pids(f"workshop-warden .*{made.nonce}"):
             os.kill(pid, signal.SIGKILL)
-        _kill_kernel(kernel)
+        kernel.kill()
         time.sleep(1)
         assert _pids(pattern) and made.mounted() and made.cgroup_dirs(), "the orphan should still run here"
 
@@ -205,7 +185,7 @@ def test_an_orphan_of_a_dead_kernel_is_seen_and_removed_while_it_runs(rootfs, fi
         finally:
             second.shutdown()
     finally:
-        _kill_kernel(kernel)
+        kernel.kill()
         _leave_nothing(pattern)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -18,16 +17,6 @@ from harness import KernelHarness, clean_env
 
 def _running(pattern: str) -> bool:
     return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
-
-
-def _kill_dead(harness: KernelHarness) -> None:
-    """kill -9 the kernel process, as a crash or an OOM kill would."""
-    os.kill(harness.km.provisioner.process.pid, signal.SIGKILL)
-    harness.km.provisioner.process.wait(10)
-    try:
-        harness.kc.stop_channels()
-    except Exception:
-        pass
 
 
 def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(installed_kernelspec, tmp_path):
@@ -47,16 +36,15 @@ def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(install
         nonce = first.run("echo $WORKSHOP_SESSION").stdout.strip()
         # killed mid-cell: the shell outlives the kernel, so only a sweep that
         # knows wardens (not an older kernel's, on a shared machine) removes this
-        import threading
 
-        threading.Thread(target=lambda: first.run(f"sleep {tag}3", timeout=60), daemon=True).start()
+        first.run_in_background(f"sleep {tag}3", timeout=60)
         deadline = time.monotonic() + 20
         while not _running(f"^sleep {tag}3$") and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         # its warden too, which would otherwise remove all this at once (test_faults_kernel_death.py)
         subprocess.run(["pkill", "-KILL", "-f", f"workshop-warden .*{nonce}"])
-        _kill_dead(first)
+        first.kill()
     time.sleep(0.5)
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if "/keep/merged" in line]
     assert mounts, "the named snapshot stays mounted after the kernel died"
@@ -86,18 +74,15 @@ def test_a_killed_kernels_leftovers_are_reported_and_removed_by_the_next(install
 
 
 def test_a_check_running_when_its_kernel_dies_is_removed_by_the_next(installed_kernelspec):
-    import threading
-
     env = clean_env(WORKSHOP_TARGET="local")
     tag = random.randint(1_000_000, 9_999_999)
     first = KernelHarness(env)
-    runner = threading.Thread(target=lambda: first.run(f"true\n%%check\nsleep {tag}", timeout=30), daemon=True)
-    runner.start()
+    first.run_in_background(f"true\n%%check\nsleep {tag}", timeout=30)
     deadline = time.monotonic() + 20
     while not _running(f"^sleep {tag}$") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _running(f"^sleep {tag}$"), "the check did not start"
-    _kill_dead(first)
+    first.kill()
     time.sleep(0.5)
     second = KernelHarness(env)
     try:
