@@ -48,6 +48,7 @@ SILENT_TARGET_AFTER = 60.0
 # does not answer, the warden does that once the connection closes).
 CLOSE_TIMEOUT = 10.0
 PROBE_GONE = 3
+PROBE_NO_PROCESSES = 4  # idle, and its cgroup has refused a new process (a fork bomb reached its pids.max)
 # A cell's output goes out in the order written for this many switches between
 # stdout and stderr; past them, in batches (see _Output).
 IN_ORDER_SWITCHES = 200
@@ -130,13 +131,17 @@ class _Output:
 def idle_probe(pid: int, stdin: str) -> str:
     """Shell code, run beside the shell: exit 3 when it is gone (or a zombie),
     0 when it waits for its next command line (reading its own input, no
-    children), else 1."""
+    children), 4 when it does so in a cgroup that refused it a process, else 1."""
     return (  # a subshell: `exit` must not end the SSH side channel's loop
         f"( p={pid}; set -- $(cat /proc/$p/stat 2>/dev/null); "
         f"[ $# -gt 2 ] && [ \"$3\" != Z ] || exit {PROBE_GONE}; [ \"$3\" = S ] || exit 1; "
         f"[ \"$(readlink /proc/$p/fd/0 2>/dev/null)\" = {shlex.quote(stdin)} ] || exit 1; "
         "set -- $(cat /proc/$p/task/*/children 2>/dev/null); [ $# = 0 ] || exit 1; "
-        "if s=$(cat /proc/$p/syscall 2>/dev/null); then set -- $s; [ \"$2\" = 0x0 ] || exit 1; fi; exit 0 )"
+        "if s=$(cat /proc/$p/syscall 2>/dev/null); then set -- $s; [ \"$2\" = 0x0 ] || exit 1; fi; "
+        # a shell that could not fork cannot end its cell: that is the cgroup's limit, not a broken driver
+        "c=$(sed -n 's/^0:://p' /proc/$p/cgroup 2>/dev/null); "
+        "while read -r k v; do [ \"$k\" = max ] && [ \"$v\" -gt 0 ] && exit "
+        f"{PROBE_NO_PROCESSES}; done < \"/sys/fs/cgroup$c/pids.events\" 2>/dev/null; exit 0 )"
     )
 
 
@@ -390,9 +395,13 @@ class ShellSession:
         if status == PROBE_GONE:
             cell.outcome.status = cell.outcome.status or 137
             return self._stop(cell.outcome, "the shell ended (it was killed)")
-        cell.idle = cell.idle + 1 if status == 0 else 0
+        cell.idle = cell.idle + 1 if status in (0, PROBE_NO_PROCESSES) else 0
         if cell.idle < 2:
             return None
+        if status == PROBE_NO_PROCESSES:
+            cell.outcome.status = cell.outcome.status or 254
+            return self._stop(cell.outcome, "the shell could not start another process (its cgroup reached its "
+                                            "limit of processes: a fork bomb?), so it was stopped")
         cell.outcome.framing = "the cell broke the shell's framing (it changed what the driver relies on)"
         cell.outcome.status = cell.outcome.status or 255
         return self._stop(cell.outcome, "the cell broke the shell's framing, so the shell was stopped")
