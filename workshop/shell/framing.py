@@ -70,7 +70,7 @@ def quote_bash_line(text: str) -> str:
 # A cgroup a sealed VM's agent makes (vm/agent.py) with limits for the student's
 # processes; a shell that finds it joins it, so a fork bomb stops at its limit and
 # sshd, the relay and the agent keep room to work.  Nowhere else does it exist.
-CELLS_CGROUP = "/sys/fs/cgroup/workshop-cells"
+CELLS_CGROUP = "/sys/fs/cgroup/student-cells"
 
 
 def bootstrap_command() -> str:
