@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workshop.checks import CheckSyntaxError, cell_checks, parse_expect, split_checks
-from workshop.grading import stream_matches
+from workshop.records import stream_matches
 from workshop.records import StreamDigest, _stream_dict, fold_overwrites
 
 

@@ -29,22 +29,13 @@ from pathlib import Path
 
 from .checks import describe_changes
 from .errors import GradingError, TargetError
-from .grading import (
-    Reference,
-    Report,
-    display_path,
-    expand_paths,
-    flag_shared_runs,
-    grade_submission,
-    load_reference,
-    read_notebook_json,
-    reference_of,
-    restore_reference,
-    run_evidence,
-    student_names,
-    target_changes,
-    task_answers,
-)
+from .grading.copies import flag_shared_runs, run_evidence
+from .grading.grade import grade_submission, task_answers
+from .grading.notebook import read_notebook_json
+from .grading.paths import display_path, expand_paths, student_names
+from .grading.reference import Reference, load_reference, reference_of
+from .grading.rerun import restore_reference, target_changes
+from .grading.results import Report
 from .store import RERUN_FAILED, ResultsStore, content_digest, result_key
 
 OnResult = Callable[[dict], None]
@@ -361,9 +352,10 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
                            vouched_cells=vouched)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
-        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")
+        executed = run.executed
+        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, notebook=executed,
+                                  name=f"the rerun of {job.path}")
         timings["grade"] = round(time.monotonic() - clock, 4)
-        executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
         changes = _system_changes(job_target)
         clock = time.monotonic()
     timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed

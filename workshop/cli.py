@@ -252,7 +252,8 @@ def _students_for(reference: Path, submissions: tuple[Path, ...], lms: tuple[tup
                   roster_path: Path | None, rerun: bool):
     """Who each submission belongs to (for --lms and --feedback), checked before any grading;
     None when neither is asked for.  LMS totals need every check judged: hidden checks need --rerun."""
-    from .grading import expand_paths, load_reference, student_names
+    from .grading.paths import expand_paths, student_names
+    from .grading.reference import load_reference
     from .lms import RosterError, match_students, read_roster
 
     if not lms and not roster_path:
@@ -432,7 +433,10 @@ def check_command(notebook: Path) -> None:
     from rich.console import Console
 
     from .errors import GradingError
-    from .grading import Report, grade_submission, load_reference, read_notebook_json
+    from .grading.grade import grade_submission
+    from .grading.notebook import read_notebook_json
+    from .grading.reference import load_reference
+    from .grading.results import Report
     from .reports import print_self_check, terminal_text
 
     console = Console(emoji=False)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .grading import NEEDS_RERUN, RefCheck, Reference, Report
+from .grading.reference import RefCheck, Reference
+from .grading.results import NEEDS_RERUN, Report
 
 WITHHELD = "(withheld: this text quotes a hidden check)"
 _MIN_FRAGMENT = 8  # characters a line of a hidden check needs before its appearance counts as a quote

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkshopError
-from .grading import Report, display_path
+from .grading.paths import display_path
+from .grading.results import Report
 from .reports import csv_text
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]

@@ -48,7 +48,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 class WorkshopNotebook(pytest.File):
     def collect(self):
         from .errors import GradingError, NoChecksError
-        from .grading import load_reference
+        from .grading.reference import load_reference
 
         try:
             ref = load_reference(self.path)

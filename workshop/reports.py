@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-from .grading import NEEDS_RERUN, Report
+from .grading.results import NEEDS_RERUN, Report
 
 if TYPE_CHECKING:
     from .runner import CellResult, CheckResult, NotebookResult

@@ -8,7 +8,6 @@ import re
 import secrets
 import shlex
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Collection
@@ -24,8 +23,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .cell import cell_name
-from .errors import NoChecksError, NotebookError, TargetError
-from .grading import GradingError, Reference, grade_submission, load_reference
+from .errors import GradingError, NoChecksError, NotebookError, TargetError
+from .grading.grade import grade_submission
+from .grading.notebook import check_notebook
+from .grading.paths import display_path
+from .grading.reference import Reference, reference_of
 from .records import cell_record
 from .targets import parse_target
 from .tasks import VOUCHED
@@ -72,6 +74,7 @@ class NotebookResult:
     stuck: bool = False  # a cell outlived its timeout and the interrupt: stopped by nbclient's limit
     stuck_cell: str | None = None  # that cell's id
     limits_hit: list[str] = field(default_factory=list)  # the cgroup's limits the notebook's processes reached
+    executed: str | None = field(default=None, repr=False)  # the executed notebook's JSON text, as written
 
     @property
     def ok(self) -> bool:
@@ -197,8 +200,8 @@ def run_notebook(
     if result.error is None:
         # with allow_errors nothing raises: a target that could not be reached shows as an error output
         result.error = _target_error(code_cells)
-    result.out_path = _write_executed(nb, path, out_dir or path.parent)
-    result.checks = notebook_checks(source, result.out_path)
+    result.out_path, result.executed = _write_executed(nb, path, out_dir or path.parent)
+    result.checks = notebook_checks(source, path, result.executed, result.out_path)
     result.duration = time.monotonic() - started
     return result
 
@@ -397,15 +400,18 @@ def _target_error(code_cells: list) -> str | None:
     return None
 
 
-def _write_executed(nb: nbformat.NotebookNode, path: Path, out_dir: Path) -> Path:
+def _write_executed(nb: nbformat.NotebookNode, path: Path, out_dir: Path) -> tuple[Path, str]:
+    """Where the executed notebook was written, and its text (as ``nbformat.write`` writes it)."""
     beside = out_dir.resolve() == path.resolve().parent  # never overwrite the source
+    text = nbformat.writes(nb)
+    text += "" if text.endswith("\n") else "\n"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / (path.stem + (".out.ipynb" if beside else ".ipynb"))
-        nbformat.write(nb, str(out_path))
+        out_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise NotebookError(f"cannot write the executed notebook to {out_dir}: {exc.strerror or exc}") from None
-    return out_path
+    return out_path, text
 
 
 # ---- a cgroup per kernel --------------------------------------------------------
@@ -633,19 +639,17 @@ class KernelCgroup:
         return swept
 
 
-def notebook_checks(source: nbformat.NotebookNode, executed: Path) -> list[CheckResult]:
-    """Grade an executed notebook against its own source's checks."""
-    with tempfile.NamedTemporaryFile("w", suffix=".ipynb", delete=False, encoding="utf-8") as fh:
-        nbformat.write(source, fh)
+def notebook_checks(source: dict, path: Path, executed: str, out_path: Path) -> list[CheckResult]:
+    """Grade an executed notebook against its own source's checks, both held in memory: ``source``
+    as read from ``path``, ``executed`` (its JSON text) as written to ``out_path`` (the paths name them in messages)."""
     try:
-        ref: Reference = load_reference(fh.name)
+        ref: Reference = reference_of(check_notebook(source, display_path(path)), path)
     except NoChecksError:
         return []
     except GradingError as exc:
         raise NotebookError(str(exc)) from None
-    finally:
-        os.unlink(fh.name)
-    graded = grade_submission(ref, executed, score_hidden=True)  # this run had every check of its source
+    # this run had every check of its source
+    graded = grade_submission(ref, out_path, score_hidden=True, notebook=executed)
     index = {cell.id: cell.index for cell in ref.cells}
     results = []
     for check in ref.checks:
