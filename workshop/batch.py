@@ -112,7 +112,7 @@ def check_rerun_target(target: str | None, run_student_code_on_this_machine: boo
         raise GradingError(f"--target local runs every student's code on this machine as {getpass.getuser()}; "
                            "add --run-student-code-on-this-machine to do that, or use "
                            f"--target {RECOMMENDED_TARGET} for a fresh VM per submission")
-    from .runner import KernelCgroup
+    from .kernel_cgroup import KernelCgroup
 
     why = KernelCgroup.unavailable()
     if why:
@@ -122,7 +122,7 @@ def check_rerun_target(target: str | None, run_student_code_on_this_machine: boo
 
 def sweep_leftovers() -> int:
     """Kill what the reruns of a grader that was killed left running; how many reruns' worth."""
-    from .runner import KernelCgroup
+    from .kernel_cgroup import KernelCgroup
 
     return KernelCgroup.sweep()
 
@@ -328,7 +328,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     in a cgroup that is emptied afterwards) and grade the fresh run; ``timings``
     gets the seconds its target took to start, the run (the kernel's start
     included), the grading and the teardown."""
-    from .runner import KernelCgroup, run_notebook  # nbclient: plain grading never loads it
+    from .kernel_cgroup import KernelCgroup
+    from .runner import run_notebook  # nbclient: plain grading never loads it
 
     ref = reference_of(job.reference, Path(job.reference_name))
     nb = copy.deepcopy(job.submission)
