@@ -57,7 +57,7 @@ from ..text import tail
 from .copies import run_evidence
 from .notebook import check_notebook, parse_notebook_json, read_notebook_json
 from .paths import display_path
-from .reference import RefCell, RefCheck, Reference, plain_lines, student_code
+from .reference import RefCell, RefCheck, Reference, outside_edit, student_code
 from .results import (
     FAILED,
     INVALID,
@@ -161,39 +161,7 @@ def _grade_submission(ref: Reference, path: Path, student: str | None, score_hid
     return result
 
 
-# ---- the text of a task around its solution regions ----------------------------
-def outside_edit(frame: list[list[str]], source: str) -> str | None:
-    """What of ``frame`` the cell's ``source`` does not keep (a phrase), or None
-    when everything outside the solution regions is as the student copy has it."""
-    if not frame:
-        return None
-    lines = plain_lines(student_code(source))
-    first, last = frame[0], frame[-1]
-    for i, want in enumerate(first):
-        if i >= len(lines) or lines[i] != want:
-            return _changed(want, lines[i] if i < len(lines) else None, "above")
-    tail_at = len(lines) - len(last)
-    if tail_at < len(first):
-        return _changed(last[0], None, "below")
-    for i, want in enumerate(last):
-        if lines[tail_at + i] != want:
-            return _changed(want, lines[tail_at + i], "below")
-    at = len(first)
-    for chunk in frame[1:-1]:  # in order, each as early as it fits (the regions take any lines)
-        found = next((k for k in range(at, tail_at - len(chunk) + 1) if lines[k : k + len(chunk)] == chunk), None)
-        if found is None:
-            return _changed(chunk[0], None, "between")
-        at = found + len(chunk)
-    return None
-
-
-def _changed(want: str, got: str | None, where: str) -> str:
-    side = {"above": "above the solution region", "below": "below the solution region",
-            "between": "between the solution regions"}[where]
-    now = f"; the cell has `{tail(got, 80)}` there" if got is not None else ""
-    return f"the line `{tail(want, 80)}` {side} was changed or removed{now}"
-
-
+# ---- a task edited outside its solution regions ---------------------------------
 def _outside_solution_flags(ref: Reference, nb: dict, result: GradeResult) -> None:
     """Flag each code task whose text outside its solution regions is not the student
     copy's (the lines the student was to leave, a ``%%chroot`` say); its checks earn nothing."""
@@ -401,4 +369,4 @@ def task_answers(ref: Reference, nb: dict) -> dict[str, str | None]:
     return answers
 
 
-__all__ = ["TAIL", "grade_submission", "outside_edit", "task_answers"]
+__all__ = ["TAIL", "grade_submission", "task_answers"]

@@ -16,6 +16,7 @@ from ..checks import CellChecks, Expectation, cell_checks, is_check_line, split_
 from ..errors import CheckSyntaxError, GradingError, NoChecksError
 from ..records import multiline_text
 from ..tasks import CODE, answer_blocks, is_hidden, is_locked, is_task, manual_points, solution_regions
+from ..text import tail
 from .notebook import read_notebook_json
 
 
@@ -250,6 +251,38 @@ def solution_frame(source: str) -> list[list[str]]:
     return chunks if len(chunks) == len(regions) + 1 else []
 
 
+def outside_edit(frame: list[list[str]], source: str) -> str | None:
+    """What of ``frame`` the cell's ``source`` does not keep (a phrase), or None
+    when everything outside the solution regions is as the student copy has it."""
+    if not frame:
+        return None
+    lines = plain_lines(student_code(source))
+    first, last = frame[0], frame[-1]
+    for i, want in enumerate(first):
+        if i >= len(lines) or lines[i] != want:
+            return _changed(want, lines[i] if i < len(lines) else None, "above")
+    tail_at = len(lines) - len(last)
+    if tail_at < len(first):
+        return _changed(last[0], None, "below")
+    for i, want in enumerate(last):
+        if lines[tail_at + i] != want:
+            return _changed(want, lines[tail_at + i], "below")
+    at = len(first)
+    for chunk in frame[1:-1]:  # in order, each as early as it fits (the regions take any lines)
+        found = next((k for k in range(at, tail_at - len(chunk) + 1) if lines[k : k + len(chunk)] == chunk), None)
+        if found is None:
+            return _changed(chunk[0], None, "between")
+        at = found + len(chunk)
+    return None
+
+
+def _changed(want: str, got: str | None, where: str) -> str:
+    side = {"above": "above the solution region", "below": "below the solution region",
+            "between": "between the solution regions"}[where]
+    now = f"; the cell has `{tail(got, 80)}` there" if got is not None else ""
+    return f"the line `{tail(want, 80)}` {side} was changed or removed{now}"
+
+
 def student_code(source: str) -> str:
     """A code cell as the student wrote it: without the %expect lines and %%check sections of the release."""
     code = split_checks_text(source)
@@ -274,5 +307,5 @@ def target_lines(source: str) -> list[str]:
     return [f"%target {m.group(1)}" for m in _TARGET_LINE.finditer(source)]
 
 
-__all__ = ["RefCell", "RefCheck", "RefTask", "Reference", "load_reference", "plain_lines", "reference_of",
+__all__ = ["RefCell", "RefCheck", "RefTask", "Reference", "load_reference", "outside_edit", "plain_lines", "reference_of",
            "solution_frame", "student_code", "target_lines", "workshop_meta"]
