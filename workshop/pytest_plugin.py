@@ -99,7 +99,7 @@ class WorkshopCheck(pytest.Item):
         checks, run = self.parent.results()
         check = checks[self.key]
         if not check.passed:
-            from .reports import failed_check_line
+            from .run_reports import failed_check_line
 
             lines = [failed_check_line(check)]
             if check.status == "missing" and run.error:
