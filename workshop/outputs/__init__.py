@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import WorkshopError
 
 # The modules of the writers, in the order of their options in --help and of the writing.
-WRITER_MODULES = ("tables", "feedback", "lms", "junit")
+WRITER_MODULES = ("tables", "feedback", "lms", "junit", "gradescope")
 
 Say = Callable[[str], None]  # prints a line (rich markup) on the grader's terminal
 
