@@ -52,7 +52,7 @@ from pathlib import Path
 
 from ..checks import describe_changes, evaluate, without_hidden_checks
 from ..errors import GradingError
-from ..records import cell_record, cell_streams, classify_streams, multiline_text, sha256_text
+from ..records import RecordCheck, cell_record, cell_streams, classify_streams, multiline_text, sha256_text
 from ..text import tail
 from .copies import run_evidence
 from .notebook import check_notebook, parse_notebook_json, read_notebook_json
@@ -316,7 +316,7 @@ def _untrusted_record(flags: list[Flag], ref_cell: RefCell, record: dict, stdout
     return zero, bool(cut) and not edited
 
 
-def _grade_check(flags: list[Flag], check: RefCheck, record: dict | None, got: dict | None, zero: str | None,
+def _grade_check(flags: list[Flag], check: RefCheck, record: dict | None, got: RecordCheck | None, zero: str | None,
                  streams: tuple[str, str] | None) -> CheckEntry:
     """One check's entry: evaluated again (%expect) or taken from the record (%%check, same script;
     %expect too when ``streams`` is None: the saved output is only a verified prefix)."""
