@@ -7,7 +7,7 @@ import io
 import json
 import re
 
-from .grading.results import NEEDS_RERUN, Report
+from .grading.results import NEEDS_RERUN, CheckEntry, GradeResult, Report
 
 
 def _num(value: float) -> str:
@@ -86,7 +86,7 @@ def to_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def _earned(entry: dict) -> str:
+def _earned(entry: CheckEntry) -> str:
     """Points earned, or nothing for a hidden check not judged (it needs --rerun)."""
     return "" if entry.get("status") == NEEDS_RERUN else _num(entry["earned"])
 
@@ -126,7 +126,7 @@ def to_html(report: Report) -> str:
     )
 
 
-def _row(r: dict, n: int) -> tuple[list[str], str, str]:
+def _row(r: GradeResult, n: int) -> tuple[list[str], str, str]:
     """A student's failed checks, checks passed (``2/3``) and flag kinds."""
     failed = [k for k, c in r["checks"].items() if not c["passed"] and c.get("status") != NEEDS_RERUN]
     passed = sum(1 for c in r["checks"].values() if c["passed"])
