@@ -233,8 +233,8 @@ def _print_results(report) -> None:
 
 
 def _students_for(reference: Path, submissions: tuple[Path, ...], asked, roster_path: Path | None, rerun: bool):
-    """Who each submission belongs to (for the outputs that name students), and every output's own
-    checks, before any grading; None when no output names students."""
+    """Who each submission belongs to (from --roster, or from the file names for an output that needs
+    ids), and every output's own checks, before any grading; None when neither is asked for."""
     from .grading.paths import expand_paths, student_names
     from .grading.reference import load_reference
     from .lms import match_students, read_roster
@@ -243,7 +243,7 @@ def _students_for(reference: Path, submissions: tuple[Path, ...], asked, roster_
     paths = expand_paths(submissions)
     check_plan(Plan(reference, paths, rerun, asked, roster_path),
                lambda: any(check.hidden for check in load_reference(reference).checks))
-    if not any(writer.students for writer, _ in asked):
+    if not roster_path and not any(writer.needs_ids for writer, _ in asked):
         return None
     roster = read_roster(roster_path) if roster_path else None
     return match_students(paths, student_names(paths), roster, any(w.ids_from_file_names for w, _ in asked))
@@ -379,18 +379,19 @@ def check_command(notebook: Path) -> None:
     from .errors import GradingError
     from .grading.grade import grade_submission
     from .grading.notebook import read_notebook_json
-    from .grading.reference import load_reference
+    from .grading.reference import reference_of
     from .grading.results import Report
     from .reports import print_self_check, terminal_text
 
     console = Console(emoji=False)
     try:
-        ref = load_reference(notebook)
-        assignment = (read_notebook_json(notebook).get("metadata", {}).get("workshop") or {}).get("assignment")
+        nb = read_notebook_json(notebook)  # read once: it is the reference and the submission
+        ref = reference_of(nb, notebook)
     except GradingError as exc:
         console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    result = grade_submission(ref, notebook, "you")
+    assignment = (nb.get("metadata", {}).get("workshop") or {}).get("assignment")
+    result = grade_submission(ref, notebook, "you", notebook=nb)
     sys.exit(0 if print_self_check(Report(ref, [result]), assignment, console) else 1)
 
 

@@ -68,7 +68,8 @@ class Writer:
     write: Callable[[Any, Path, Say], None]
     folder: bool = False  # PATH is a folder it fills, not a file
     group: str | None = None  # offered as a kind of --GROUP, given once per kind
-    students: str = ""  # it names students (a roster's ids and names): what the --roster message calls it
+    students: str = ""  # it names students by a roster's ids and names: what the --roster message calls it
+    needs_ids: bool = False  # it needs each student's id, from a roster or else from the file names
     ids_from_file_names: bool = False  # without a roster, every file name must carry the student's id
     totals: str = ""  # it holds totals, which need every check judged: what it calls one
     beside: Callable[[Path], tuple[str, Path]] | None = None  # another file it writes: (what, where)
@@ -133,7 +134,7 @@ def kinds(command: str, group: str) -> list[str]:
 
 def requested(command: str, values: dict[str, Any]) -> list[tuple[Writer, Path]]:
     """The outputs asked for, from the options' values (by option name; a group's value is a
-    sequence of ``(kind, path)``), in registry order."""
+    sequence of ``(kind, path)``): in the order of the options, a group's kinds as given."""
     by_name = {(w.group, w.name): w for w in writers(command)}
     asked: list[tuple[Writer, Path]] = []
     for name, what in options(command):
@@ -144,8 +145,7 @@ def requested(command: str, values: dict[str, Any]) -> list[tuple[Writer, Path]]
             asked += [(by_name[(name, kind)], Path(path)) for kind, path in value]
         else:
             asked.append((what, Path(value)))
-    order = {id(w): n for n, w in enumerate(writers(command))}
-    return sorted(asked, key=lambda item: order[id(item[0])])
+    return asked
 
 
 def check_options(asked: Sequence[tuple[Writer, Path]], roster: Path | None) -> None:
@@ -181,7 +181,7 @@ def check_plan(plan: Plan, hidden_checks: Callable[[], bool]) -> None:
 
 
 def write_all(asked: Sequence[tuple[Writer, Path]], results: Any, say: Say = lambda line: None) -> None:
-    """Write every output asked for, in registry order; then each group's closing words."""
+    """Write every output asked for, in the order asked; then each group's closing words."""
     done: dict[str, list[Writer]] = {}
     for writer, path in asked:
         writer.write(results, path, say)

@@ -27,7 +27,7 @@ def _grade_book(kind: str, render: str, identifiers: str, *, ids_from_file_names
         return f"the flags of --lms {kind} {path}", flags_path(path)
 
     return Writer(kind, "grade", f"the {kind} grade import", write, group="lms", students="--lms files",
-                  ids_from_file_names=ids_from_file_names, totals="an LMS total", beside=beside)
+                  needs_ids=True, ids_from_file_names=ids_from_file_names, totals="an LMS total", beside=beside)
 
 
 def _flagged_line(report, kind: str, flags: Path) -> str:
