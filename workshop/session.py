@@ -180,6 +180,8 @@ class Session:
         self._stop_checks = threading.Event()  # set by interrupt(): stops this cell's checks
         self._running_check: str | None = None  # the tag of the check running now
         self._isolated = False  # the cell running now runs in a subshell (a grading rerun)
+        # characters per stream shown, when the front end knows better than the settings (a browser's)
+        self.shown_limit: int | None = None
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -191,7 +193,7 @@ class Session:
         ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
                         target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta))
-        limit = self.settings.output_limit
+        limit = self.settings.output_limit if self.shown_limit is None else self.shown_limit
         # a cut stream is saved where the student can open it; a grading rerun saves none
         saving = on_output is not None and not self.settings.target_locked
         streams = {name: OutputStream(name, getattr(record, name), limit, on_output,
