@@ -98,6 +98,19 @@ def test_tab_still_completes_shell_words(kernel, tmp_path):
     assert completes(kernel, cell) == ([f"{tmp_path}/dir/"], cell.index(str(tmp_path)), len(cell))
 
 
+
+def test_tab_offers_commands_only_where_a_command_is_written(kernel, tmp_path):
+    """As bash: an argument completes to files (`ls ech` is not `echo`), a command's
+    place to commands and files (after `;`, `|`, `$(`, assignments, `sudo`...)."""
+    (tmp_path / "echoes").mkdir()
+    assert kernel.run(f"cd {tmp_path}").status == "ok"
+    assert completes(kernel, "ls ech")[0] == ["echoes/"]
+    assert completes(kernel, "cat notes | grep -r ech")[0] == ["echoes/"]
+    for code in ("ech", "true; ech", "ls | ech", "x=$(ech", "FOO=1 ech", "sudo ech", "if ech", "true && ech"):
+        matches = completes(kernel, code)[0]
+        assert "echo" in matches and "echoes/" in matches, (code, matches)
+
+
 # ---- Shift-Tab -----------------------------------------------------------------------------
 def test_inspect_a_magic_shows_its_help(shared_kernel):
     kernel = shared_kernel

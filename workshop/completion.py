@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 # Characters that end a shell word for completion purposes.
 WORD_BREAK = re.compile(r"[\s;|&<>()`'\"=]")
 
-ShellWords = Callable[[str], list[str]]  # token -> the target shell's completions of it
+ShellWords = Callable[..., list[str]]  # (token, command=False) -> the target shell's completions of it
+# What ends a command, so that the next word is one; and words after which a command follows.
+_COMMAND_ENDS = re.compile(r"(?:;|&&|\|\||\||&|\(|\$\(|`|\{|!|\b(?:then|do|else|elif|if|while|until)\b)\s*$")
+_PREFIXES = {"sudo", "exec", "nohup", "time", "env", "command", "builtin", "xargs", "nice", "setsid", "chroot"}
 
 
 @dataclass
@@ -49,13 +52,28 @@ def complete(code: str, cursor: int, shell_words: ShellWords) -> dict:
         head = code[line_start:cursor]
         breaks = list(WORD_BREAK.finditer(head))
         partial = head[breaks[-1].end():] if breaks else head
-        found = Matches(shell_words(partial) if partial else [])
+        found = Matches(shell_words(partial, command=_command_position(head[:len(head) - len(partial)]))
+                        if partial else [])
     start = cursor - len(partial)
     reply = {"status": "ok", "matches": found.words, "cursor_start": start, "cursor_end": cursor, "metadata": {}}
     if found.kind:  # JupyterLab shows the type next to each match
         reply["metadata"]["_jupyter_types_experimental"] = [
             {"start": start, "end": cursor, "text": word, "type": found.kind} for word in found.words]
     return reply
+
+
+def _command_position(before: str) -> bool:
+    """Whether a word after ``before`` (a line's text) is where a command is written:
+    the line's first word, after ``;``, ``|``, ``&&``, ``$(``, ``then``..., after
+    assignments and after ``sudo``, ``env``, ``time``...; else an argument, which bash
+    completes to files only."""
+    words: list[str] = []
+    for word in before.split():
+        words.append(word)
+        if _COMMAND_ENDS.search(word):
+            words = []
+    words = [w for w in words if not re.fullmatch(r"[A-Za-z_]\w*=\S*", w) and w not in _PREFIXES]
+    return not words
 
 
 def _magic_line(line: str, partial: str, shell_words: ShellWords) -> Matches:

@@ -583,9 +583,10 @@ class Session:
         except (TargetError, ShellError):
             return ""
 
-    def complete(self, token: str) -> list[str]:
-        """Completions of ``token`` from the target's shell; never boots a machine."""
-        found = self.ask(f"__ws_complete {shlex.quote(token)}", timeout=5)
+    def complete(self, token: str, command: bool = False) -> list[str]:
+        """Completions of ``token`` from the target's shell (``command``: where a command
+        is written, so commands too; else files, as bash does); never boots a machine."""
+        found = self.ask(f"__ws_complete {shlex.quote(token)} {'command' if command else 'argument'}", timeout=5)
         return list(dict.fromkeys(line for line in found.splitlines() if line.startswith(token)))
 
     def close(self) -> None:

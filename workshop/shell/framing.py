@@ -271,7 +271,7 @@ read() {{
   fi
 }}
 __ws_complete() {{
-  case "$1" in */*) ;; *) compgen -A command -- "$1" 2>/dev/null | head -n 300;; esac
+  case "$1" in */*) ;; *) [[ "$2" = argument ]] || compgen -A command -- "$1" 2>/dev/null | head -n 300;; esac
   compgen -A file -- "$1" 2>/dev/null | head -n 300 | while IFS= read -r f; do
     if [ -d "$f" ]; then builtin printf '%s/\\n' "$f"; else builtin printf '%s\\n' "$f"; fi; done
   case "$1" in \\$*) compgen -A variable -P '$' -- "${{1#\\$}}" 2>/dev/null;; esac
@@ -308,7 +308,7 @@ read() {{
 __ws_complete() {{
   for f in "$1"*; do [ -e "$f" ] || continue
     if [ -d "$f" ]; then printf '%s/\\n' "$f"; else printf '%s\\n' "$f"; fi; done
-  case "$1" in */*) ;; *)
+  case "$1" in */*) ;; *) [ "$2" = argument ] && return 0
     IFS=:; for d in $PATH; do for f in "$d/$1"*; do [ -x "$f" ] && printf '%s\\n' "${{f##*/}}"; done; done
     unset IFS;; esac
 }}
