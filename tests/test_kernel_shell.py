@@ -420,6 +420,8 @@ def test_is_complete_waits_for_declarations_and_cell_magics(shared_kernel):
     assert kernel.is_complete("%expect exit 0\necho hi")["status"] == "complete"
     assert kernel.is_complete("%%chroot rootfs\necho hi")["status"] == "incomplete"
     assert kernel.is_complete("%%chroot rootfs\necho hi\n\n")["status"] == "complete"
+    assert kernel.is_complete("%%chroot rootfs\necho hi\n")["status"] == "complete"  # one empty line ends it
+    assert kernel.is_complete("%%chroot rootfs\n")["status"] == "incomplete"  # no body yet
     assert kernel.is_complete("echo hi\n%%check")["status"] == "incomplete"
     assert kernel.is_complete("%lsmagic")["status"] == "complete"
     reply = kernel.is_complete("if true; then")

@@ -37,8 +37,10 @@ def is_complete(code: str) -> dict:
     acts = any(m.name not in DECLARATIONS for m in line_magics) and not cell_magics
     if not acts and not shell.strip() and not any(c.script.strip() for c in checks):
         return {"status": "incomplete", "indent": ""}  # declarations so far, nothing to run yet
-    if cell_magics and not code.endswith("\n\n"):
-        return {"status": "incomplete", "indent": ""}  # a cell magic's body ends with an empty line
+    if cell_magics and code.split("\n")[-1].strip():
+        # a cell magic's body ends with an empty line: Enter on it (the console asks
+        # with the text so far, whose last line is then empty)
+        return {"status": "incomplete", "indent": ""}
     scripts = [shell] + [c.script for c in checks]
     for script in scripts:
         verdict = _bash_verdict(script)

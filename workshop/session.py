@@ -297,7 +297,7 @@ class Session:
                 outcome.shell_ended = "the shell's framing was tampered with, so the shell was stopped"
         if outcome.shell_ended:
             self.shell = None
-            self._ended_notice = outcome.shell_ended
+            self._ended_notice = None  # said here: the next cell does not say it again
             ctx.notice(f"{outcome.shell_ended}; the next cell starts a new shell "
                        "(cwd, variables and functions are lost)")
         if outcome.status != record.expected_exit:
