@@ -41,6 +41,11 @@ def test_solution_regions_become_placeholders_indented_as_their_marker():
     assert replace_solutions(text, MARKDOWN) == "Why?\nYOUR ANSWER HERE\nMore."
     with pytest.raises(AssignmentError, match="line 1: ### BEGIN SOLUTION has no ### END SOLUTION"):
         replace_solutions("### BEGIN SOLUTION\nls", CODE)
+    # a Go (or C) file written with %%file: its markers and its placeholder are // comments, so both copies compile
+    go = "%%file join.go\nfunc join() {\n\t// BEGIN SOLUTION\n\twrite()\n\t// END SOLUTION\n}\n"
+    assert replace_solutions(go, CODE) == "%%file join.go\nfunc join() {\n\t// YOUR CODE HERE\n}\n"
+    with pytest.raises(AssignmentError, match="line 2: ### END SOLUTION has no ### BEGIN SOLUTION"):
+        replace_solutions("ls\n// END SOLUTION", CODE)
 
 
 def test_hidden_sections_are_cut_and_the_rest_kept_as_written():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,3 +84,20 @@ def test_doctor_names_a_recent_kvm_failure_and_forgets_it_after_a_day(tmp_path):
     row = " ".join(next(line for line in done.stdout.splitlines() if "no recent KVM failure" in line).split())
     assert "✔" in row and "none remembered: VMs use KVM when /dev/kvm works" in row
     assert not marker.exists()
+
+
+def test_the_go_row_names_the_package_and_the_setup_option_when_go_is_missing(tmp_path):
+    """Notebook 9 needs Go on this machine: its part's row says what installs it, and is fine once it is there."""
+    bin_dir = tmp_path / "bin"  # this machine's commands without go
+    bin_dir.mkdir()
+    for entry in os.scandir("/usr/bin"):
+        if entry.name not in ("go", "gofmt"):
+            (bin_dir / entry.name).symlink_to(entry.path)
+    without = doctor("--target", "local", PATH=f"{bin_dir}:/usr/sbin:/sbin")
+    row = next(line for line in without.stdout.splitlines() if "setup: Go (notebook 9)" in line)
+    assert "✘" in row and "missing golang-go" in row and "bash scripts/setup --go" in row, row
+    assert "(optional)" in row  # the local target runs the other notebooks without it
+    from workshop.doctor import part_checks
+
+    [here] = [c for c in part_checks("local") if c.name == "setup: Go (notebook 9)"]
+    assert here.ok == bool(shutil.which("go")), here

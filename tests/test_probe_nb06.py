@@ -1,7 +1,8 @@
 """Notebook 6 (the container in Python): its tasks are checked on what the container left in the system.
 
 - `workshop probe` finds no weak check in it (no shortcut passes a check worth points, no line of a
-  solution goes unneeded), on this machine.
+  solution goes unneeded), on this machine: the session's one probe of it, which
+  tests/test_coverage_table.py reads too.
 - The shortcuts that earned full marks before are graded by a real `workshop grade --rerun` and earn
   less than the task's points: a cgroup that is a plain directory with the expected text written by
   `os.write`, and a root filesystem that is never entered (no chroot, the marker printed when the
@@ -76,14 +77,11 @@ def _submission(student: dict, path: Path, answers: dict[str, list[str]]) -> Pat
     return path
 
 
-def test_notebook_06_has_no_weak_check(tmp_path):
-    try:
-        run = workshop("probe", str(NB06), *LOCAL, "--json", str(tmp_path / "probe.json"))
-    finally:
-        leftovers_cleanup()
+@pytest.mark.notebook_probe
+def test_notebook_06_has_no_weak_check(notebook_probe):
+    run, report = notebook_probe("06")  # the session's one probe of notebook 06 (tests/conftest.py)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    [report] = json.loads((tmp_path / "probe.json").read_text())
-    assert report["weak"] == []
+    assert report is not None and report["weak"] == []
     tasks = {t["task"]: t for t in report["tasks"]}
     assert set(tasks) == {"add-a-filesystem", "add-cgroups"}
     for task in tasks.values():

@@ -117,8 +117,8 @@ def test_a_kernel_runs_cells_on_a_vagrant_target(fake_vagrant, sshd, start_kerne
 
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK_PACKAGES = ("busybox-static", "cgroup-tools", "runc", "skopeo", "build-essential", "util-linux", "iproute2",
-                     "procps", "psmisc")
+NOTEBOOK_PACKAGES = ("busybox-static", "cgroup-tools", "runc", "skopeo", "build-essential", "golang-go", "util-linux",
+                     "iproute2", "procps", "psmisc")
 
 
 def test_the_vagrantfile_provisions_what_the_notebooks_need():

@@ -3,10 +3,11 @@
 A source notebook holds everything an assignment is:
 
 - solution regions: in code cells between ``### BEGIN SOLUTION`` and ``### END
-  SOLUTION`` lines (any number of ``#``), in Markdown cells between ``<!-- BEGIN
-  SOLUTION -->`` and ``<!-- END SOLUTION -->``; a cell with one is a task, and
-  in the student copy each region becomes ``# YOUR CODE HERE`` (indented as its
-  marker) or ``YOUR ANSWER HERE``;
+  SOLUTION`` lines (any number of ``#``, or ``//`` in a Go or C file written with
+  ``%%file``), in Markdown cells between ``<!-- BEGIN SOLUTION -->`` and
+  ``<!-- END SOLUTION -->``; a cell with one is a task, and in the student copy
+  each region becomes ``# YOUR CODE HERE`` (``// YOUR CODE HERE`` after ``//``
+  markers; indented as its marker) or ``YOUR ANSWER HERE``;
 - checks as the kernel knows them (``%expect``, ``%%check``); ``%%check
   --hidden`` sections and cells with ``metadata.workshop.hidden`` are hidden
   checks: kept in the reference, left out of the student copy;

@@ -120,6 +120,7 @@ PARTS = (
                                ("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"),
                                ("ssh-keygen", "openssh-client"))),
     ("Vagrant", "--vagrant", (("vagrant", "vagrant"),)),
+    ("Go (notebook 9)", "--go", (("go", "golang-go"),)),
 )
 PART_OF_KIND = {"local": "local notebooks", "qemu": "qemu micro VM", "vagrant": "Vagrant"}
 

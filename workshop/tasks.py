@@ -9,9 +9,11 @@
 - ``hidden``: a cell of checks the students never see: the reference keeps it,
   the student copy leaves it out.
 
-Solution regions (``### BEGIN SOLUTION`` / ``### END SOLUTION`` in code,
-``<!-- BEGIN SOLUTION -->`` / ``<!-- END SOLUTION -->`` in Markdown) are the
-student's to write.  Answer regions (``<!-- BEGIN ANSWER [TASK] -->`` /
+Solution regions (``### BEGIN SOLUTION`` / ``### END SOLUTION`` in code, or
+``// BEGIN SOLUTION`` / ``// END SOLUTION`` in a file of a language whose
+comments start with ``//``, Go or C written with ``%%file``; ``<!-- BEGIN
+SOLUTION -->`` / ``<!-- END SOLUTION -->`` in Markdown) are the student's to
+write; the placeholder left in their place is a comment of the marker's kind.  Answer regions (``<!-- BEGIN ANSWER [TASK] -->`` /
 ``<!-- END ANSWER -->``, Markdown only) hold text that gives a task's answer
 away, an explanation after a prediction say: the student copy leaves them out,
 the reference keeps them, and feedback pages show them under the task named
@@ -41,8 +43,9 @@ class Markers:
     placeholder: str
 
 
-CODE = Markers(re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$"),
-               re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$"),
+# a shell or Python comment (#), or a Go or C one (//): the placeholder takes the marker's
+CODE = Markers(re.compile(r"^(?P<indent>[ \t]*)(?P<leader>#+|//+)[ \t]*BEGIN SOLUTION[ \t]*$"),
+               re.compile(r"^[ \t]*(?:#+|//+)[ \t]*END SOLUTION[ \t]*$"),
                "### BEGIN SOLUTION", "### END SOLUTION", "# YOUR CODE HERE")
 MARKDOWN = Markers(re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*BEGIN SOLUTION[ \t]*-->[ \t]*$"),
                    re.compile(r"^[ \t]*<!--[ \t]*END SOLUTION[ \t]*-->[ \t]*$"),
@@ -84,8 +87,11 @@ def replace_solutions(text: str, markers: Markers) -> str:
     if problems:
         raise AssignmentError("; ".join(problems))
     for start, end in reversed(regions):
-        indent = markers.begin.match(lines[start]).group("indent")
-        lines[start : end + 1] = [indent + markers.placeholder]
+        found = markers.begin.match(lines[start])
+        placeholder = markers.placeholder
+        if (found.groupdict().get("leader") or "").startswith("/"):  # the same text as a // comment
+            placeholder = "// " + placeholder.lstrip("#").lstrip()
+        lines[start : end + 1] = [found.group("indent") + placeholder]
     return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ PACKAGES = (
     "cgroup-tools",
     "runc",
     "python3",  # the "container in Python" notebook (ctypes is not in python3-minimal)
+    "golang-go",  # the "container in Go" notebook: Go 1.19 ships its standard library compiled, so builds are quick
     "perl",  # Digest::SHA: the shell relay takes only signed input (perl-base alone has no digest)
     "kmod",
     "systemd-sysv",
