@@ -23,7 +23,7 @@ from workshop.vm import VM, build_image, image_for
 NAME = "wsfault"
 LOST = "cwd, variables and functions from the old shell are gone"
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
 
 def _need_image() -> None:

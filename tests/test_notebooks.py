@@ -100,6 +100,7 @@ def _workshop_cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(3600)
+@pytest.mark.vm
 def test_every_notebook_passes_on_the_qemu_vm(tmp_path, installed_kernelspec):
     """`workshop run notebooks/*.ipynb --target qemu:NAME`: the built-in VM (cgroup v2,
     memory and pids controllers) is built and booted once and serves every

@@ -110,7 +110,8 @@ def _grade_shortcuts(tmp_path: Path, target: tuple[str, ...]) -> tuple[dict, dic
                           "--rerun", *target, "--json", str(tmp_path / "g.json"), "--out", str(tmp_path / "out"),
                           timeout=2400)
     finally:
-        leftovers_cleanup()
+        if "qemu:" not in " ".join(target):  # on VMs nothing is left here (and other tests' runs may be here)
+            leftovers_cleanup()
     assert graded.returncode in (0, 1), graded.stdout[-3000:] + graded.stderr[-3000:]
     report = json.loads((tmp_path / "g.json").read_text())
     results = {r["student"]: r for r in report["submissions"]}
@@ -147,6 +148,7 @@ def test_shortcuts_that_leave_no_container_state_earn_less_than_the_task_in_a_re
 
 
 @pytest.mark.timeout(2700)
+@pytest.mark.vm
 def test_the_same_shortcuts_earn_nothing_on_a_fresh_vm_with_cgroup_v2(tmp_path):
     """The rerun VM runs the cgroup v2 branch of the checks (this machine has v1), from
     the snapshot whose sealed agent runs them, each submission on a VM of its own."""

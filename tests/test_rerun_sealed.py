@@ -29,7 +29,7 @@ from test_vm import _require_tools
 from workshop.vm import build_image
 from workshop.vm.agent import CELLS_PIDS
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
 SETUP = "%expect stdout /ready/\nmkdir -p /root/work && cd /root/work && echo ready"
 CHECKS = """

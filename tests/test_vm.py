@@ -30,7 +30,7 @@ BOOT_NAME = "wsboot"
 STOP_NAME = "wsstop"
 TIMINGS: dict[str, float | str] = {}
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
 
 def _require_tools() -> None:

@@ -26,7 +26,7 @@ from workshop.vm.clone import fresh_vm, start_fresh, sweep_orphans
 from workshop.vm.machine import _pid_alive, kvm_usable
 from workshop.vm.snapshot import Snapshot, ensure_snapshot, snapshot_for
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
 SMALL = {"WORKSHOP_VM_MEMORY": "512", "WORKSHOP_VM_CPUS": "1"}
 
