@@ -83,3 +83,12 @@ def test_doctor_names_a_recent_kvm_failure_and_forgets_it_after_a_day(tmp_path):
     row = " ".join(next(line for line in done.stdout.splitlines() if "no recent KVM failure" in line).split())
     assert "✔" in row and "none remembered: VMs use KVM when /dev/kvm works" in row
     assert not marker.exists()
+
+
+def test_a_docker_engine_that_does_not_answer_is_an_optional_row_with_its_fix():
+    done = doctor("--target", "local", DOCKER_HOST="unix:///nonexistent/docker.sock", COLUMNS="400")
+    row = " ".join(next(line for line in done.stdout.splitlines() if "Docker engine" in line).split())
+    assert "✘" in row and "(optional)" in row, row
+    assert "does not answer at unix:///nonexistent/docker.sock" in row and "`workshop docker up` (as root)" in row
+    setup = " ".join(next(line for line in done.stdout.splitlines() if "setup: Docker" in line).split())
+    assert "✔" in setup or "bash scripts/setup --docker" in setup, setup

@@ -14,7 +14,7 @@ LAYERS = [
     ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
               "grading", "quick_nbformat", "language", "display"}),
     ("shell", {"shell"}),
-    ("vm", {"vm"}),
+    ("vm", {"vm", "engine"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
     ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor",

@@ -120,6 +120,7 @@ PARTS = (
                                ("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"),
                                ("ssh-keygen", "openssh-client"))),
     ("Vagrant", "--vagrant", (("vagrant", "vagrant"),)),
+    ("Docker", "--docker", (("docker", "docker.io"), ("dockerd", "docker.io"))),
 )
 PART_OF_KIND = {"local": "local notebooks", "qemu": "qemu micro VM", "vagrant": "Vagrant"}
 
@@ -142,7 +143,20 @@ def part_checks(kind: str) -> list[Check]:
     checks.append(Check(
         "setup: SSH targets", True, "nothing to install here (the kernel speaks SSH itself)", "",
     ))
+    checks.append(engine_check(False))
     return checks
+
+
+def engine_check(required: bool) -> Check:
+    """Whether the lab's Docker engine answers on this machine, and how to get it to."""
+    from .engine import engine_problem, server_version
+
+    version = server_version()
+    if version:
+        return Check("Docker engine", True, f"answers (Docker {version})", "", required)
+    problem = engine_problem() or "the Docker engine did not answer"
+    found, _, fix = problem.partition("; ")
+    return Check("Docker engine", False, found, fix, required)
 
 
 PROBE = r"""
