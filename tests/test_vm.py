@@ -162,6 +162,16 @@ def test_cells_keep_state_in_the_vm(vm_kernel):
     TIMINGS["cell_round_trip_ms"] = round((time.monotonic() - started) / rounds * 1000, 1)
 
 
+def test_the_docker_engine_runs_in_the_vm_from_its_boot(vm_kernel):
+    """rcS starts dockerd at boot (no bridge, no iptables); nobody has to start it."""
+    result = vm_kernel.run("for i in $(seq 60); do docker version --format '{{.Server.Version}}' 2>/dev/null && break; "
+                           "sleep 1; done; docker info --format '{{.Driver}} {{.CgroupVersion}}'; "
+                           "ps -o ppid= -p \"$(cat /run/workshop/dockerd.pid)\"", timeout=120)
+    version, info, parent = result.stdout.split("\n")[:3]
+    assert version.startswith("20.10") or version[:2].isdigit(), result.stdout + result.stderr
+    assert info == "overlay2 2" and parent.strip() == "1", result.stdout
+
+
 def test_unshare_uts_in_the_vm(vm_kernel):
     result = vm_kernel.run("unshare --uts sh -c 'hostname container-fun-times; hostname'; hostname")
     assert result.stdout == "container-fun-times\nworkshop\n", result.stderr

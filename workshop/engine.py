@@ -82,8 +82,9 @@ def _our_pid() -> int | None:
     """The pid of the dockerd this module started, while it runs."""
     try:
         pid = int(PID_FILE.read_text().split()[0])
-        with open(f"/proc/{pid}/comm", encoding="ascii") as fh:
-            return pid if fh.read().strip() == "dockerd" else None
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            name, _, rest = fh.read().partition(") ")
+        return pid if name.endswith("(dockerd") and rest[:1] not in ("Z", "X") else None  # not a zombie
     except (OSError, ValueError, IndexError):
         return None
 
