@@ -45,6 +45,9 @@ PACKAGES = (
     "perl",  # Digest::SHA: the shell relay takes only signed input (perl-base alone has no digest)
     "kmod",
     "docker.io",  # the lab's Docker engine, started at boot (rcS); images are imported, never pulled
+    "docker-registry",  # notebook 07 starts one on loopback for skopeo
+    "skopeo",  # notebook 07 copies images between the engine, OCI layouts, directories and that registry
+    "containernetworking-plugins",  # skopeo's container-network-stack, a virtual package debootstrap cannot choose
     "systemd-sysv",
     "linux-image-cloud-amd64",
 )
