@@ -458,3 +458,22 @@ def test_display_shows_pictures_and_html_as_rich_output(shared_kernel, tmp_path)
     bad = shared_kernel.run(f"display {tmp_path}/notes.txt {tmp_path}/missing.png")
     assert bad.status == "error" and bad.stderr == f"display: {tmp_path}/missing.png: not a readable file\n"
     assert displays(bad)[0]["text/plain"] == f"display: {tmp_path}/notes.txt is not a PNG, JPEG, GIF, SVG or HTML file (10 bytes)"
+
+
+def test_a_full_screen_program_is_stopped_at_once_with_what_to_use_instead(shared_kernel, tmp_path):
+    """A program that switches to the terminal's full-screen display (vim, nano, htop)
+    would wait for keys no cell can send, and draw escape debris: it is stopped, named,
+    and the student told what to use instead; the shell goes on."""
+    program = tmp_path / "vim"  # a stand-in that needs no editor installed, drawing as vim does
+    program.write_text("#!/bin/sh\nprintf 'text first\\n\\033[?1002h\\033[?1049h\\033[H\\033[2J~ drawn'\nsleep 300\n")
+    program.chmod(0o755)
+    kernel = shared_kernel
+    started = time.monotonic()
+    result = kernel.run(f"echo before; {program}; echo after", timeout=60)
+    assert time.monotonic() - started < 30  # not the sleep's 300 s
+    assert result.status == "error"
+    assert result.stdout == "before\ntext first\n"  # no escape sequences, nothing it drew, not "after"
+    error = result.errors[0]["evalue"]
+    assert error.startswith("vim needs a terminal") and "%%file" in error and "Terminal" in error, error
+    assert kernel.run(f"pgrep -f {program} || echo gone").stdout == "gone\n"
+    assert kernel.run("echo works").stdout == "works\n"

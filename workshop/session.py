@@ -595,6 +595,11 @@ def _failed_commands(outcome: CommandResult, body: str) -> list[dict]:
 
 
 def _error_text(outcome: CommandResult, failed: list[dict]) -> str:
+    if outcome.needs_terminal:
+        return (f"{outcome.needs_terminal} needs a terminal (it switched to a full-screen display) and a cell has "
+                "none, so it was stopped. Instead: write a file with %%file NAME or a heredoc, read one with cat or "
+                "less, see processes with `top -b -n 1` or ps, or run it in a terminal (JupyterLab: File > New > "
+                "Terminal; a VM's: `workshop vm ssh-info NAME`).")
     if outcome.timed_out:
         head = f"timed out (exit status {outcome.status})"
     elif outcome.interrupted:

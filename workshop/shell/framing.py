@@ -67,6 +67,12 @@ def quote_bash_line(text: str) -> str:
     return "".join(out)
 
 
+# A cgroup a sealed VM's agent makes (vm/agent.py) with limits for the student's
+# processes; a shell that finds it joins it, so a fork bomb stops at its limit and
+# sshd, the relay and the agent keep room to work.  Nowhere else does it exist.
+CELLS_CGROUP = "/sys/fs/cgroup/student-cells"
+
+
 def bootstrap_command() -> str:
     """The command that starts the shell on a target (run by ``sh -c``).
 
@@ -74,6 +80,7 @@ def bootstrap_command() -> str:
     """
     return (
         f"exec {BOOT_OUT_FD}>&1 {BOOT_ERR_FD}>&2 2>/dev/null; "
+        f"[ -w {CELLS_CGROUP}/cgroup.procs ] && echo $$ > {CELLS_CGROUP}/cgroup.procs; "
         "if command -v bash >/dev/null; then "
         "exec bash --norc --noprofile --noediting -i; "
         "else exec sh -i; fi"

@@ -37,6 +37,9 @@ class CommandResult:
     system_changes: list[str] = field(default_factory=list)
     # bytes that processes an isolated cell left running wrote while a vouched cell ran
     stray_output: int = 0
+    # the program that switched to a full-screen display (vim, nano...), which needs a
+    # terminal a cell does not have: it was stopped
+    needs_terminal: str | None = None
 
     @property
     def ok(self) -> bool:

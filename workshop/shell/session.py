@@ -48,10 +48,21 @@ SILENT_TARGET_AFTER = 60.0
 # does not answer, the warden does that once the connection closes).
 CLOSE_TIMEOUT = 10.0
 PROBE_GONE = 3
+PROBE_NO_PROCESSES = 4  # idle, and its cgroup has refused a new process (a fork bomb reached its pids.max)
 # A cell's output goes out in the order written for this many switches between
 # stdout and stderr; past them, in batches (see _Output).
 IN_ORDER_SWITCHES = 200
 BATCH_SECONDS, BATCH_BYTES = 0.1, 1 << 20
+
+# A program switching to the terminal's alternate screen (what vim, nano, less on a
+# terminal and htop do first) needs a terminal, which a cell has not: it is stopped.
+_FULL_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)h")
+_ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|[=>])")
+_TRAILING_ESCAPES = re.compile(rb"(?:\x1b(?:\[[0-?]*[ -/]*[@-~]|[=>]))+\Z")
+# The usual ones, to name the one a cell ran (side commands report only a status).
+FULL_SCREEN_PROGRAMS = frozenset(
+    "vim vi nvim view vimdiff nano pico emacs joe mcedit mc less more most man info top htop btop atop iotop "
+    "iftop nethogs watch tmux screen ncdu ranger nnn mutt alsamixer whiptail dialog nmtui".split())
 
 # bash says this when a job it waits for dies of a signal (an interrupt, or
 # SIGPIPE in `ls | head`) and it has no terminal; it is not the cell's output.
@@ -81,6 +92,10 @@ class _Cell:
     unanswered: float = 0.0  # since when the looks from outside get no answer
     idle: int = 0  # probes in a row that found the shell at its prompt
     isolated: bool = False  # runs in a subshell writing on the relay's second pair of streams
+    code: str = ""
+    # escape sequences that ended the last output, held back: they may be a full-screen
+    # program's first (its stream's name, the bytes)
+    held: tuple[str, bytes] = ("stdout", b"")
 
 
 class _Output:
@@ -130,13 +145,17 @@ class _Output:
 def idle_probe(pid: int, stdin: str) -> str:
     """Shell code, run beside the shell: exit 3 when it is gone (or a zombie),
     0 when it waits for its next command line (reading its own input, no
-    children), else 1."""
+    children), 4 when it does so in a cgroup that refused it a process, else 1."""
     return (  # a subshell: `exit` must not end the SSH side channel's loop
         f"( p={pid}; set -- $(cat /proc/$p/stat 2>/dev/null); "
         f"[ $# -gt 2 ] && [ \"$3\" != Z ] || exit {PROBE_GONE}; [ \"$3\" = S ] || exit 1; "
         f"[ \"$(readlink /proc/$p/fd/0 2>/dev/null)\" = {shlex.quote(stdin)} ] || exit 1; "
         "set -- $(cat /proc/$p/task/*/children 2>/dev/null); [ $# = 0 ] || exit 1; "
-        "if s=$(cat /proc/$p/syscall 2>/dev/null); then set -- $s; [ \"$2\" = 0x0 ] || exit 1; fi; exit 0 )"
+        "if s=$(cat /proc/$p/syscall 2>/dev/null); then set -- $s; [ \"$2\" = 0x0 ] || exit 1; fi; "
+        # a shell that could not fork cannot end its cell: that is the cgroup's limit, not a broken driver
+        "c=$(sed -n 's/^0:://p' /proc/$p/cgroup 2>/dev/null); "
+        "while read -r k v; do [ \"$k\" = max ] && [ \"$v\" -gt 0 ] && exit "
+        f"{PROBE_NO_PROCESSES}; done < \"/sys/fs/cgroup$c/pids.events\" 2>/dev/null; exit 0 )"
     )
 
 
@@ -282,7 +301,7 @@ class ShellSession:
             raise ShellError("the shell is not running")
         self._seq += 1
         cell = _Cell(self._seq, new_token(), time.monotonic() + timeout if timeout else None, isolated=isolated,
-                     on_display=on_display)
+                     on_display=on_display, code=code)
         output = _Output(on_output)
         self._tokens[cell.seq] = {cell.token}
         self._tokens.pop(cell.seq - 64, None)  # markers that late are not coming
@@ -300,6 +319,8 @@ class ShellSession:
             if ended is not None:
                 return ended
         finally:
+            if cell.held[1]:
+                output.write(*cell.held)
             output.flush()
             with self._lock:
                 if self._interrupt_at is not None:
@@ -390,9 +411,13 @@ class ShellSession:
         if status == PROBE_GONE:
             cell.outcome.status = cell.outcome.status or 137
             return self._stop(cell.outcome, "the shell ended (it was killed)")
-        cell.idle = cell.idle + 1 if status == 0 else 0
+        cell.idle = cell.idle + 1 if status in (0, PROBE_NO_PROCESSES) else 0
         if cell.idle < 2:
             return None
+        if status == PROBE_NO_PROCESSES:
+            cell.outcome.status = cell.outcome.status or 254
+            return self._stop(cell.outcome, "the shell could not start another process (its cgroup reached its "
+                                            "limit of processes: a fork bomb?), so it was stopped")
         cell.outcome.framing = "the cell broke the shell's framing (it changed what the driver relies on)"
         cell.outcome.status = cell.outcome.status or 255
         return self._stop(cell.outcome, "the cell broke the shell's framing, so the shell was stopped")
@@ -415,7 +440,27 @@ class ShellSession:
                     item = _TTY_NOISE.sub(b"", item)
                     if not item:
                         continue
-                output.write(name, item)
+                if cell.outcome.needs_terminal:
+                    continue  # what a full-screen program draws without a terminal is debris
+                held_name, held = cell.held
+                if held and held_name != name:
+                    output.write(held_name, held)
+                elif held:
+                    item = held + item
+                cell.held = (name, b"")
+                switch = _FULL_SCREEN.search(item)
+                if switch:
+                    before = _ESCAPES.sub(b"", item[:switch.start()])
+                    if before:
+                        output.write(name, before)
+                    self._stop_full_screen(cell)
+                    continue
+                escapes = _TRAILING_ESCAPES.search(item)
+                if escapes:
+                    cell.held = (name, escapes.group())
+                    item = item[:escapes.start()]
+                if item:
+                    output.write(name, item)
             elif item.kind == "end":
                 self._end_marker(stream, item, cell)
             elif item.kind == "in" and stream == STDOUT:
@@ -424,6 +469,12 @@ class ShellSession:
             elif item.kind == "display" and stream == STDOUT and cell.on_display and len(item.fields) == 2:
                 output.flush()  # what the cell printed before it comes first
                 cell.on_display(item.fields[1], item.fields[0])
+
+    def _stop_full_screen(self, cell: _Cell) -> None:
+        """A program of the cell switched to a full-screen display: name it, and interrupt the cell."""
+        named = [word for word in re.findall(r"[\w.+-]+", cell.code) if word in FULL_SCREEN_PROGRAMS]
+        cell.outcome.needs_terminal = named[0] if named else "a program of this cell"
+        self.interrupt()
 
     def _end_marker(self, stream: int, item: Marker, cell: _Cell) -> None:
         """An end marker: this cell's own, a late one of an earlier cell, or a forgery."""

@@ -39,6 +39,12 @@ never the student's shell), and it does two jobs:
      the checks that ran on a changed system as not counted, and the grader
      flags the submission ``system-tampered`` with what was changed.
 
+   - makes the cgroup the student's shells join as they start
+     (``shell.framing.CELLS_CGROUP``): at most ``CELLS_PIDS`` processes, all
+     the memory but what the agent, sshd and the relay keep, and the least
+     weight on the CPU, so a fork bomb is stopped there, the checks still run,
+     and the rerun names the limit it hit.
+
 What this cannot see (a student's kernel module, say) is stated in the
 README's trust section.
 """
@@ -55,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..lock import FileLock
+from ..shell.framing import CELLS_CGROUP
 from ..shell.result import CommandResult
 from .qmp import QMP, QMPError
 
@@ -65,6 +72,10 @@ OUTPUT_LIMIT = 1 << 20  # bytes of each stream of a check kept (as the SSH path 
 # A running check's agent says it is alive every second; this long without a word, it is gone.
 # (Generous: under software emulation on a loaded host a guest can wait seconds for a CPU.)
 SILENCE = 20.0
+# The student's processes in a sealed VM (their shells join CELLS_CGROUP): at most this
+# many at once, and all the VM's memory but this much, which the agent, sshd and the relay keep.
+CELLS_PIDS = 256
+CELLS_RESERVE_MB = 160
 
 AGENT = r"""# workshop's guest agent (see workshop/vm/agent.py): personalises a clone,
 # then, when sealed, runs the host's checks and reports changes to the system.
@@ -195,7 +206,7 @@ sub scan_mounts {
     }
     note("exists /etc/ld.so.preload") if -e "/etc/ld.so.preload";
 }
-sub scan { my ($pid) = @_; drain(1); scan_mounts($pid); check_disk(); return join("\n", @changes); }
+sub scan { my ($pid) = @_; drain(1); scan_mounts($pid); check_disk(); check_cells(); return join("\n", @changes); }
 
 open(my $ready, ">", "/run/workshop-agent.ready") or die "workshop agent: $!\n";
 close $ready;
@@ -262,6 +273,24 @@ if (open(my $y, ">", "/proc/sys/kernel/yama/ptrace_scope")) { print $y "3\n"; cl
 my $yama = join("", _lines("/proc/sys/kernel/yama/ptrace_scope"));
 if (open(my $o, ">", "/proc/self/oom_score_adj")) { print $o "-1000\n"; close $o; }
 $SIG{PIPE} = "IGNORE";
+
+# ---- the student's processes: a cgroup with limits, which their shells join ------
+# (a fork bomb stops at its limit; the agent, sshd and the relay stay outside it,
+# with memory kept for them and first call on the CPU)
+sub put_line { my ($f, $v) = @_; open(my $h, ">", $f) or return 0; print $h "$v\n"; return close $h; }
+my $cells = "CELLS_CGROUP";
+if ((mkdir($cells) || -d $cells) && put_line("$cells/pids.max", CELLS_PIDS)) {
+    put_line("$cells/cpu.weight", 10);
+    my ($kb) = map { /^MemTotal:\s+(\d+)/ ? $1 : () } _lines("/proc/meminfo");
+    put_line("$cells/memory.max", ($kb - CELLS_RESERVE_KB) * 1024) if $kb && $kb > 2 * CELLS_RESERVE_KB;
+}
+sub check_cells {
+    my %pids = map { split / / } _lines("$cells/pids.events");
+    limit("the student's processes reached the VM's limit of CELLS_PIDS at once (a fork bomb?)") if $pids{max};
+    my %mem = map { split / / } _lines("$cells/memory.events");
+    limit("the student's processes ran out of the VM's memory (the kernel ended $mem{oom_kill} of them)")
+        if $mem{oom_kill};
+}
 answer(ok => "ok", ptrace_scope => $yama);
 
 my $last = -1;
@@ -366,7 +395,8 @@ while (1) {
     }
 }
 """.replace("PORT_NAME", PORT_NAME).replace("TOKEN_BYTES", str(TOKEN_BYTES)).replace(
-    "OUTPUT_LIMIT", str(OUTPUT_LIMIT))
+    "OUTPUT_LIMIT", str(OUTPUT_LIMIT)).replace("CELLS_CGROUP", CELLS_CGROUP).replace(
+    "CELLS_PIDS", str(CELLS_PIDS)).replace("CELLS_RESERVE_KB", str(CELLS_RESERVE_MB * 1024))
 
 
 class AgentGone(Exception):
