@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,7 @@ CELLS = {
     "complete": "",
     "tooltip": "%%cgroup --memory 100M\necho in a cgroup",
     "highlight": "%expect stdout-contains container's\necho hi\n%%check --name quoted\necho 'FAIL: it is not'",
+    "big": "head -c 20000000 /dev/zero | tr '\\0' y | fold -w 99; echo THE-END",  # 20,202,028 bytes
     "magics": "%help",
     "help": "%help check",  # last: its long text would push the others out of the screenshots
 }
@@ -249,6 +251,26 @@ def test_display_shows_a_picture_and_a_page(lab):
     assert page.inner_text() == "A page: costs $5, not $6"  # HTML shown as HTML, its dollars not maths
     assert _badge(cell).startswith("✔ exit 0")
     cell.locator(".jp-OutputArea").screenshot(path=_artifact("display.png"))
+
+
+def test_a_cell_printing_20_mb_shows_head_and_tail_and_the_tab_goes_on(lab):
+    """20 MB once froze the tab for minutes (8 MiB shown): a browser is shown the head,
+    a line at once where it was cut and where the whole is saved, and the end."""
+    page = lab["page"]
+    started = time.monotonic()
+    cell = _run(page, "big")
+    shown = cell.locator(".jp-OutputArea-output").first.inner_text()
+    assert shown.startswith("y" * 99 + "\n"), shown[:200]
+    assert "[workshop: output cut here, at 1,048,576 characters; all of it is being saved in workshop-outputs/" \
+        in shown
+    assert shown.rstrip().endswith("\n" + "y" * 20 + "THE-END\n\n[workshop: 20,202,028 bytes in all; the record "
+                                   "counts all of it]"), shown[-300:]
+    saved = sorted((lab["server"].root / "workshop-outputs").glob("*.stdout.txt"))
+    assert len(saved) == 1 and saved[0].stat().st_size == 20_202_028
+    assert _badge(_run(page, "hello")).startswith("✔ exit 0")  # the same tab, the next cell
+    # a frozen tab takes minutes (12 once); this bounds it generously for a busy two-core machine
+    assert time.monotonic() - started < 180
+    cell.locator(".jp-OutputArea").screenshot(path=_artifact("big-output.png"))
 
 
 def test_help_alone_lists_the_magics(lab):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workshop.checks import CheckSyntaxError, cell_checks, parse_expect, split_checks
-from workshop.grading import stream_matches
-from workshop.records import StreamDigest, _stream_dict, fold_overwrites
+from workshop.records import StreamDigest, _stream_dict, fold_overwrites, stream_matches
 
 
 # ---- parsing and evaluation (no kernel) ---------------------------------------

@@ -19,7 +19,7 @@ from test_grading import make_notebook
 
 from workshop.batch import grade
 from workshop.grading import grade_submission, load_reference
-from workshop.reports import write_reports
+from workshop.outputs import Graded, requested, write_all
 
 RECORD = "application/vnd.workshop.record+json"
 SOURCES = {
@@ -112,7 +112,8 @@ def test_a_file_name_that_is_not_utf8(executed, folder, tmp_path):
     assert results["good"]["total"] == results["good"]["max"]
     out = tmp_path / "reports"
     out.mkdir()
-    write_reports(report, out / "g.csv", out / "g.html", out / "g.json")  # every report can be written
+    asked = requested("grade", {"csv": out / "g.csv", "html": out / "g.html", "json": out / "g.json"})
+    write_all(asked, Graded(report, None, "g"))  # every report can be written
     assert "caf\ufffd" in (out / "g.json").read_text(encoding="utf-8")
 
 

@@ -317,13 +317,23 @@ def test_unknown_magic_gives_usage_and_the_kernel_goes_on(shared_kernel):
     assert kernel.run("echo ok").stdout == "ok\n"
 
 
-def test_output_beyond_the_limit_is_truncated_with_a_note(start_kernel):
-    kernel = start_kernel("local", WORKSHOP_OUTPUT_LIMIT="1000")
-    result = kernel.run("head -c 50000 /dev/zero | tr '\\0' y")
-    assert result.stdout.startswith("y" * 1000)
-    assert "output truncated" in result.stdout
-    assert result.record["stdout"]["bytes"] == 50000
+def test_output_beyond_the_limit_shows_head_and_tail_and_is_saved_whole(start_kernel, tmp_path):
+    """Past the limit a line says at once where the output was cut and where all of
+    it is saved; the end follows when the cell ends; the record counts every byte."""
+    kernel = start_kernel("local", WORKSHOP_OUTPUT_LIMIT="1000", WORKSHOP_SAVED_OUTPUT_DIR=str(tmp_path / "saved"))
+    result = kernel.run("seq 1 20000; echo THE-END")  # 108,894 bytes
+    head, cut, rest = result.stdout.partition("\n[workshop: output cut here, at 1,000 characters; all of it is "
+                                              "being saved in ")
+    assert cut and head == "\n".join(map(str, range(1, 1000)))[:1000], result.stdout[:1200]
+    saved = Path(rest.split(";")[0])
+    assert saved.parent == tmp_path / "saved" and saved.name.endswith(".stdout.txt")
+    assert saved.read_text() == "".join(f"{i}\n" for i in range(1, 20001)) + "THE-END\n"
+    assert f"characters not shown; all of it is in {saved}; its last 16,384 follow]" in rest
+    assert rest.endswith("19999\n20000\nTHE-END\n\n[workshop: 108,902 bytes in all; the record counts all of it]\n")
+    assert result.record["stdout"]["bytes"] == 108_902
     assert result.record["stdout"]["truncated"] is True
+    assert kernel.run("echo small").stdout == "small\n"  # the next cell is whole, and not saved
+    assert len(list((tmp_path / "saved").iterdir())) == 1
 
 
 def test_strict_mode_in_a_cell_does_not_break_the_framing(start_kernel):

@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workshop"
 # Lowest first.  A module may import its own layer and the ones below it.
 LAYERS = [
     ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
-              "grading", "quick_nbformat", "language", "display"}),
+              "grading", "quick_nbformat", "language", "display", "cut_output"}),
     ("shell", {"shell"}),
     ("vm", {"vm", "engine"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
-    ("runners", {"session", "completion", "inspection", "runner", "batch", "store", "progress", "reports", "feedback", "lms", "assign", "importer", "doctor",
-                 "probe"}),
+    ("runners", {"session", "completion", "inspection", "runner", "kernel_cgroup", "batch", "store", "progress", "reports",
+                 "run_reports", "feedback", "lms", "outputs", "assign", "importer", "doctor", "probe"}),
     ("front ends", {"kernel", "console", "pacing", "coalesce", "cli", "pytest_plugin", "papermill_plugin", "kernelspec_install", "__main__"}),
 ]
 # Shell code written as Python strings: long because the shell program is.
@@ -121,6 +121,13 @@ def test_nothing_imports_the_kernel():
 def test_the_kernel_is_a_thin_adapter():
     lines = len((PACKAGE / "kernel.py").read_text().splitlines())
     assert lines <= 300, f"workshop/kernel.py has {lines} lines; cell running belongs in session.py"
+
+
+def test_every_grading_module_does_one_job_in_under_400_lines():
+    """The grader is split by job (workshop/grading/); a module that grows past 400 lines is doing two."""
+    long = {path.name: n for path in sorted((PACKAGE / "grading").glob("*.py"))
+            if (n := len(path.read_text().splitlines())) >= 400}
+    assert not long, f"grading modules of 400 lines or more, to split by job: {long}"
 
 
 def test_no_function_is_longer_than_80_lines():

@@ -32,7 +32,7 @@ def cgroup_dirs() -> list[str]:
         roots = [line.split()[1] for line in f if line.split()[2] in ("cgroup", "cgroup2")]
     for root in roots:
         for path, dirs, _ in os.walk(root):
-            # the grader's own rerun cgroups come and go with other tests (runner.KernelCgroup)
+            # the grader's own rerun cgroups come and go with other tests (kernel_cgroup.KernelCgroup)
             dirs[:] = [d for d in dirs if d != "workshop-runs"]
             found.extend(os.path.join(path, d) for d in dirs)
     return sorted(found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 
 from workshop.records import (
     PREFIX_FIRST,
+    SCHEMA_KEYS,
+    Record,
     StreamDigest,
     _stream_dict,
     classify_stream,
@@ -146,3 +149,23 @@ def test_output_the_server_dropped_is_not_an_edit():
     assert classify_streams(record, gaps, "warn\n")["stdout"].kind == "edited"
     # and with it, stderr that differs otherwise is still an edit
     assert classify_streams(record, BIG, "worn\n" + SERVER_NOTICE)["stderr"].kind == "edited"
+
+
+def _record(**extra) -> Record:
+    return Record(cell_id="c1", execution_count=3, session="s", target={"kind": "local"},
+                  started=datetime.now(timezone.utc), source="false", exit_status=1, extra=extra)
+
+
+def test_what_a_magic_adds_cannot_replace_what_the_record_says_of_the_run():
+    record = _record(overlay={"upper": "/tmp/u"})
+    record.expected_exit, record.notices = 1, ["a notice"]
+    data = record.as_dict()
+    assert data["overlay"] == {"upper": "/tmp/u"} and data["status"] == "ok"
+    assert SCHEMA_KEYS == set(data) - {"overlay"}  # every key the schema writes is protected
+    with pytest.raises(KeyError, match="'exit_status' is a key of the record's schema"):
+        record.extra["exit_status"] = 0
+    with pytest.raises(KeyError, match="'status' is a key of the record's schema"):
+        record.extra.update(status="ok")
+    with pytest.raises(KeyError, match="'checks' is a key"):
+        _record(checks=[])
+    assert record.as_dict()["exit_status"] == 1

@@ -223,7 +223,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def cgroup_dirs_of(pid: int) -> list[Path]:
-    from workshop.runner import KernelCgroup
+    from workshop.kernel_cgroup import KernelCgroup
 
     parent = KernelCgroup.parent()
     return [p for p in parent.iterdir() if p.name.startswith(f"{pid}-")] if parent and parent.exists() else []

@@ -38,7 +38,8 @@ import nbformat
 
 from .checks import cell_checks, check_options, is_check_line, without_hidden_checks
 from .errors import AssignmentError, CheckSyntaxError, GradingError
-from .grading import Reference, read_notebook_json, reference_of
+from .grading.notebook import read_notebook_json
+from .grading.reference import Reference, reference_of
 from .records import multiline_text
 from .tasks import (
     ANSWER,

@@ -29,25 +29,16 @@ from pathlib import Path
 
 from .checks import describe_changes
 from .errors import GradingError, TargetError
-from .grading import (
-    Reference,
-    Report,
-    display_path,
-    expand_paths,
-    flag_shared_runs,
-    grade_submission,
-    load_reference,
-    read_notebook_json,
-    reference_of,
-    restore_reference,
-    run_evidence,
-    student_names,
-    target_changes,
-    task_answers,
-)
+from .grading.copies import flag_shared_runs, run_evidence
+from .grading.grade import grade_submission, task_answers
+from .grading.notebook import read_notebook_json
+from .grading.paths import display_path, expand_paths, student_names
+from .grading.reference import Reference, load_reference, reference_of
+from .grading.rerun import restore_reference, target_changes
+from .grading.results import Flag, GradeResult, Report
 from .store import RERUN_FAILED, ResultsStore, content_digest, result_key
 
-OnResult = Callable[[dict], None]
+OnResult = Callable[[GradeResult], None]
 
 DEFAULT_CELL_TIMEOUT = 60.0  # seconds a rerun's cell may take (--timeout)
 DEFAULT_SUBMISSION_TIMEOUT = 600.0  # seconds a whole rerun may take (--submission-timeout)
@@ -121,7 +112,7 @@ def check_rerun_target(target: str | None, run_student_code_on_this_machine: boo
         raise GradingError(f"--target local runs every student's code on this machine as {getpass.getuser()}; "
                            "add --run-student-code-on-this-machine to do that, or use "
                            f"--target {RECOMMENDED_TARGET} for a fresh VM per submission")
-    from .runner import KernelCgroup
+    from .kernel_cgroup import KernelCgroup
 
     why = KernelCgroup.unavailable()
     if why:
@@ -131,12 +122,12 @@ def check_rerun_target(target: str | None, run_student_code_on_this_machine: boo
 
 def sweep_leftovers() -> int:
     """Kill what the reruns of a grader that was killed left running; how many reruns' worth."""
-    from .runner import KernelCgroup
+    from .kernel_cgroup import KernelCgroup
 
     return KernelCgroup.sweep()
 
 
-def _collect(results: Iterable[dict], on_result: OnResult | None) -> list[dict]:
+def _collect(results: Iterable[GradeResult], on_result: OnResult | None) -> list[GradeResult]:
     """The results in order, each reported as soon as it is there."""
     collected = []
     for result in results:
@@ -153,7 +144,7 @@ def _local_pool(rerun: bool, jobs: int):
     return ThreadPoolExecutor(max(jobs, 1)) if rerun else ProcessPoolExecutor(max(jobs, 1))
 
 
-def _grade_path(ref_path: str, path: str, student: str, _cache: dict = {}) -> dict:  # noqa: B006
+def _grade_path(ref_path: str, path: str, student: str, _cache: dict = {}) -> GradeResult:  # noqa: B006
     # The cache lives as long as the worker process: the reference is read once per worker.
     ref = _cache.get(ref_path)
     if ref is None:
@@ -180,9 +171,9 @@ class RerunBatch:
         self.options = {"reference": content_digest(self.ref_nb), "target": target, "timeout": limits[0],
                         "submission_timeout": limits[1]}
 
-    def run(self, paths: Sequence[Path], executor, jobs: int, on_result: OnResult | None, progress) -> list[dict]:
+    def run(self, paths: Sequence[Path], executor, jobs: int, on_result: OnResult | None, progress) -> list[GradeResult]:
         """The results of ``paths``, in their order."""
-        results: dict[str, dict] = {}
+        results: dict[str, GradeResult] = {}
         keys, todo = [], []
         for path, name in zip(paths, student_names(paths), strict=True):
             key, known, job = self._plan(path, name)
@@ -209,7 +200,7 @@ class RerunBatch:
                 executor.shutdown(cancel_futures=True)
         return [self._stored(key, results[key]) for key in keys]
 
-    def _plan(self, path: Path, name: str) -> tuple[str, dict | None, RerunJob | None]:
+    def _plan(self, path: Path, name: str) -> tuple[str, GradeResult | None, RerunJob | None]:
         """The key of a submission, and its result when known already (unreadable, or
         done and resumed), else the job that reruns it."""
         shown = display_path(Path(path).absolute())
@@ -227,7 +218,7 @@ class RerunBatch:
             return key, done, None
         return key, None, RerunJob(self.ref_nb, self.ref_name, nb, shown, name, self.target, *self.limits)
 
-    def _execute(self, executor, todo: list[tuple[str, RerunJob]]) -> Iterator[tuple[str, dict]]:
+    def _execute(self, executor, todo: list[tuple[str, RerunJob]]) -> Iterator[tuple[str, GradeResult]]:
         """Submit every job; yield ``(key, result)`` as each finishes, stored first."""
         dask = _is_dask(executor)
         futures = {}
@@ -250,13 +241,13 @@ class RerunBatch:
                                timings=shipped["timings"], worker=shipped["worker"])
             yield key, shipped["result"]
 
-    def _stored(self, key: str, result: dict) -> dict:
+    def _stored(self, key: str, result: GradeResult) -> GradeResult:
         """The result as the store holds it (the reports come from the store), or as it came."""
         entry = self.store.get(key) if self.store else None
         return entry["result"] if entry else result
 
 
-def _failed(result: dict) -> bool:
+def _failed(result: GradeResult) -> bool:
     return bool(result.get("error")) or any(f["kind"] in (RERUN_FAILED, "timed-out") for f in result["flags"])
 
 
@@ -315,7 +306,7 @@ def rerun_submission(job: RerunJob, workdir: str | None = None) -> dict:
     return {"result": result, "executed": executed, "timings": timings, "worker": socket.gethostname()}
 
 
-def failed_rerun(job: RerunJob, why: str) -> dict:
+def failed_rerun(job: RerunJob, why: str) -> GradeResult:
     """The result of a rerun that could not be made: the student's own run, every check zeroed, and why."""
     result = _grade_notebook(reference_of(job.reference, Path(job.reference_name)), job.submission, job.path,
                              job.student)
@@ -326,18 +317,19 @@ def failed_rerun(job: RerunJob, why: str) -> dict:
     return result
 
 
-def _grade_notebook(ref: Reference, nb: dict, path: str, student: str) -> dict:
+def _grade_notebook(ref: Reference, nb: dict, path: str, student: str) -> GradeResult:
     """Grade a notebook held in memory, named in the report by its path on the grader."""
     return grade_submission(ref, path, student, notebook=nb, name=path)
 
 
-def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, float]) -> tuple[dict, str | None]:
+def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, float]) -> tuple[GradeResult, str | None]:
     """Execute a submission again (with the reference's checks, visible and
     hidden, its locked and hidden cells restored, the target fixed, in a fresh empty directory, within time limits,
     in a cgroup that is emptied afterwards) and grade the fresh run; ``timings``
     gets the seconds its target took to start, the run (the kernel's start
     included), the grading and the teardown."""
-    from .runner import KernelCgroup, run_notebook  # nbclient: plain grading never loads it
+    from .kernel_cgroup import KernelCgroup
+    from .runner import run_notebook  # nbclient: plain grading never loads it
 
     ref = reference_of(job.reference, Path(job.reference_name))
     nb = copy.deepcopy(job.submission)
@@ -362,9 +354,10 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
                            vouched_cells=vouched)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
-        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, name=f"the rerun of {job.path}")
+        executed = run.executed
+        result = grade_submission(ref, run.out_path, job.student, score_hidden=True, notebook=executed,
+                                  name=f"the rerun of {job.path}")
         timings["grade"] = round(time.monotonic() - clock, 4)
-        executed = run.out_path.read_text(encoding="utf-8") if run.out_path and run.out_path.exists() else None
         changes = _system_changes(job_target)
         clock = time.monotonic()
     timings["teardown"] = round(time.monotonic() - clock, 4)  # the VM stopped and deleted, the scratch removed
@@ -399,7 +392,7 @@ def _system_changes(target: str | None) -> tuple[list[str], list[str]] | None:
     return parse_target(target).system_changes()
 
 
-def _tamper_flags(result: dict, changes: list[str] | None) -> list[dict]:
+def _tamper_flags(result: GradeResult, changes: list[str] | None) -> list[Flag]:
     """A flag for changes the agent saw after the last check (those before a check are flagged on its cell)."""
     if not changes:
         return []
@@ -411,7 +404,7 @@ def _tamper_flags(result: dict, changes: list[str] | None) -> list[dict]:
              "message": describe_changes(new) + "; seen after the last cell, so no check ran on it"}]
 
 
-def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[dict]:
+def _timeout_flags(ref, run, limits: tuple[float | None, float | None]) -> list[Flag]:
     names = {c.id: c.name for c in ref.cells}  # named as every other flag names the reference's cells
     flags = [{"kind": "timed-out", "cell": names.get(cell.cell_id, cell.name),
               "message": f"the cell timed out (the limit for one cell is {limits[0]:g} s, --timeout)"}

@@ -47,7 +47,7 @@ from . import cell as cell_grammar
 from .arguments import MagicArguments
 from .cell import is_check_line, parse_magic_line  # noqa: F401 (is_check_line: for the grader)
 from .errors import CheckSyntaxError, MagicError
-from .records import sha256_text
+from .records import RecordCheck, sha256_text
 from .text import first_line, tail
 
 EXPECT_USAGE = (
@@ -328,7 +328,8 @@ def evaluate(exp: Expectation, exit_status: int, stdout: str, stderr: str) -> tu
     return ok, ("" if ok else f"{exp.stream} does not match /{exp.value}/{exp.flags}"), got
 
 
-def expectation_result(exp: Expectation, exit_status: int, stdout: str, stderr: str, points: float = 1) -> dict:
+def expectation_result(exp: Expectation, exit_status: int, stdout: str, stderr: str,
+                       points: float = 1) -> RecordCheck:
     passed, message, got = evaluate(exp, exit_status, stdout, stderr)
     return {
         "id": exp.id,
@@ -348,7 +349,8 @@ def describe_changes(changes: list[str], most: int = 3) -> str:
     return f"the system the checks run on was changed ({shown})"
 
 
-def script_result(check: ScriptCheck, status: int, output: str, points: float = 1, note: str = "") -> dict:
+def script_result(check: ScriptCheck, status: int, output: str, points: float = 1,
+                  note: str = "") -> RecordCheck:
     """The result of a %%check script from its exit status and output."""
     reasons = [line[5:].strip() for line in output.splitlines() if line.startswith("FAIL:")]
     passed = status == 0 and not reasons and not note

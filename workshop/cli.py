@@ -63,23 +63,49 @@ def kernel_remove() -> None:
     click.echo(f"removed {path}" if path else "the workshop kernelspec was not installed")
 
 
+def _output_options(command: str):
+    """The options of ``command``'s outputs, made from the registry of workshop.outputs:
+    ``--NAME PATH`` per writer, ``--GROUP KIND PATH`` (given once per kind) per group of writers."""
+    from .outputs import Group, kinds, options
+
+    def decorate(function):
+        for name, what in reversed(options(command)):
+            if isinstance(what, Group):
+                choice = click.Choice(kinds(command, name))
+                function = click.option(f"--{name}", name, multiple=True, cls=_KindOption, help=what.help,
+                                        type=(choice, click.Path(dir_okay=False, path_type=Path)))(function)
+            else:
+                path = click.Path(file_okay=not what.folder, dir_okay=what.folder, path_type=Path)
+                function = click.option(f"--{name}", name, type=path, help=what.help)(function)
+        return function
+
+    return decorate
+
+
+class _KindOption(click.Option):
+    """``--GROUP KIND FILE``, its help naming the kinds."""
+
+    def make_metavar(self, ctx: click.Context) -> str:
+        return f"{'|'.join(self.type.types[0].choices)} FILE"
+
+
 @main.command("run")
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--target", help="Where cells run (overrides the notebook's metadata).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write executed notebooks here.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write JUnit XML here: one test case per check.")
+@_output_options("run")
 @click.option("--timeout", type=float, help="Interrupt any cell after this many seconds.")
 @click.option("--keep-going", is_flag=True, help="Run every cell even after one fails.")
-def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, junit_path: Path | None,
-        timeout: float | None, keep_going: bool) -> None:
+def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, timeout: float | None,
+        keep_going: bool, **outputs) -> None:
     """Execute notebooks headless; exit non-zero if a check fails or a cell errors."""
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .errors import NotebookError
-    from .reports import junit_xml, run_details, run_headline
+    from .outputs import requested, write_all
+    from .run_reports import run_details, run_headline
     from .runner import NotebookResult, run_notebook
 
     console = Console(stderr=True, emoji=False)
@@ -114,46 +140,14 @@ def run(notebooks: tuple[Path, ...], target: str | None, out_dir: Path | None, j
                                    highlight=False, soft_wrap=True)
             for line in run_details(result):
                 progress.console.print(f"    [red]✘[/red] {escape(line)}", highlight=False, soft_wrap=True)
-    if junit_path:
-        junit_path.write_text(junit_xml(results), encoding="utf-8")
+    write_all(requested("run", outputs), results)
     sys.exit(1 if failed else 0)
-
-
-class _GradeBookKind(click.Choice):
-    """The kinds of ``--lms``: the names of workshop.lms's registry, read only when click needs them
-    (a value to check, the grade command's help), so `workshop --help` stays light."""
-
-    def __init__(self) -> None:  # no choices of its own: see the property
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        from .lms import LMS_KINDS
-
-        return LMS_KINDS
-
-
-class _GradeBookOption(click.Option):
-    """``--lms KIND FILE``, its help naming the kinds of the registry."""
-
-    def make_metavar(self, ctx: click.Context) -> str:
-        return f"{'|'.join(self.type.types[0].choices)} FILE"
 
 
 @main.command("grade")
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("submissions", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a CSV: a row per student, a column per check, the total.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a self-contained HTML report with per-student detail.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write every result as JSON.")
-@click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write one feedback page per student (HTML) into this folder.")
-@click.option("--lms", "lms", multiple=True, type=(_GradeBookKind(), click.Path(dir_okay=False, path_type=Path)),
-              cls=_GradeBookOption, help="Write the grade-book import file of an LMS (once per kind), and beside it NAME-flags.csv: "
-                   "a row per flag of every flagged student.")
+@_output_options("grade")
 @click.option("--roster", "roster_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Students' ids and names for --lms and --feedback: a CSV with columns id,name[,email].")
 @click.option("--assignment", "assignment", help="The assignment's name in --lms files and feedback pages "
@@ -176,18 +170,18 @@ class _GradeBookOption(click.Option):
 @click.option("--resume", is_flag=True, help="With --rerun --out: skip the submissions already done in OUT "
                                              "(a changed submission runs again).")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
-def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path | None, html_path: Path | None,
-                  json_path: Path | None, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
-                  roster_path: Path | None, assignment: str | None, rerun: bool, target: str | None,
-                  on_this_machine: bool, jobs: int, timeout: float | None, submission_timeout: float | None,
-                  executor_spec: str | None, out_dir: Path | None, resume: bool, quiet: bool) -> None:
+def grade_command(reference: Path, submissions: tuple[Path, ...], roster_path: Path | None, assignment: str | None,
+                  rerun: bool, target: str | None, on_this_machine: bool, jobs: int, timeout: float | None,
+                  submission_timeout: float | None, executor_spec: str | None, out_dir: Path | None, resume: bool,
+                  quiet: bool, **outputs) -> None:
     """Grade executed SUBMISSIONS (files or folders) against the checks of REFERENCE."""
     from rich.console import Console
 
     from .batch import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, check_rerun_target, sweep_leftovers
     from .errors import GradingError
     from .lms import RosterError
-    from .reports import terminal_text, write_reports
+    from .outputs import Graded, OutputError, OutputUsageError, check_options, requested, write_all
+    from .reports import terminal_text
 
     rerun_only = (target, timeout is not None, submission_timeout is not None, executor_spec, on_this_machine,
                   out_dir, resume)
@@ -196,20 +190,22 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
                                "--run-student-code-on-this-machine apply to --rerun")
     if resume and not out_dir:
         raise click.UsageError("--resume continues the batch stored in --out DIR; give the --out of that batch")
-    if roster_path and not (lms or feedback_dir):
-        raise click.UsageError("--roster names the students of --lms files and --feedback pages; give one of them")
-    _check_outputs(lms, csv_path, html_path, json_path)
+    asked = requested("grade", outputs)
+    try:
+        check_options(asked, roster_path)
+    except OutputUsageError as exc:
+        raise click.UsageError(str(exc)) from None
     console = Console(stderr=True, emoji=False)
     limits = (DEFAULT_CELL_TIMEOUT if timeout is None else timeout or None,
               DEFAULT_SUBMISSION_TIMEOUT if submission_timeout is None else submission_timeout or None)
     try:
-        students = _students_for(reference, submissions, lms, roster_path, rerun)  # before anything runs
+        students = _students_for(reference, submissions, asked, roster_path, rerun)  # before anything runs
         if rerun:
             check_rerun_target(target, on_this_machine)  # before anything runs, or a progress bar shows
         sweep_leftovers()  # what the reruns of a grader killed earlier left running
         report = _grade_with_progress(console, reference, submissions, rerun, target, on_this_machine, jobs,
                                       limits, executor_spec, (out_dir, resume))
-    except (GradingError, RosterError) as exc:
+    except (GradingError, RosterError, OutputError) as exc:
         console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     for result in report.results:
@@ -217,8 +213,8 @@ def grade_command(reference: Path, submissions: tuple[Path, ...], csv_path: Path
             console.print(f"[red]✘ {terminal_text(str(result['error']))}[/red]", highlight=False, soft_wrap=True)
     if not quiet:
         _print_results(report)
-    write_reports(report, csv_path, html_path, json_path)
-    _write_student_files(console, report, students, feedback_dir, lms, assignment)
+    write_all(asked, Graded(report, students, assignment or report.reference.path.stem),
+              lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
 def _print_results(report) -> None:
@@ -236,72 +232,21 @@ def _print_results(report) -> None:
         click.echo(plain_table(report) + plain_text(f"{headline}. {text}"))
 
 
-def _check_outputs(lms: tuple[tuple[str, Path], ...], *reports: Path | None) -> None:
-    """Refuse, before anything runs, an --lms flags file that would overwrite another output."""
-    from .lms import flags_path
+def _students_for(reference: Path, submissions: tuple[Path, ...], asked, roster_path: Path | None, rerun: bool):
+    """Who each submission belongs to (from --roster, or from the file names for an output that needs
+    ids), and every output's own checks, before any grading; None when neither is asked for."""
+    from .grading.paths import expand_paths, student_names
+    from .grading.reference import load_reference
+    from .lms import match_students, read_roster
+    from .outputs import Plan, check_plan
 
-    given = {Path(p).resolve(): p for p in [*reports, *(path for _, path in lms)] if p}
-    for kind, path in lms:
-        clash = given.get(flags_path(path).resolve())
-        if clash:
-            raise click.UsageError(f"the flags of --lms {kind} {path} go to {flags_path(path)}, which is also "
-                              f"the output {clash}: choose another name")
-
-
-def _students_for(reference: Path, submissions: tuple[Path, ...], lms: tuple[tuple[str, Path], ...],
-                  roster_path: Path | None, rerun: bool):
-    """Who each submission belongs to (for --lms and --feedback), checked before any grading;
-    None when neither is asked for.  LMS totals need every check judged: hidden checks need --rerun."""
-    from .grading import expand_paths, load_reference, student_names
-    from .lms import RosterError, match_students, read_roster
-
-    if not lms and not roster_path:
-        return None
-    if lms and not rerun and any(check.hidden for check in load_reference(reference).checks):
-        raise RosterError("the reference has hidden checks, which only --rerun scores: an LMS total without "
-                          "them would count them as failed; add --rerun --target SPEC")
-    kinds = [kind for kind, _ in lms]
-    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
-    if twice:
-        raise RosterError(f"--lms {twice[0]} is given twice: give each kind once")
     paths = expand_paths(submissions)
+    check_plan(Plan(reference, paths, rerun, asked, roster_path),
+               lambda: any(check.hidden for check in load_reference(reference).checks))
+    if not roster_path and not any(writer.needs_ids for writer, _ in asked):
+        return None
     roster = read_roster(roster_path) if roster_path else None
-    return match_students(paths, student_names(paths), roster, kinds)
-
-
-def _write_student_files(console, report, students, feedback_dir: Path | None, lms: tuple[tuple[str, Path], ...],
-                         assignment: str | None) -> None:
-    from .feedback import write_feedback
-    from .lms import write_lms
-    from .reports import terminal_text
-
-    name = assignment or report.reference.path.stem
-    if feedback_dir:
-        titles = [s.name for s in students] if students else None
-        files = [s.id for s in students] if students else None
-        paths = write_feedback(report, feedback_dir, name, titles=titles, files=files)
-        console.print(f"wrote {len(paths)} feedback pages to {terminal_text(str(feedback_dir))}", highlight=False)
-    for kind, path in lms:
-        flags = write_lms(kind, path, report, students, name)
-        console.print(f"wrote the {kind} grade import {terminal_text(str(path))}", highlight=False, soft_wrap=True)
-        console.print(_flagged_line(report, kind, flags), highlight=False, soft_wrap=True)
-    if lms and report.reference.manual_points:
-        console.print(f"[yellow]the {' and '.join(k for k, _ in lms)} totals leave out the "
-                      f"{report.reference.manual_points:g} points to grade by hand[/yellow]", highlight=False)
-
-
-def _flagged_line(report, kind: str, flags: Path) -> str:
-    """One line: how many students are flagged, and where their flags are."""
-    from .lms import flagged
-    from .reports import terminal_text
-
-    count, total = flagged(report), len(report.results)
-    where = terminal_text(str(flags))
-    if not count:
-        return f"no student is flagged: {where} lists no flag"
-    kinds = terminal_text(", ".join(sorted({f["kind"] for r in report.results for f in r["flags"]})))
-    return (f"[yellow]{count} of {total} students flagged ({kinds}): the {kind} import gives them the points "
-            f"their notebooks earned; what was flagged and why is in {where}[/yellow]")
+    return match_students(paths, student_names(paths), roster, any(w.ids_from_file_names for w, _ in asked))
 
 
 def _grade_with_progress(console, reference: Path, submissions: tuple[Path, ...], rerun: bool, target: str | None,
@@ -432,17 +377,21 @@ def check_command(notebook: Path) -> None:
     from rich.console import Console
 
     from .errors import GradingError
-    from .grading import Report, grade_submission, load_reference, read_notebook_json
+    from .grading.grade import grade_submission
+    from .grading.notebook import read_notebook_json
+    from .grading.reference import reference_of
+    from .grading.results import Report
     from .reports import print_self_check, terminal_text
 
     console = Console(emoji=False)
     try:
-        ref = load_reference(notebook)
-        assignment = (read_notebook_json(notebook).get("metadata", {}).get("workshop") or {}).get("assignment")
+        nb = read_notebook_json(notebook)  # read once: it is the reference and the submission
+        ref = reference_of(nb, notebook)
     except GradingError as exc:
         console.print(f"[red]error:[/red] {terminal_text(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    result = grade_submission(ref, notebook, "you")
+    assignment = (nb.get("metadata", {}).get("workshop") or {}).get("assignment")
+    result = grade_submission(ref, notebook, "you", notebook=nb)
     sys.exit(0 if print_self_check(Report(ref, [result]), assignment, console) else 1)
 
 

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .grading import NEEDS_RERUN, RefCheck, Reference, Report
+from .grading.reference import RefCheck, Reference
+from .grading.results import NEEDS_RERUN, CheckEntry, GradeResult, Report
 
 WITHHELD = "(withheld: this text quotes a hidden check)"
 _MIN_FRAGMENT = 8  # characters a line of a hidden check needs before its appearance counts as a quote
@@ -115,7 +116,7 @@ _VERDICTS = {"passed": "passed", "failed": "failed", "invalid": "not counted", "
              NEEDS_RERUN: "not judged yet"}
 
 
-def _page_check(check: RefCheck, entry: dict, number: int | None, redact: Redactor, title: str) -> PageCheck:
+def _page_check(check: RefCheck, entry: CheckEntry, number: int | None, redact: Redactor, title: str) -> PageCheck:
     status = entry.get("status", "failed")
     state = "passed" if entry.get("passed") else "waiting" if status == NEEDS_RERUN else "failed"
     verdict = _VERDICTS.get(status, "failed")
@@ -126,7 +127,7 @@ def _page_check(check: RefCheck, entry: dict, number: int | None, redact: Redact
     return PageCheck(title, state, verdict, float(entry.get("earned", 0)), check.points, message, expected)
 
 
-def page_data(report: Report, result: dict, assignment: str, others: Sequence[str] | None = None) -> dict:
+def page_data(report: Report, result: GradeResult, assignment: str, others: Sequence[str] | None = None) -> dict:
     """What one student's page shows (plain data, every text redacted of hidden checks).  ``others``:
     the names and ids of the other students, never shown (default: the other submissions' names)."""
     ref = report.reference
@@ -173,7 +174,7 @@ def _environment():
     return jinja2.Environment(loader=jinja2.PackageLoader("workshop", "templates"), autoescape=True)
 
 
-def feedback_html(report: Report, result: dict, assignment: str, others: Sequence[str] | None = None) -> str:
+def feedback_html(report: Report, result: GradeResult, assignment: str, others: Sequence[str] | None = None) -> str:
     """One student's page: self-contained, escaped, no script, naming no other student (see page_data)."""
     env = _environment()
     css = env.loader.get_source(env, "feedback.css")[0]

@@ -63,6 +63,8 @@ class WorkshopKernel(Kernel, Settings):
         self.runner = Session(self, blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
+        if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
+            self.output_limit = min(self.output_limit or self.server_output_limit, self.server_output_limit)
         self._output = StreamCoalescer(self._pacer.write if self._pacer else self._stream)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)

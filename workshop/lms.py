@@ -24,7 +24,7 @@ and a total earned by a copied notebook must not reach the grade book unseen.
 Every text field goes through :func:`workshop.reports.csv_text`, so no name or
 id from a file name starts a spreadsheet formula.
 
-``GRADE_BOOKS`` is the one list of the kinds (``--lms KIND``).
+The kinds (``--lms KIND``) are writers of :mod:`workshop.outputs.lms`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkshopError
-from .grading import Report, display_path
+from .grading.paths import display_path
+from .grading.results import Report
 from .reports import csv_text
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -111,14 +112,14 @@ def _candidates(path: Path, name: str) -> list[str]:
 
 
 def match_students(paths: Sequence[Path], names: Sequence[str], roster: Sequence[Student] | None,
-                   kinds: Sequence[str] = ()) -> list[Student]:
+                   ids_from_file_names: bool = False) -> list[Student]:
     """The student of each submission, in order; RosterError names every file that matches no one
-    (or the same one as another file).  Without a roster, a grade book of ``kinds`` that takes its ids
-    from file names (Canvas) needs file names as Canvas gives them."""
+    (or the same one as another file).  Without a roster, ``ids_from_file_names`` (a grade book that
+    takes its ids from file names, Canvas) needs file names as Canvas gives them."""
     if roster is None:
         students = [_from_file_name(Path(p), n) for p, n in zip(paths, names, strict=True)]
-        strict = any(GRADE_BOOKS[kind].ids_from_file_names for kind in kinds)
-        unknown = [display_path(p) for p, s in zip(paths, students, strict=True) if strict and not s.id.isdigit()]
+        unknown = [display_path(p) for p, s in zip(paths, students, strict=True)
+                   if ids_from_file_names and not s.id.isdigit()]
         if unknown:
             raise RosterError(f"no Canvas user ID in the file name of {', '.join(unknown[:5])}"
                               f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}: give --roster "
@@ -155,14 +156,14 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def _canvas_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
+def canvas_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
     """Canvas matches rows by its user ID (digits) or by SIS User ID (any other id)."""
     kinds = {s.id.isdigit() for s in students}
     column = "ID" if kinds == {True} else "SIS User ID" if kinds == {False} else "ID or SIS User ID"
     return column, [s.id for s in students]
 
 
-def _moodle_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
+def moodle_ids(students: Sequence[Student]) -> tuple[str, list[str]]:
     """Moodle matches rows by email address when the roster gives every student's, else by ID number."""
     if students and all(s.email for s in students):
         return "Email address", [s.email for s in students]
@@ -187,7 +188,7 @@ def canvas_csv(report: Report, students: Sequence[Student], assignment: str) -> 
 
 def moodle_csv(report: Report, students: Sequence[Student], assignment: str) -> str:
     """Moodle's grade import: an identifier column (email address or ID number) and the grade."""
-    column, ids = _moodle_ids(students)
+    column, ids = moodle_ids(students)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow([column, csv_text(assignment)])
@@ -196,21 +197,6 @@ def moodle_csv(report: Report, students: Sequence[Student], assignment: str) -> 
     return buf.getvalue()
 
 
-@dataclass(frozen=True)
-class GradeBook:
-    """An LMS's grade import: how its file is written, and how it tells students apart."""
-
-    render: Callable[[Report, Sequence[Student], str], str]
-    identifiers: Callable[[Sequence[Student]], tuple[str, list[str]]]  # the column the LMS matches rows by
-    ids_from_file_names: bool = False  # without a roster, each file name must carry the student's LMS id
-
-
-# The one list of grade books: `--lms KIND` offers these names, in this order.
-GRADE_BOOKS: dict[str, GradeBook] = {
-    "canvas": GradeBook(canvas_csv, _canvas_ids, ids_from_file_names=True),
-    "moodle": GradeBook(moodle_csv, _moodle_ids),
-}
-LMS_KINDS = tuple(GRADE_BOOKS)
 FLAG_COLUMNS = ["student", "submission", "kind", "cell", "message"]
 
 
@@ -240,14 +226,16 @@ def flagged(report: Report) -> int:
     return sum(1 for result in report.results if result["flags"])
 
 
-def write_lms(kind: str, path: Path | str, report: Report, students: Sequence[Student], assignment: str) -> Path:
-    """Write the grade import of ``kind`` to ``path`` and its flags beside it; the flags file's path."""
-    book = GRADE_BOOKS[kind]
-    Path(path).write_text(book.render(report, students, assignment), encoding="utf-8", newline="")
+def write_lms(path: Path | str, report: Report, students: Sequence[Student], assignment: str,
+              render: Callable[[Report, Sequence[Student], str], str],
+              identifiers: Callable[[Sequence[Student]], tuple[str, list[str]]]) -> Path:
+    """Write a grade import to ``path`` (``render``: its text; ``identifiers``: the column the LMS
+    matches rows by, and each student's value) and its flags beside it; the flags file's path."""
+    Path(path).write_text(render(report, students, assignment), encoding="utf-8", newline="")
     flags = flags_path(path)  # written when no one is flagged too: a stale one must not stay
-    flags.write_text(flags_csv(report, students, book.identifiers(students)), encoding="utf-8", newline="")
+    flags.write_text(flags_csv(report, students, identifiers(students)), encoding="utf-8", newline="")
     return flags
 
 
-__all__ = ["CANVAS_COLUMNS", "GRADE_BOOKS", "LMS_KINDS", "GradeBook", "RosterError", "Student", "canvas_csv",
-           "flagged", "flags_csv", "flags_path", "match_students", "moodle_csv", "read_roster", "write_lms"]
+__all__ = ["CANVAS_COLUMNS", "RosterError", "Student", "canvas_csv", "canvas_ids", "flagged", "flags_csv",
+           "flags_path", "match_students", "moodle_csv", "moodle_ids", "read_roster", "write_lms"]

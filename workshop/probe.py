@@ -52,7 +52,8 @@ from .batch import (
 )
 from .cell import is_check_line, split_cell
 from .errors import AssignmentError, GradingError, MagicError, TargetError
-from .grading import Reference, RefTask, read_notebook_json
+from .grading.notebook import read_notebook_json
+from .grading.reference import Reference, RefTask
 from .records import cell_record, cell_streams, multiline_text
 from .store import RERUN_FAILED
 from .targets import parse_target

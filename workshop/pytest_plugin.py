@@ -48,7 +48,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 class WorkshopNotebook(pytest.File):
     def collect(self):
         from .errors import GradingError, NoChecksError
-        from .grading import load_reference
+        from .grading.reference import load_reference
 
         try:
             ref = load_reference(self.path)
@@ -99,7 +99,7 @@ class WorkshopCheck(pytest.Item):
         checks, run = self.parent.results()
         check = checks[self.key]
         if not check.passed:
-            from .reports import failed_check_line
+            from .run_reports import failed_check_line
 
             lines = [failed_check_line(check)]
             if check.status == "missing" and run.error:

@@ -13,6 +13,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypedDict
 
 SCHEMA_VERSION = 1
 RECORD_MIME = "application/vnd.workshop.record+json"
@@ -187,6 +188,57 @@ def _add_text(out: list[str], line: list[str], added: str) -> None:
     line[:] = added[newline + 1 :]
 
 
+class _RecordCheckKeys(TypedDict):
+    id: str  # within the cell: "expect:..." or "check:NAME"
+    kind: str  # "expect" or "check"
+    name: str
+    passed: bool
+    message: str  # why it failed, in words ("" when it passed)
+    expected: str
+    got: str
+    points: float
+
+
+class RecordCheck(_RecordCheckKeys, total=False):
+    """One check's result as a cell's record holds it (``checks``)."""
+
+    digest: str  # of a %%check script: the grader takes the result only when it is the reference's
+    output: str  # what the script printed (its end)
+
+
+# The keys of a record's schema (Record.as_dict); what magics and the session add goes beside them.
+SCHEMA_KEYS = frozenset({
+    "schema", "cell_id", "execution_count", "session", "target", "started", "duration", "exit_status", "status",
+    "interrupted", "timed_out", "magics", "failed_commands", "checks", "source_digest", "stdout", "stderr",
+    "expected_exit", "notices",
+})
+
+
+class RecordExtra(dict):
+    """What magics and the session add to a record beyond its schema (``cgroup``, ``overlay``,
+    ``task``, ``framing``, ``tampered``...): a namespace of its own, saved beside the schema's keys,
+    that never names one of them, so that nothing added can change what the record says of the run."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.update(*args, **kwargs)
+
+    def __setitem__(self, key: str, value) -> None:
+        if key in SCHEMA_KEYS:
+            raise KeyError(f"{key!r} is a key of the record's schema, which an extra cannot replace; "
+                           "give the extra a name of its own")
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
 @dataclass
 class Record:
     cell_id: str | None
@@ -201,13 +253,17 @@ class Record:
     timed_out: bool = False
     magics: list[str] = field(default_factory=list)
     failed_commands: list[dict] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)
+    checks: list[RecordCheck] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     stdout: StreamDigest = field(default_factory=StreamDigest)
     stderr: StreamDigest = field(default_factory=StreamDigest)
-    extra: dict = field(default_factory=dict)
+    extra: RecordExtra = field(default_factory=RecordExtra)
     expected_exit: int = 0  # from `%expect exit N`: that status is not an error
     shown: bool = True  # False: the cell only showed help, so no badge (the reply still has the record)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extra, RecordExtra):
+            self.extra = RecordExtra(self.extra)
 
     def as_dict(self) -> dict:
         data = {
@@ -233,7 +289,7 @@ class Record:
             data["expected_exit"] = self.expected_exit
         if self.notices:
             data["notices"] = self.notices
-        data.update(self.extra)
+        data.update((key, value) for key, value in self.extra.items() if key not in SCHEMA_KEYS)
         return data
 
     def bundle(self) -> dict:

@@ -1,4 +1,4 @@
-"""Reports of results: CSV for an LMS, JSON, HTML, the terminal table, and JUnit XML of headless runs."""
+"""Reports of grades: CSV for an LMS, JSON, HTML, the terminal table (runs: :mod:`workshop.run_reports`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ import csv
 import io
 import json
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING
-from xml.etree import ElementTree as ET
 
-from .grading import NEEDS_RERUN, Report
-
-if TYPE_CHECKING:
-    from .runner import CellResult, CheckResult, NotebookResult
+from .grading.results import NEEDS_RERUN, CheckEntry, GradeResult, Report
 
 
 def _num(value: float) -> str:
@@ -90,7 +84,7 @@ def to_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def _earned(entry: dict) -> str:
+def _earned(entry: CheckEntry) -> str:
     """Points earned, or nothing for a hidden check not judged (it needs --rerun)."""
     return "" if entry.get("status") == NEEDS_RERUN else _num(entry["earned"])
 
@@ -130,7 +124,7 @@ def to_html(report: Report) -> str:
     )
 
 
-def _row(r: dict, n: int) -> tuple[list[str], str, str]:
+def _row(r: GradeResult, n: int) -> tuple[list[str], str, str]:
     """A student's failed checks, checks passed (``2/3``) and flag kinds."""
     failed = [k for k, c in r["checks"].items() if not c["passed"] and c.get("status") != NEEDS_RERUN]
     passed = sum(1 for c in r["checks"].values() if c["passed"])
@@ -246,95 +240,7 @@ def print_self_check(report: Report, assignment: dict | None, console=None) -> b
     return passed and not result["flags"]
 
 
-def write_reports(report: Report, csv_path: Path | None = None, html_path: Path | None = None,
-                  json_path: Path | None = None) -> None:
-    for path, render in ((csv_path, to_csv), (html_path, to_html), (json_path, to_json)):
-        if path:  # "replace": a lone surrogate a record's JSON escaped cannot stop a report
-            Path(path).write_text(render(report), encoding="utf-8", errors="replace",
-                                  newline="" if render is to_csv else None)
-
-
-# ---- headless runs -----------------------------------------------------------------
-def failed_cell_line(cell: CellResult) -> str:
-    """``cell 3 (id 1f0c2a9e): exit status 2; stderr: ls: cannot access '/nope'``"""
-    return f"{cell.name}: {cell.error}"
-
-
-def failed_check_line(check: CheckResult) -> str:
-    """``cell 2 (id 9d1e): check stdout /^bye/: stdout does not match /^bye/``; a check
-    that did not run says so."""
-    why = check.message or check.status
-    if check.status == "missing":
-        why = f"not run ({why})" if check.message else "not run"
-    return f"{check.cell or check.key}: check {check.name or check.key}: {why}"
-
-
-def run_headline(result: NotebookResult) -> str:
-    """What a notebook's run came to, in one line: failed cells, cells not run, checks."""
-    parts = []
-    failed = result.failed_cells
-    if len(failed) == 1:
-        parts.append(f"{failed[0].name} failed")
-    elif failed:
-        parts.append(f"{len(failed)} cells failed")
-    not_run = sum(1 for c in result.cells if c.status == "not run")
-    if not_run and (failed or result.error):
-        parts.append(f"{not_run} cell{'s' if not_run > 1 else ''} not run")
-    if result.error and not any(c.error and result.error in c.error for c in failed):
-        parts.append(result.error)
-    passed = len(result.checks) - len(result.failed_checks)
-    parts.append(f"{passed}/{len(result.checks)} checks passed" if result.checks else "no checks")
-    return "; ".join(parts)
-
-
-def run_details(result: NotebookResult) -> list[str]:
-    """A line per failed cell and per failed check, in notebook order."""
-    lines = [(c.index, failed_cell_line(c)) for c in result.failed_cells]
-    lines += [(c.cell_index, failed_check_line(c)) for c in result.failed_checks]
-    return [line for _, line in sorted(lines, key=lambda item: item[0])]
-
-
-def junit_xml(results: list[NotebookResult]) -> str:
-    """JUnit XML: a test suite per notebook, a test case per check and per failed cell,
-    each cell named as everywhere else (``cell 3 (id 1f0c2a9e)``)."""
-    suites = ET.Element("testsuites")
-    for result in results:
-        _junit_suite(suites, result)
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def _junit_suite(suites: ET.Element, result: NotebookResult) -> None:
-    suite = ET.SubElement(suites, "testsuite", name=str(result.path), time=f"{result.duration:.3f}")
-    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    classname = result.path.stem
-
-    def case(name: str, outcome: str | None = None, message: str = "", text: str = "", kind: str = "") -> None:
-        counts["tests"] += 1
-        element = ET.SubElement(suite, "testcase", classname=classname, name=name)
-        if outcome:
-            counts["failures" if outcome == "failure" else "errors"] += 1
-            detail = ET.SubElement(element, outcome, message=message, **({"type": kind} if kind else {}))
-            detail.text = text or message
-
-    failed = result.failed_cells
-    if result.error and not any(c.error and result.error in c.error for c in failed):
-        case("notebook", "error", result.error)  # the run stopped, or never started, outside any cell's error
-    for check in result.checks:
-        name = f"{check.cell}: {check.name}" if check.cell and check.name else check.key
-        if check.passed:
-            case(name)
-            continue
-        detail = f"{failed_check_line(check)}\ncommand:\n{check.command}\nexpected: {check.expected}\ngot: {check.got}\n"
-        case(name, "failure", failed_check_line(check), detail, "not-run" if check.status == "missing"
-             else check.status)
-    for cell in failed:
-        case(cell.name, "error", failed_cell_line(cell))
-    for name, count in counts.items():
-        suite.set(name, str(count))
-
-
 __all__ = [
-    "csv_text", "failed_cell_line", "failed_check_line", "junit_xml", "run_details", "run_headline", "print_proof", "plain_table", "plain_text", "print_self_check", "print_table", "proof", "terminal_text", "to_csv", "to_html",
-    "to_json", "unjudged", "write_reports",
+    "csv_text", "print_proof", "plain_table", "plain_text", "print_self_check", "print_table", "proof", "terminal_text",
+    "to_csv", "to_html", "to_json", "unjudged",
 ]

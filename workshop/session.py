@@ -22,11 +22,13 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import cell as cell_grammar
 from . import magics
 from .checks import describe_changes, expectation_result, script_result, split_checks
+from .cut_output import SavedStream, Tail, saved_path
 from .errors import MagicError, ShellError, TargetError, WorkshopError
 from .magics.context import CellContext
 from .records import Record, StreamDigest, now
@@ -47,19 +49,27 @@ log = logging.getLogger("workshop")
 
 
 class OutputStream:
-    """One of a cell's streams on its way to the user: decoded, digested, bounded."""
+    """One of a cell's streams on its way to the user: decoded, digested, bounded.
 
-    def __init__(self, name: str, digest: StreamDigest, limit: int, sink: OutputSink | None):
+    Past ``limit`` characters the stream is cut (see cut_output): a line says so at
+    once, the whole stream goes to a file when ``save_to`` gives one, and its end
+    is shown when the cell ends.
+    """
+
+    def __init__(self, name: str, digest: StreamDigest, limit: int, sink: OutputSink | None,
+                 save_to: Callable[[], Path] | None = None):
         self.name = name
         self.digest = digest
         self.limit = limit
         self.sink = sink
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._save_to = save_to
+        self._head: list[str] | None = [] if save_to and limit else None  # shown so far, for the file
+        self._tail = Tail()
+        self._saved: SavedStream | None = None
 
     def write_bytes(self, data: bytes) -> None:
         self.digest.total_bytes += len(data)
-        if self.digest.truncated:
-            return
         self._show(self._decoder.decode(data))
 
     def write_text(self, text: str) -> None:
@@ -67,22 +77,54 @@ class OutputStream:
         self._send(text)
 
     def close(self) -> None:
-        tail = self._decoder.decode(b"", final=True)
-        if tail and not self.digest.truncated:
-            self._show(tail)
-        if self.digest.truncated:
-            self._send(
-                f"\n[workshop: output truncated: {self.limit} characters shown of "
-                f"{self.digest.total_bytes} bytes; the record counts all of it]\n"
-            )
+        self._show(self._decoder.decode(b"", final=True))
+        if not self.digest.truncated:
+            return
+        if self._saved is not None:
+            self._saved.close()
+        where = f"; all of it is in {self._saved.path}" if self._saved else ""
+        self._send(f"\n[workshop: output truncated: {self._tail.dropped:,} characters not shown{where}; "
+                   f"its last {len(self._tail.text()):,} follow]\n")
+        self._send(self._tail.text())
+        self._send(f"\n[workshop: {self.digest.total_bytes:,} bytes in all; the record counts all of it]\n")
 
     def _show(self, text: str) -> None:
         if not text:
             return
+        if self.digest.truncated:
+            self._tail.add(text)
+            if self._saved is not None:
+                self._saved.write(text)
+            return
         if self.limit and self.digest.shown_chars + len(text) > self.limit:
-            text = text[: max(self.limit - self.digest.shown_chars, 0)]
-            self.digest.truncated = True
+            cut = max(self.limit - self.digest.shown_chars, 0)
+            self._shown(text[:cut])
+            self._cut(text[cut:])
+            return
+        self._shown(text)
+
+    def _shown(self, text: str) -> None:
         self._send(text)
+        if self._head is not None:
+            self._head.append(text)
+
+    def _cut(self, rest: str) -> None:
+        self.digest.truncated = True
+        head, self._head = self._head, None
+        if self._save_to is not None and head is not None:
+            try:
+                self._saved = SavedStream(self._save_to())
+                for part in head:
+                    self._saved.write(part)
+            except OSError as exc:
+                log.warning("could not save the cut output: %s", exc)
+                self._saved = None
+        self._tail.add(rest)
+        if self._saved is not None:
+            self._saved.write(rest)
+        where = f"; all of it is being saved in {self._saved.path}" if self._saved else ""
+        self._send(f"\n[workshop: output cut here, at {self.limit:,} characters{where}; "
+                   f"its end is shown when the cell ends]\n")
 
     def _send(self, text: str) -> None:
         if not text:
@@ -150,7 +192,11 @@ class Session:
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
                         target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta))
         limit = self.settings.output_limit
-        streams = {name: OutputStream(name, getattr(record, name), limit, on_output) for name in ("stdout", "stderr")}
+        # a cut stream is saved where the student can open it; a grading rerun saves none
+        saving = on_output is not None and not self.settings.target_locked
+        streams = {name: OutputStream(name, getattr(record, name), limit, on_output,
+                                      self._saver(execution_count, name) if saving else None)
+                   for name in ("stdout", "stderr")}
         ctx = CellContext(self, record, lambda stream, text: streams[stream].write_text(text))
         # the runner of a grading rerun vouches for the instructor's cells; the rest run isolated
         self._isolated = self.settings.isolate_cells and not (cell_meta or {}).get(VOUCHED)
@@ -179,6 +225,9 @@ class Session:
         record.duration = (now() - record.started).total_seconds()
         record.target = self.target.as_record()
         return CellRun(record, error)
+
+    def _saver(self, execution_count: int, stream: str) -> Callable[[], Path]:
+        return lambda: saved_path(self.settings.saved_output_dir, execution_count, stream)
 
     def _execute(self, ctx: CellContext, code: str, streams: dict[str, OutputStream],
                  on_input: InputCallback | None) -> None:

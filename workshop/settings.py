@@ -16,6 +16,9 @@ from traitlets import Bool, Enum, Float, HasTraits, Integer, Unicode, default
 from traitlets.config import Configurable
 
 DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024  # characters per stream per cell shown in the notebook
+# ... when a Jupyter server relays it to a browser: JupyterLab renders this much at once without
+# freezing the tab (bench/browser_output.py), and at the paced rate it is shown within seconds
+DEFAULT_SERVER_OUTPUT_LIMIT = 1024 * 1024
 
 
 def _env(name: str) -> str | None:
@@ -32,6 +35,14 @@ class Settings(Configurable):
     output_limit = Integer(DEFAULT_OUTPUT_LIMIT, min=0,
                            help="Characters per stream per cell shown; 0: no limit (WORKSHOP_OUTPUT_LIMIT).").tag(
         config=True, env="WORKSHOP_OUTPUT_LIMIT")
+    server_output_limit = Integer(DEFAULT_SERVER_OUTPUT_LIMIT, min=0,
+                                  help="Characters per stream per cell shown when a Jupyter server relays the "
+                                  "output to a browser, if fewer than output_limit; 0: output_limit "
+                                  "(WORKSHOP_SERVER_OUTPUT_LIMIT).").tag(config=True, env="WORKSHOP_SERVER_OUTPUT_LIMIT")
+    saved_output_dir = Unicode("workshop-outputs",
+                               help="Where the whole of a cut stream is saved, relative to the kernel's working "
+                               "directory (beside the notebook, under Jupyter) (WORKSHOP_SAVED_OUTPUT_DIR).").tag(
+        config=True, env="WORKSHOP_SAVED_OUTPUT_DIR")
     iopub_pacing = Enum(["auto", "on", "off"], "auto",
                         help="Pace output to stay under a Jupyter server's IOPub rate limits; 'auto': when a "
                         "server started the kernel (it sets JPY_SESSION_NAME) (WORKSHOP_IOPUB_PACING).").tag(
