@@ -101,3 +101,12 @@ def test_the_go_row_names_the_package_and_the_setup_option_when_go_is_missing(tm
 
     [here] = [c for c in part_checks("local") if c.name == "setup: Go (notebook 9)"]
     assert here.ok == bool(shutil.which("go")), here
+
+
+def test_a_docker_engine_that_does_not_answer_is_an_optional_row_with_its_fix():
+    done = doctor("--target", "local", DOCKER_HOST="unix:///nonexistent/docker.sock", COLUMNS="400")
+    row = " ".join(next(line for line in done.stdout.splitlines() if "Docker engine" in line).split())
+    assert "✘" in row and "(optional)" in row, row
+    assert "does not answer at unix:///nonexistent/docker.sock" in row and "`workshop docker up` (as root)" in row
+    setup = " ".join(next(line for line in done.stdout.splitlines() if "setup: Docker" in line).split())
+    assert "✔" in setup or "bash scripts/setup --docker" in setup, setup

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workshop.shell.channels import LocalChannel
+from workshop.shell.channels import HERE, LocalChannel
 from workshop.shell.framing import MarkerScanner, quote_bash_line
 from workshop.shell.session import ShellSession
 
@@ -27,7 +27,7 @@ def _session(flavour: str) -> ShellSession:
         env = {"PATH": _busybox_path()}
     else:
         env = None
-    session = ShellSession(lambda command: LocalChannel(command, env=env, cwd="/tmp"))
+    session = ShellSession(lambda command: LocalChannel(command, aside=HERE, env=env, cwd="/tmp"))
     session.start()
     return session
 

@@ -14,7 +14,7 @@ LAYERS = [
     ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
               "grading", "quick_nbformat", "language", "display", "cut_output"}),
     ("shell", {"shell"}),
-    ("vm", {"vm"}),
+    ("vm", {"vm", "engine"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
     ("runners", {"session", "completion", "inspection", "runner", "kernel_cgroup", "batch", "store", "progress", "reports",
@@ -149,3 +149,73 @@ def test_the_layer_test_sees_an_upward_import(tmp_path):
     found = _imports("workshop.shell.x", mods["workshop.shell.x"], mods)
     assert found == {"workshop.kernel"}
     assert _layer("workshop.kernel") > _layer("workshop.shell.x")
+
+
+# ---- target kinds are asked what they can do, never what they are called --------------
+TARGETS = PACKAGE / "targets"
+KINDS = {p.stem for p in TARGETS.glob("*.py") if not p.stem.startswith("_")} | {"ssh-config"}
+KIND_PREFIXES = tuple(f"{kind}:" for kind in KINDS) + ("ssh://",)
+
+
+def _names_a_kind(node: ast.AST) -> bool:
+    """A string that is a target kind (``"qemu"``) or a spec's prefix (``"qemu:"``), or a tuple holding one."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value in KINDS or node.value.startswith(KIND_PREFIXES)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(_names_a_kind(e) for e in node.elts)
+
+
+def _about_a_target(node: ast.AST) -> bool:
+    """An expression about a target or its spec: a name or attribute that says target, spec or kind."""
+    words = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+    words += [n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)]
+    return any(w in ("kind", "spec", "where") or "target" in w for w in words)
+
+
+def kind_tests(source: str) -> list[int]:
+    """Lines of ``source`` that test a target's kind by its name: a comparison with a kind's name,
+    ``.startswith("qemu:")``, ``.partition(":")`` of a spec, an import of one kind's module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_names_a_kind(s) for s in sides) and any(_about_a_target(s) for s in sides):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _about_a_target(node.func.value):
+            method, args = node.func.attr, node.args
+            if method in ("startswith", "removeprefix") and args and _names_a_kind(args[0]):
+                found.append(node.lineno)
+            elif method == "partition" and args and isinstance(args[0], ast.Constant) and args[0].value == ":" and (
+                    any(_names_a_kind(n) for n in ast.walk(node.func.value)) or "target" in ast.unparse(node.func.value)):
+                found.append(node.lineno)  # a target spec's kind, parsed again (an executor's spec is not one)
+        elif isinstance(node, ast.ImportFrom) and any(
+                f"targets.{kind}" in f"{node.module}.{a.name}" or (node.module or "").endswith(f"targets.{kind}")
+                for kind in KINDS for a in node.names):
+            found.append(node.lineno)
+    return found
+
+
+def test_no_module_outside_targets_tests_a_target_kind_by_name():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if TARGETS in path.parents:
+            continue
+        found += [f"{path.relative_to(PACKAGE)}:{line}" for line in kind_tests(path.read_text())]
+    assert not found, ("these test a target's kind by its name; ask the target (workshop/targets) instead:\n"
+                       + "\n".join(found))
+
+
+def test_the_kind_test_sees_each_way_of_asking_a_kind():
+    """The checker itself: what batch.py, feedback.py, doctor.py and magics/target.py once did is found."""
+    asked = [
+        'if target.kind == "qemu": pass',
+        'contain = target == "local"',
+        'x = spec in ("", "local")',
+        'if target.startswith("qemu:"): pass',
+        'kind = (spec or "local").partition(":")[0]',
+        'kind = target.partition(":")[0]',
+        'from .targets.qemu import fresh_qemu',
+        'note = target.spec.removeprefix("qemu:")',
+    ]
+    assert [bool(kind_tests(code)) for code in asked] == [True] * len(asked)
+    assert kind_tests('if check.kind == "expect": pass\nparse_target("local")\nmode = "local" if x else y\n'
+                      'kind, _, address = spec.partition(":")') == []

@@ -162,6 +162,16 @@ def test_cells_keep_state_in_the_vm(vm_kernel):
     TIMINGS["cell_round_trip_ms"] = round((time.monotonic() - started) / rounds * 1000, 1)
 
 
+def test_the_docker_engine_runs_in_the_vm_from_its_boot(vm_kernel):
+    """rcS starts dockerd at boot (no bridge, no iptables); nobody has to start it."""
+    result = vm_kernel.run("for i in $(seq 60); do docker version --format '{{.Server.Version}}' 2>/dev/null && break; "
+                           "sleep 1; done; docker info --format '{{.Driver}} {{.CgroupVersion}}'; "
+                           "ps -o ppid= -p \"$(cat /run/workshop/dockerd.pid)\"", timeout=120)
+    version, info, parent = result.stdout.split("\n")[:3]
+    assert version.startswith("20.10") or version[:2].isdigit(), result.stdout + result.stderr
+    assert info == "overlay2 2" and parent.strip() == "1", result.stdout
+
+
 def test_unshare_uts_in_the_vm(vm_kernel):
     result = vm_kernel.run("unshare --uts sh -c 'hostname container-fun-times; hostname'; hostname")
     assert result.stdout == "container-fun-times\nworkshop\n", result.stderr
@@ -370,16 +380,6 @@ def test_cgroup_v2_limits_with_the_magic_in_the_vm(vm_kernel, vm_programs):
     assert "forks refused: 1" in bomb.stdout
     assert bomb.record["cgroup"]["pids_max_hits"] > 0
     assert vm_kernel.run("echo alive; ls /sys/fs/cgroup | grep -c workshop || true").stdout.startswith("alive\n0")
-
-
-def test_the_workshop_notebooks_pass_in_the_vm(booted_vm, tmp_path):
-    """Every notebook runs unchanged on qemu: with all its checks passing."""
-    notebooks = sorted(str(p) for p in (Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-    assert notebooks
-    done = _workshop("run", *notebooks, "--target", f"qemu:{VM_NAME}", "--out", str(tmp_path), "--keep-going",
-                     check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stderr.count("✔") + done.stdout.count("✔") >= len(notebooks)
 
 
 def test_rerun_grading_gives_each_submission_its_own_fresh_vm(vm_image, tmp_path):

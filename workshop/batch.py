@@ -103,10 +103,10 @@ def check_rerun_target(target: str | None, run_student_code_on_this_machine: boo
     from .targets import parse_target  # only reruns need the targets
 
     try:
-        kind = parse_target(target).kind
+        here = parse_target(target).is_local
     except TargetError as exc:
         raise GradingError(f"--target {target}: {exc}") from None
-    if kind != "local":
+    if not here:
         return
     if not run_student_code_on_this_machine:
         raise GradingError(f"--target local runs every student's code on this machine as {getpass.getuser()}; "
@@ -339,7 +339,8 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     refused = target_changes(ref, nb, target)
     vouched = restore_reference(ref, nb)
     sweep_leftovers()
-    contain = target == "local" or KernelCgroup.unavailable() is None
+    here = _is_local(target)
+    contain = here or KernelCgroup.unavailable() is None
     clock = time.monotonic()
     with _scratch("workshop-rerun-", workdir) as tmp, _scratch("workshop-rerun-cwd-", None) as cwd, \
             fresh_target(target) as job_target:
@@ -349,7 +350,7 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
         clock = time.monotonic()
         run = run_notebook(prepared, out_dir=tmp / "out", target=job_target, timeout=limits[0], allow_errors=True,
                            workdir=cwd, lock_target=True, run_timeout=limits[1], contain=contain,
-                           pids_max=RERUN_PIDS if target == "local" else None, output_budget=RERUN_OUTPUT_BUDGET,
+                           pids_max=RERUN_PIDS if here else None, output_budget=RERUN_OUTPUT_BUDGET,
                            vouched_cells=vouched)
         timings["run"] = round(time.monotonic() - clock, 4)
         clock = time.monotonic()
@@ -374,14 +375,21 @@ def _rerun_submission(job: RerunJob, workdir: str | None, timings: dict[str, flo
     return result, executed
 
 
+def _is_local(target: str | None) -> bool:
+    """Whether ``target`` is the grader's own machine, unconfined."""
+    from .targets import kind_class
+
+    return kind_class(target).is_local
+
+
 def _system_changes(target: str | None) -> tuple[list[str], list[str]] | None:
     """What the student's code changed in a sealed VM's system, and the VM's limits it ran into,
-    seen by its agent after the last cell."""
-    if not target or not target.startswith("qemu:"):
-        return None
-    from .targets.qemu import system_changes
+    seen by its agent after the last cell (None: the target has no such agent)."""
+    from .targets import kind_class, parse_target
 
-    return system_changes(target)
+    if not target or not kind_class(target).fresh_per_run:
+        return None
+    return parse_target(target).system_changes()
 
 
 def _tamper_flags(result: GradeResult, changes: list[str] | None) -> list[Flag]:
@@ -440,20 +448,22 @@ def _unmount_under(path: Path) -> None:
 def fresh_per_run(target: str | None) -> bool:
     """Whether every rerun on ``target`` gets a machine of its own (see :func:`fresh_target`);
     on other targets what a run leaves outside its working directory is there for the next."""
-    return bool(target) and target.startswith("qemu:")
+    from .targets import kind_class
+
+    return bool(target) and kind_class(target).fresh_per_run
 
 
 @contextlib.contextmanager
 def fresh_target(target: str | None) -> Iterator[str | None]:
-    """The target one rerun uses.  For ``qemu:NAME`` every rerun gets its own
-    new VM (restored from the VM snapshot), destroyed afterwards, so no submission sees
-    what another left behind; other targets are used as they are."""
+    """The target one rerun uses.  On a kind that gives each rerun a machine of its
+    own (``qemu:NAME``: a new VM restored from the VM snapshot) that machine, removed
+    afterwards, so no submission sees what another left behind; other targets are used as they are."""
     if not fresh_per_run(target):
         yield target
         return
-    from .targets.qemu import fresh_qemu  # only qemu reruns need the VM machinery
+    from .targets import parse_target
 
-    with fresh_qemu(target, _say_notices) as spec:
+    with parse_target(target).fresh(_say_notices) as spec:
         yield spec
 
 

@@ -516,6 +516,44 @@ def vm_ssh_info(name: str, fmt: str) -> None:
     click.echo(json.dumps(info.as_json(), indent=2) if fmt == "json" else info.command())
 
 
+@main.group()
+def docker() -> None:
+    """The lab's Docker engine on this machine (Debian's docker.io: `bash scripts/setup --docker`)."""
+
+
+@docker.command("up")
+def docker_up() -> None:
+    """Find the engine, or start it (as root): systemd's docker.service, else a dockerd of its own."""
+    from .engine import EngineError, engine_up
+
+    try:
+        click.echo(engine_up())
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@docker.command("down")
+def docker_down() -> None:
+    """Stop the dockerd `workshop docker up` started (an engine systemd runs is left alone)."""
+    from .engine import engine_down
+
+    click.echo(engine_down())
+
+
+@docker.command("image")
+@click.argument("rootfs", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+def docker_image(rootfs: Path, name: str) -> None:
+    """Make image NAME from the root filesystem ROOTFS (made by `%rootfs ROOTFS`), offline: tar | docker import."""
+    from .engine import EngineError, import_rootfs
+
+    try:
+        image = import_rootfs(rootfs, name)
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name}: {image}")
+
+
 @main.command("doctor")
 @click.option("--target", "spec", help="The target to check (default: $WORKSHOP_TARGET or local).")
 def doctor(spec: str | None) -> None:

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 
 from .shell.leftovers import parse_sweep, sweep_script
-from .targets import Target, TargetError, parse_target
+from .targets import Target, TargetError, kind_class, parse_target
 
 
 @dataclass
@@ -39,7 +39,8 @@ def _version(cmd: list[str]) -> str | None:
     return text[0].strip() if text else "present"
 
 
-def host_checks(kind: str) -> list[Check]:
+def host_checks(needs: frozenset[str] = frozenset()) -> list[Check]:
+    """This machine's virtualization and VM tools; ``needs``: the rows the target cannot work without."""
     from .vm.image import image_for
     from .vm.machine import kvm_device, kvm_failed_recently
 
@@ -67,13 +68,13 @@ def host_checks(kind: str) -> list[Check]:
         "no recent KVM failure", recent is None, recent or "none remembered: VMs use KVM when /dev/kvm works",
         "VMs boot under TCG software emulation (slower) until then", False,
     ))
-    qemu_needed = kind == "qemu"
     for label, cmd, pkg in (
         ("qemu", ["qemu-system-x86_64", "--version"], "qemu-system-x86"),
         ("qemu-img", ["qemu-img", "--version"], "qemu-utils"),
     ):
         version = _version(cmd)
-        checks.append(Check(label, version is not None, version or "not found", f"apt-get install {pkg}", qemu_needed))
+        checks.append(Check(label, version is not None, version or "not found", f"apt-get install {pkg}",
+                            label in needs))
     image = image_for()
     built = image.built
     checks.append(Check(
@@ -87,16 +88,15 @@ def host_checks(kind: str) -> list[Check]:
     ):
         version = _version(cmd)
         checks.append(Check(
-            label, version is not None, version or "not found", f"apt-get install {pkg}", qemu_needed and not built,
+            label, version is not None, version or "not found", f"apt-get install {pkg}", label in needs and not built,
         ))
-    for label, cmd, fix, needed in (
-        ("bakerx", ["bakerx", "--version"], "npm install -g ottomatica/bakerx", kind == "bakerx"),
-        ("VBoxManage", ["VBoxManage", "--version"], "install VirtualBox (https://www.virtualbox.org)", False),
-        ("vagrant", ["vagrant", "--version"], "install Vagrant (apt-get install vagrant, or HashiCorp's package)",
-         kind == "vagrant"),
+    for label, cmd, fix in (
+        ("bakerx", ["bakerx", "--version"], "npm install -g ottomatica/bakerx"),
+        ("VBoxManage", ["VBoxManage", "--version"], "install VirtualBox (https://www.virtualbox.org)"),
+        ("vagrant", ["vagrant", "--version"], "install Vagrant (apt-get install vagrant, or HashiCorp's package)"),
     ):
         version = _version(cmd)
-        checks.append(Check(label, version is not None, version or "not found", fix, needed))
+        checks.append(Check(label, version is not None, version or "not found", fix, label in needs))
     return checks
 
 
@@ -120,17 +120,18 @@ PARTS = (
                                ("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"),
                                ("ssh-keygen", "openssh-client"))),
     ("Vagrant", "--vagrant", (("vagrant", "vagrant"),)),
+    ("Docker", "--docker", (("docker", "docker.io"), ("dockerd", "docker.io"))),
     ("Go (notebook 9)", "--go", (("go", "golang-go"),)),
 )
-PART_OF_KIND = {"local": "local notebooks", "qemu": "qemu micro VM", "vagrant": "Vagrant"}
 
 
 def _have(tool: str) -> bool:
     return bool(shutil.which(tool)) or any(os.path.exists(f"{d}/{tool}") for d in ("/usr/sbin", "/sbin"))
 
 
-def part_checks(kind: str) -> list[Check]:
-    """One row per part: what of it is missing here and the command that installs it."""
+def part_checks(needs: frozenset[str] = frozenset()) -> list[Check]:
+    """One row per part: what of it is missing here and the command that installs it;
+    ``needs``: the rows the target cannot work without."""
     checks = []
     for label, option, tools in PARTS:
         missing = sorted({package for tool, package in tools if not _have(tool)})
@@ -138,12 +139,25 @@ def part_checks(kind: str) -> list[Check]:
         fix = f"`{command}` in a clone of workshop, or apt-get install {' '.join(missing)}" if missing else ""
         checks.append(Check(
             f"setup: {label}", not missing, "all there" if not missing else f"missing {', '.join(missing)}", fix,
-            PART_OF_KIND.get(kind) == label,
+            f"setup: {label}" in needs,
         ))
     checks.append(Check(
         "setup: SSH targets", True, "nothing to install here (the kernel speaks SSH itself)", "",
     ))
+    checks.append(engine_check("Docker engine" in needs))
     return checks
+
+
+def engine_check(required: bool) -> Check:
+    """Whether the lab's Docker engine answers on this machine, and how to get it to."""
+    from .engine import engine_problem, server_version
+
+    version = server_version()
+    if version:
+        return Check("Docker engine", True, f"answers (Docker {version})", "", required)
+    problem = engine_problem() or "the Docker engine did not answer"
+    found, _, fix = problem.partition("; ")
+    return Check("Docker engine", False, found, fix, required)
 
 
 PROBE = r"""
@@ -198,19 +212,10 @@ def target_checks(spec: str) -> list[Check]:
         target = parse_target(spec)
     except TargetError as exc:
         return [Check("target", False, str(exc), "give a valid --target", True)]
-    if target.kind == "qemu":
-        from .vm.machine import VM
-
-        vm = VM(target.name)
-        if not vm.running:
-            return [Check(
-                "target reachable", False, f"the VM '{target.name}' is not running",
-                f"workshop vm up {target.name}", True,
-            )]
-    fix = {
-        "bakerx": f"start it: `bakerx run {target.name} IMAGE` (`bakerx ps` lists the VMs)",
-        "vagrant": f"start it: `vagrant up {target.name}` in the Vagrantfile's directory",
-    }.get(target.kind, "start the machine and its sshd; check host, port, user and key in the target")
+    not_ready = target.not_ready()
+    if not_ready is not None:
+        return [Check("target reachable", False, *not_ready, True)]
+    fix = target.start_hint()
     try:
         target.prepare(None)
     except TargetError as exc:
@@ -251,10 +256,8 @@ def target_checks(spec: str) -> list[Check]:
 
 
 def run_checks(spec: str | None) -> list[Check]:
-    kind = (spec or "local").partition(":")[0] if spec and not spec.startswith("ssh://") else "ssh"
-    if spec in (None, "", "local"):
-        kind = "local"
-    checks = host_checks(kind)
-    checks.extend(part_checks(kind))
+    needs = kind_class(spec or "local").doctor_needs
+    checks = host_checks(needs)
+    checks.extend(part_checks(needs))
     checks.extend(target_checks(spec or "local"))
     return checks

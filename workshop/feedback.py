@@ -163,10 +163,9 @@ def page_data(report: Report, result: GradeResult, assignment: str, others: Sequ
 
 
 def _where(target) -> str:
-    target = str(target or "")
-    if target.startswith("qemu:"):
-        return "on a fresh virtual machine"
-    return "on the grading machine" if target in ("", "local") else "on a clean machine"
+    from .targets import kind_class
+
+    return kind_class(str(target or "")).rerun_where
 
 
 def _environment():

@@ -276,10 +276,10 @@ def check_target(target: str | None, run_student_code_on_this_machine: bool = Fa
         raise ProbeError("the probe needs --target, where the shortcut answers run: --target qemu:grader runs "
                          "each on a fresh VM of its own")
     try:
-        kind = parse_target(target).kind
+        here = parse_target(target).is_local
     except TargetError as exc:
         raise ProbeError(f"--target {target}: {exc}") from None
-    if kind == "local" and not run_student_code_on_this_machine:
+    if here and not run_student_code_on_this_machine:
         raise ProbeError(f"--target local runs the shortcut answers (solutions with lines removed, container "
                          f"steps moved to the host) on this machine as {getpass.getuser()}; add "
                          "--run-student-code-on-this-machine to do that, or use --target qemu:grader for a "

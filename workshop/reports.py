@@ -52,11 +52,9 @@ def proof(report: Report) -> tuple[str, str]:
             "fixed, so every check ran in that fresh run, not in the student's session; the records in the "
             "student's notebook were not used for points. A student who is root on the target can still lie to "
             "a check through the system itself (a replaced binary, a kernel module).")
-    if where == "local":
-        text += (" These reruns ran on the grader's own machine (--run-student-code-on-this-machine): each had a "
-                 "fresh directory, a cgroup and time limits, but no isolation from this machine or from each other.")
-    elif where.startswith("qemu:"):
-        text += " Each submission had a fresh VM of its own, destroyed afterwards."
+    from .targets import kind_class
+
+    text += kind_class(report.rerun_target).rerun_proof if report.rerun_target else ""
     return "Graded from a fresh rerun of every submission", text
 
 

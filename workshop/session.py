@@ -507,7 +507,7 @@ class Session:
         return shell
 
     def _where(self) -> tuple:
-        return (self.target.host, self.target.port, self.target.user, self.target.key)
+        return self.target.address()
 
     def _why_gone(self) -> str:
         assert self.shell is not None

@@ -12,6 +12,7 @@ import selectors
 import signal
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from ..errors import ChannelClosed
 from .result import CommandResult
@@ -61,10 +62,22 @@ class Channel(ABC):
 
 
 class Transport(ABC):
-    """How a target is reached: it opens the shell's channel and uploads files."""
+    """How a target is reached: it opens the shell's channel and uploads files.
+
+    Each transport says where the side commands of its channels run
+    (:meth:`Channel.run_aside`: interrupts, input answers, idle probes).  They
+    must run where the shell runs — on its machine, in its namespaces — since
+    they name the shell's processes and files: a channel that ran them on the
+    kernel's machine instead would signal the wrong processes.
+    """
 
     # The remote host's key, once connected (None on this machine).
     host_key_fingerprint: str | None = None
+
+    @property
+    @abstractmethod
+    def side_commands(self) -> str:
+        """Where the side commands of this transport's channels run, said as a place."""
 
     @abstractmethod
     def channel(self, command: str) -> Channel:
@@ -86,8 +99,10 @@ class Transport(ABC):
 class LocalTransport(Transport):
     """This machine: shells are child processes, uploads are plain writes."""
 
+    side_commands = "on this machine, as child processes of the kernel"
+
     def channel(self, command: str) -> Channel:
-        return LocalChannel(command)
+        return LocalChannel(command, aside=HERE)
 
     def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
         try:
@@ -120,10 +135,19 @@ def _default_signals() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
-class LocalChannel(Channel):
-    """A shell process on this machine, in its own session and process group."""
+# Side commands of a shell that runs on this machine: a plain sh.
+HERE = ("/bin/sh", "-c")
 
-    def __init__(self, command: str, env: dict[str, str] | None = None, cwd: str | None = None):
+
+class LocalChannel(Channel):
+    """A process on this machine, in its own session and process group, that runs
+    the shell (itself, or a command such as ``docker exec`` that runs it elsewhere).
+    ``aside`` is the command line that runs a side command (its last argument)
+    where that shell is: :data:`HERE` when the shell is this process."""
+
+    def __init__(self, command: str, *, aside: Sequence[str], env: dict[str, str] | None = None,
+                 cwd: str | None = None):
+        self.aside = tuple(aside)
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.PIPE,
@@ -167,7 +191,7 @@ class LocalChannel(Channel):
     def run_aside(self, command: str, stdin: bytes = b"", timeout: float = 30) -> CommandResult:
         try:
             done = subprocess.run(
-                ["/bin/sh", "-c", command], input=stdin, capture_output=True, check=False, timeout=timeout
+                [*self.aside, command], input=stdin, capture_output=True, check=False, timeout=timeout
             )
         except subprocess.TimeoutExpired:
             return CommandResult(124, timed_out=True)

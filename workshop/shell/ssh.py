@@ -80,6 +80,9 @@ class Endpoint:
 class SSHConnection(Transport):
     """A logged-in SSH client for one endpoint; reconnects on demand."""
 
+    # a second session beside the shell's on the same connection (_CONTROL_LOOP), as root with sudo
+    side_commands = "on the SSH host, through a control shell beside the cell shell"
+
     def __init__(self, endpoint: Endpoint, connect_timeout: float = 10.0, pin: str = "first-use") -> None:
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import TargetError
-from . import Target
+from .ssh import SSHTarget
 
 INSTALL_HINT = "install it with `npm install -g ottomatica/bakerx` (it needs VirtualBox or hyperkit)"
 
@@ -24,11 +24,18 @@ USAGE = "bakerx:NAME"
 
 
 @dataclass
-class BakerxTarget(Target):
+class BakerxTarget(SSHTarget):
     quick_to_start = False
+    doctor_needs = frozenset({"bakerx"})
 
     def prepare(self, progress=None) -> None:
         self.point_at(bakerx_ssh_info(self.name))
+
+    def start_hint(self) -> str:
+        return f"start it: `bakerx run {self.name} IMAGE` (`bakerx ps` lists the VMs)"
+
+
+TARGET = BakerxTarget
 
 
 def bakerx_target(spec: str, name: str) -> BakerxTarget:

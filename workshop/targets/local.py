@@ -13,11 +13,20 @@ USAGE = "local"
 
 @dataclass
 class LocalTarget(Target):
+    is_local = True
+    rerun_where = "on the grading machine"
+    rerun_proof = (" These reruns ran on the grader's own machine (--run-student-code-on-this-machine): each had a "
+                   "fresh directory, a cgroup and time limits, but no isolation from this machine or from each other.")
+    doctor_needs = frozenset({"setup: local notebooks"})
+
     def describe(self) -> str:
         return "local"
 
     def open(self) -> Transport:
         return LocalTransport()
+
+
+TARGET = LocalTarget
 
 
 def parse(spec: str) -> LocalTarget:

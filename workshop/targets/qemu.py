@@ -8,14 +8,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import TargetError
-from . import Target
+from .ssh import SSHTarget
 
 USAGE = "qemu:NAME (the built-in micro VM)"
 
 
 @dataclass
-class QemuTarget(Target):
+class QemuTarget(SSHTarget):
     quick_to_start = False
+    fresh_per_run = True
+    rerun_where = "on a fresh virtual machine"
+    rerun_proof = " Each submission had a fresh VM of its own, destroyed afterwards."
+    # debootstrap and mkfs.ext4 only until the image is built (doctor.py asks)
+    doctor_needs = frozenset({"qemu", "qemu-img", "debootstrap", "mkfs.ext4", "setup: qemu micro VM"})
 
     def prepare(self, progress=None) -> None:
         """Boot the VM if it is not running (building its image the first time);
@@ -62,6 +67,55 @@ class QemuTarget(Target):
 
         where = vm_dir(self.name)
         return GuestAgent(where) if is_sealed(where) else None
+
+    def fresh(self, progress=None):
+        return fresh_qemu(self.spec, progress)
+
+    def system_changes(self) -> tuple[list[str], list[str]] | None:
+        return system_changes(self.spec)
+
+    def not_ready(self) -> tuple[str, str] | None:
+        from ..vm.machine import VM
+
+        if VM(self.name).running:
+            return None
+        return f"the VM '{self.name}' is not running", f"workshop vm up {self.name}"
+
+    def switch_note(self) -> str:
+        """What the next cell will wait for, said now: %target itself starts nothing, and a
+        student who runs the next cell should know it boots a machine (timings: BENCHMARKS.md)."""
+        from ..vm.image import image_for
+        from ..vm.machine import VM, VMError, kvm_usable
+
+        try:
+            if VM(self.name).running:
+                return f"the VM {self.name} is running: the next cell runs there at once\n"
+        except VMError:
+            return ""
+        kvm, why = kvm_usable()
+        boot = ("a few seconds with KVM (should KVM fail here, qemu falls back to emulating the CPU: up to a minute)"
+                if kvm else f"10-30 s without KVM, as here ({why}): qemu emulates the CPU")
+        note = f"the next cell boots the VM {self.name} first: {boot}"
+        if not image_for().built:
+            note += "; before that, the VM's image is built once (debootstrap): 1-3 minutes"
+        return note + ".\n"
+
+
+TARGET = QemuTarget
+
+
+def completions() -> list[str]:
+    """The micro VMs made on this machine."""
+    from ..vm.machine import VM, VMError, vms_dir
+
+    specs = []
+    for path in sorted(vms_dir().iterdir()):
+        try:
+            if VM(path.name).exists:
+                specs.append(f"qemu:{path.name}")
+        except VMError:  # not a VM's directory (the image cache)
+            continue
+    return specs
 
 
 @contextlib.contextmanager

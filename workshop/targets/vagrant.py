@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import TargetError
-from . import Target
+from .ssh import SSHTarget
 
 NOT_RUNNING = ("not yet ready for ssh", "not created", "poweroff", "is not running", "saved")
 
@@ -22,11 +22,18 @@ USAGE = "vagrant:NAME"
 
 
 @dataclass
-class VagrantTarget(Target):
+class VagrantTarget(SSHTarget):
     quick_to_start = False
+    doctor_needs = frozenset({"vagrant", "setup: Vagrant"})
 
     def prepare(self, progress=None) -> None:
         self.point_at(vagrant_ssh_config(self.name))
+
+    def start_hint(self) -> str:
+        return f"start it: `vagrant up {self.name}` in the Vagrantfile's directory"
+
+
+TARGET = VagrantTarget
 
 
 def vagrant_target(spec: str, name: str) -> VagrantTarget:

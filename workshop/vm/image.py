@@ -45,6 +45,10 @@ PACKAGES = (
     "golang-go",  # the "container in Go" notebook: Go 1.19 ships its standard library compiled, so builds are quick
     "perl",  # Digest::SHA: the shell relay takes only signed input (perl-base alone has no digest)
     "kmod",
+    "docker.io",  # the lab's Docker engine, started at boot (rcS); images are imported, never pulled
+    "docker-registry",  # notebook 07 starts one on loopback for skopeo
+    "skopeo",  # notebook 07 copies images between the engine, OCI layouts, directories and that registry
+    "containernetworking-plugins",  # skopeo's container-network-stack, a virtual package debootstrap cannot choose
     "systemd-sysv",
     "linux-image-cloud-amd64",
 )
@@ -366,6 +370,13 @@ done
 $bb mkdir -p /run/sshd /run/lock /var/log
 $bb chmod 0755 /run/sshd
 [ -s /etc/machine-id ] || $bb tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id
+# The lab's Docker engine, in the background (no bridge, no iptables: containers get
+# loopback only, as with --network none); it ends with the VM.
+if [ -x /usr/sbin/dockerd ]; then
+    $bb mkdir -p /run/workshop
+    /usr/sbin/dockerd --pidfile /run/workshop/dockerd.pid --bridge=none --iptables=false \
+        </dev/null >/var/log/workshop-dockerd.log 2>&1 &
+fi
 read -r up _ < /proc/uptime
 echo "workshop: rcS done after $up s" > /dev/console
 """,
