@@ -1,6 +1,6 @@
 """The shell session alone, without Jupyter: where a cell's time goes.
 
-Runs workshop's ShellSession in this process, on this machine and over the
+Runs workshop's PersistentShell in this process, on this machine and over the
 loopback sshd, and reports the round trip of a `true` cell and the throughput
 of a cell that prints N MB (output discarded).  Compared with bench/kernels.py,
 the difference is what the kernel and the messaging protocol add.
@@ -25,14 +25,14 @@ os.environ.setdefault("WORKSHOP_DATA_DIR", tempfile.mkdtemp(prefix="workshop-ben
 from sshd import start_sshd  # noqa: E402
 
 from workshop.shell.channels import LocalChannel  # noqa: E402
-from workshop.shell.session import ShellSession  # noqa: E402
+from workshop.shell.persistent import PersistentShell  # noqa: E402
 from workshop.targets import parse_target  # noqa: E402
 
 MB = 1_000_000
 
 
 def measure(label: str, factory, cells: int, size: int) -> str:
-    shell = ShellSession(factory)
+    shell = PersistentShell(factory)
     shell.start()
     received = 0
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from workshop.shell.channels import HERE, LocalChannel
 from workshop.shell.framing import MarkerScanner, quote_bash_line
-from workshop.shell.session import ShellSession
+from workshop.shell.persistent import PersistentShell
 
 FRAGMENTS = [
     "echo a", "echo b >&2", "'", '"', "`", "{", "}", "(", ")", "[", "]", "$(", "${", "\\", "\n", ";",
@@ -22,12 +22,12 @@ FRAGMENTS = [
 ]
 
 
-def _session(flavour: str) -> ShellSession:
+def _session(flavour: str) -> PersistentShell:
     if flavour == "sh":
         env = {"PATH": _busybox_path()}
     else:
         env = None
-    session = ShellSession(lambda command: LocalChannel(command, aside=HERE, env=env, cwd="/tmp"))
+    session = PersistentShell(lambda command: LocalChannel(command, aside=HERE, env=env, cwd="/tmp"))
     session.start()
     return session
 
@@ -63,7 +63,7 @@ def session(request):
     s.close()
 
 
-def _run(session: ShellSession, code: str):
+def _run(session: PersistentShell, code: str):
     out: list[bytes] = []
     err: list[bytes] = []
     outcome = session.run(code, lambda name, data: (out if name == "stdout" else err).append(data), timeout=20)
@@ -129,6 +129,6 @@ def test_bash_quoting_is_one_line():
     ],
 )
 def test_read_prompts_are_found_as_getopts_would(args, expected):
-    from workshop.shell.session import _read_prompt
+    from workshop.shell.persistent import _read_prompt
 
     assert _read_prompt("\x1f".join(args) + "\x1f") == expected

@@ -36,8 +36,8 @@ from .settings import Settings
 from .shell.channels import Transport
 from .shell.clean import DUMP_VARIABLES, check_command, check_program, collect, parse_variables, stop_command
 from .shell.leftovers import parse_sweep, sweep_script
+from .shell.persistent import InputCallback, PersistentShell
 from .shell.result import CommandResult
-from .shell.session import InputCallback, ShellSession
 from .targets import Target, parse_target
 from .tasks import VOUCHED, record_task
 
@@ -166,7 +166,7 @@ class Session:
         # kernel marks them so that an interrupt can raise KeyboardInterrupt.
         self.blocking_wait = blocking_wait
         self.target, self.target_source, self._target_error = initial_target(self.settings)
-        self.shell: ShellSession | None = None
+        self.shell: PersistentShell | None = None
         self._transport: Transport | None = None
         self._transport_to: tuple = ()  # where the transport connects (host, port, user, key)
         self._ended_notice: str | None = None
@@ -464,7 +464,7 @@ class Session:
     def _shell_usable(self) -> bool:
         return self.shell is not None and self.shell.alive and not self.target.gone()
 
-    def _ensure_shell(self, ctx: CellContext | None) -> ShellSession:
+    def _ensure_shell(self, ctx: CellContext | None) -> PersistentShell:
         frozen = self.target.unreachable()
         if frozen:  # said before anything waits on it; a shell there is kept for when it runs again
             raise TargetError(frozen)
@@ -483,7 +483,7 @@ class Session:
         if self._transport is None:
             self._transport = self.target.open()
             self._transport_to = self._where()
-        shell = ShellSession(self._transport.channel, unreachable=self.target.unreachable)
+        shell = PersistentShell(self._transport.channel, unreachable=self.target.unreachable)
         try:
             # a grading rerun (target locked) runs what the notebook says, whoever's ~/.bashrc is there
             shell.start(bashrc=self.settings.bashrc and not self.settings.target_locked,

@@ -1,7 +1,7 @@
 """Byte pipes to a shell process: on this machine, or over one SSH connection.
 
 A channel knows nothing about cells; it moves bytes and runs short side
-commands (signals, input) next to the shell.  The framing lives in session.py.
+commands (signals, input) next to the shell.  The framing lives in framing.py and persistent.py.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ KILL_GRACE = 0.6
 # the next cell starts a new one.
 UNRESPONSIVE_AFTER = 5.0
 # Seconds of silence in a cell before the runner looks from outside whether the
-# shell is still busy with it (see ShellSession._watch).
+# shell is still busy with it (see PersistentShell._watch).
 PROBE_AFTER = 1.0
 # How long such a look may wait for its answer, and how long a target may not
 # answer at all before the cell ends (a frozen machine that cannot say so itself).
@@ -178,7 +178,7 @@ def descendants_kill(pid: int, signal: str, keep_file: str | None = None) -> str
             f"kill -{signal} \"$p\" 2>/dev/null; done")
 
 
-class ShellSession:
+class PersistentShell:
     """One long-lived shell on a channel.
 
     ``run`` is called from one thread at a time; ``interrupt`` may be called from
