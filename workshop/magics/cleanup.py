@@ -13,8 +13,8 @@ ARGS = arguments("cleanup")
 
 
 def run(ctx: CellContext, args: Namespace) -> None:
-    keys = ctx.runner.cleanup_keys()
-    dead = ctx.runner.sweep_leftovers()
+    keys = ctx.session.cleanup_keys()
+    dead = ctx.session.sweep_leftovers()
     for items in dead.values():
         for item in items:
             ctx.print(f"left by a kernel that died: {item}\n")
@@ -22,7 +22,7 @@ def run(ctx: CellContext, args: Namespace) -> None:
         if not dead:
             ctx.print("nothing to clean up\n")
         return
-    failed = ctx.runner.run_cleanups()
+    failed = ctx.session.run_cleanups()
     for key in reversed([k for k in keys if k not in failed]):
         ctx.print(f"removed {key}\n")
     if failed:

@@ -4,7 +4,7 @@ Magics never see the kernel or the session.  They get a :class:`CellContext`
 with the operations they need: run hidden shell code on the target, upload a
 file, register a cleanup, keep state between cells, print, and add to the
 cell's record.  The session (``workshop.session``) provides them through the
-small :class:`Runner` protocol.
+small :class:`SessionOps` protocol.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 AfterHook = Callable[["CellContext", "CommandResult | None"], None]
 
 
-class Runner(Protocol):
-    """The operations of the cell runner that magics use."""
+class SessionOps(Protocol):
+    """The operations of the session (workshop.session.Session) that magics use."""
 
     target: Target
     target_source: str
@@ -44,8 +44,8 @@ class Runner(Protocol):
 class CellContext:
     """One cell's run, as magics see it."""
 
-    def __init__(self, runner: Runner, record: Record, emit: Callable[[str, str], None]):
-        self.runner = runner
+    def __init__(self, session: SessionOps, record: Record, emit: Callable[[str, str], None]):
+        self.session = session
         self.record = record
         self._emit = emit  # (stream, text): text of ours, shown and digested with the cell's output
         self.outcome: CommandResult | None = None
@@ -61,11 +61,11 @@ class CellContext:
     # ---- the target -----------------------------------------------------
     @property
     def target(self) -> Target:
-        return self.runner.target
+        return self.session.target
 
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult:
         """Run shell code in the cell's shell without showing its output."""
-        return self.runner.run_hidden(code, timeout=timeout)
+        return self.session.run_hidden(code, timeout=timeout)
 
     def run_script(self, script: str, what: str, timeout: float | None = 120) -> str:
         """Run ``script`` (POSIX sh) in a subshell, hidden; its stdout, or a
@@ -76,20 +76,20 @@ class CellContext:
         return result.stdout
 
     def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
-        return self.runner.upload(path, data, mode)
+        return self.session.upload(path, data, mode)
 
     # ---- what outlives the cell -----------------------------------------------
     def register_cleanup(self, key: str, shell_code: str) -> None:
         """Shell code that undoes something a magic made (a mount, a cgroup...);
         run by %cleanup, at shutdown and at restart, newest first."""
-        self.runner.register_cleanup(key, shell_code)
+        self.session.register_cleanup(key, shell_code)
 
     def forget_cleanup(self, key: str) -> None:
-        self.runner.forget_cleanup(key)
+        self.session.forget_cleanup(key)
 
     def state(self, key: str, factory: Callable[[], Any]) -> Any:
         """State a magic keeps between cells of this session (named snapshots...)."""
-        return self.runner.state(key, factory)
+        return self.session.state(key, factory)
 
     def after(self, hook: AfterHook) -> None:
         """Run ``hook(ctx, outcome)`` once the cell's shell code has finished,

@@ -25,13 +25,13 @@ ARGS.add_argument("spec", nargs="?", metavar="SPEC", completions=_specs,
 
 def run(ctx: CellContext, args: Namespace) -> None:
     if args.spec is None:
-        ctx.print(f"target: {ctx.target.spec} ({ctx.runner.target_source})\n")
+        ctx.print(f"target: {ctx.target.spec} ({ctx.session.target_source})\n")
         return
     try:
         target = parse_target(args.spec)
     except TargetError as exc:
         raise MagicError(str(exc)) from None
-    ctx.runner.switch_target(target, source="%target")  # refused when the run fixed the target
+    ctx.session.switch_target(target, source="%target")  # refused when the run fixed the target
     ctx.print(f"target: {target.spec}\n{target.switch_note()}")
 
 

@@ -27,10 +27,10 @@ ARGS.add_argument("seconds", nargs="?", type=_seconds, default=False, metavar="S
 
 def run(ctx: CellContext, args: argparse.Namespace) -> None:
     if args.seconds is False:  # no argument: say what it is
-        current = ctx.runner.timeout
+        current = ctx.session.timeout
         ctx.print(f"timeout: {f'{current:g} s' if current else 'off'}\n")
         return
-    ctx.runner.timeout = args.seconds
+    ctx.session.timeout = args.seconds
 
 
 register(Magic("timeout", "interrupt this and later cells after N seconds (off to disable)", run, ARGS,
