@@ -1,4 +1,4 @@
-"""The Jupyter kernel: messages in, cell-runner calls, messages out.
+"""The Jupyter kernel: messages in, calls on the workshop session, messages out.
 
 Everything about running a cell lives in :mod:`workshop.session`; this module
 only speaks the protocol: it streams output to IOPub without outrunning it (or
@@ -60,11 +60,11 @@ class WorkshopKernel(Kernel, Settings):
         # True while the main thread blocks in a wait that only an exception can
         # end (the input box, a VM booting): an interrupt then raises KeyboardInterrupt.
         self._in_blocking_wait = False
-        self.runner = Session(self, blocking_wait=self._blocking_wait)
+        self.workshop_session = Session(self, blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
-            self.runner.shown_limit = min(self.output_limit or self.server_output_limit, self.server_output_limit)
+            self.workshop_session.shown_limit = min(self.output_limit or self.server_output_limit, self.server_output_limit)
         self._output = StreamCoalescer(self._pacer.write if self._pacer else self._stream)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
@@ -92,7 +92,7 @@ class WorkshopKernel(Kernel, Settings):
                          cell_meta: dict | None = None, cell_id: str | None = None) -> dict:
         self._allow_stdin = allow_stdin  # what raw_input/getpass consult
         pacer = None if silent else self._pacer
-        run = self.runner.run_cell(
+        run = self.workshop_session.run_cell(
             code,
             on_output=None if silent else self._output.write,
             on_input=self._input if allow_stdin else None,
@@ -149,7 +149,7 @@ class WorkshopKernel(Kernel, Settings):
 
         def progress(text: str) -> None:
             self._output.flush()  # what the cell printed comes first
-            spec = self.runner.target.spec
+            spec = self.workshop_session.target.spec
             lines = [f"{spec}: {line}" for line in (*notices, text) if line]
             if isinstance(text, Notice):
                 notices.append(text)
@@ -180,24 +180,24 @@ class WorkshopKernel(Kernel, Settings):
     # ---- interrupts ------------------------------------------------------
     def _on_sigint(self, signum, frame) -> None:
         # Signal handlers must not block on the locks the reading thread holds.
-        threading.Thread(target=self.runner.interrupt, daemon=True).start()
+        threading.Thread(target=self.workshop_session.interrupt, daemon=True).start()
         if self._in_blocking_wait:
             # ipykernel waits for an input reply until a KeyboardInterrupt, and a
             # booting VM until it is up: the interrupt ends the wait.
             raise KeyboardInterrupt
 
     async def interrupt_request(self, stream, ident, parent):
-        self.runner.interrupt()
+        self.workshop_session.interrupt()
         if self._in_blocking_wait:
             os.kill(os.getpid(), signal.SIGINT)  # to end the wait in the main thread
         self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 
     # ---- completion, inspection and is_complete ----------------------------
     async def do_complete(self, code: str, cursor_pos: int) -> dict:
-        return complete(code, cursor_pos, self.runner.complete)
+        return complete(code, cursor_pos, self.workshop_session.complete)
 
     async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections=()) -> dict:
-        return inspect(code, cursor_pos, detail_level, self.runner)
+        return inspect(code, cursor_pos, detail_level, self.workshop_session)
 
     async def do_is_complete(self, code: str) -> dict:
         return is_complete(code)
@@ -231,7 +231,7 @@ class WorkshopKernel(Kernel, Settings):
 
     # ---- shutdown --------------------------------------------------------
     async def do_shutdown(self, restart: bool) -> dict:
-        self.runner.close()
+        self.workshop_session.close()
         return {"status": "ok", "restart": restart}
 
 

@@ -1,4 +1,4 @@
-"""The cell runner: one target, one persistent shell, cells in, records out.
+"""The session: one target, one persistent shell, cells in, records out.
 
 A :class:`Session` knows nothing of Jupyter.  It owns where cells run (the
 target and its connection), the shell on it, what magics made and must undo
@@ -382,7 +382,7 @@ class Session:
         text = "; ".join(f"{c['name']}: {c['message']}" for c in failed)
         return CellFailure("CheckFailed", f"failed checks: {text}", record.exit_status)
 
-    # ---- what magics may do (magics.context.Runner) -----------------------------
+    # ---- what magics may do (magics.context.SessionOps) -----------------------------
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult:
         """Run shell code in the session's shell without showing its output."""
         shell = self._ensure_shell(None)

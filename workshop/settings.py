@@ -26,7 +26,7 @@ def _env(name: str) -> str | None:
 
 
 class Settings(Configurable):
-    """What a cell runner, the VM and the tools read from the environment."""
+    """What a session, the VM and the tools read from the environment."""
 
     target = Unicode("", help="Where cells run when the notebook does not say (WORKSHOP_TARGET).").tag(
         config=True, env="WORKSHOP_TARGET")

@@ -1,4 +1,4 @@
-"""The framing protocol between the runner and its persistent shell.
+"""The framing protocol between the session and its persistent shell.
 
 The shell is an *interactive* shell (``bash -i`` or ``sh -i``) reading commands
 from a pipe, with its own diagnostics sent to /dev/null.  An interactive shell
@@ -23,7 +23,7 @@ runner then sends a line of its own, ``\\__ws_post SEQ TOKEN2``, with a new toke
 The driver calls only builtins, through ``builtin``, and keywords (``[[ ]]``):
 a cell that redefines ``[``, ``test``, ``printf`` or ``kill`` does not reach it.
 A cell that breaks its shell beyond that (shadowing ``builtin`` itself,
-disabling builtins, closing the framing descriptors) is caught by the runner's
+disabling builtins, closing the framing descriptors) is caught by the session's
 idle probe: the shell waits for input, yet the cell never ended.
 """
 
@@ -248,7 +248,7 @@ __ws_on_err() {{
   builtin return 0
 }}
 __ws_on_debug() {{
-  # a cell that catches SIGINT still stops at its next command (the runner
+  # a cell that catches SIGINT still stops at its next command (the session
   # removes the abort flag once the cell has ended); a cell in a subshell of its own ends there
   if [[ "${{BASH_COMMAND#?__ws_}}" == "$BASH_COMMAND" && -e "$__ws_dir/abort" ]]; then
     if [[ $BASHPID != $$ ]]; then builtin exit 130; fi

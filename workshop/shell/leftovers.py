@@ -1,6 +1,6 @@
 """What a dead kernel left on its target, found and removed by the next one.
 
-Every shell the runner starts keeps a state directory on the target
+Every shell the session starts keeps a state directory on the target
 (``/tmp/.workshop-<nonce>``) with an ``owner`` line (the shell's pid, its start
 time and the boot id, so a reused pid or a reboot is not mistaken for it), a
 ``user`` line (whose it is: the uid that ran ``sudo``, else the shell's own; a

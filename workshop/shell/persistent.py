@@ -37,7 +37,7 @@ KILL_GRACE = 0.6
 # frames cells (a cell pointed the kernel's descriptors elsewhere, say): it is stopped and
 # the next cell starts a new one.
 UNRESPONSIVE_AFTER = 5.0
-# Seconds of silence in a cell before the runner looks from outside whether the
+# Seconds of silence in a cell before the session looks from outside whether the
 # shell is still busy with it (see PersistentShell._watch).
 PROBE_AFTER = 1.0
 # How long such a look may wait for its answer, and how long a target may not
