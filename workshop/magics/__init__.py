@@ -91,6 +91,9 @@ def lookup(call: MagicLine) -> Magic:
 
 
 def load_all() -> None:
-    """Import every module of this package, so each magic registers itself."""
+    """Import every module of this package, so each magic registers itself
+    (a name starting with ``_`` is shared code, not a magic)."""
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
         importlib.import_module(f"{__name__}.{info.name}")

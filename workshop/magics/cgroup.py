@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MagicError
 from . import Magic, arguments, register
-from .container import q, safe_name, token
+from ._shared import q, safe_name, token
 from .context import CellContext
 
 STATS = ("memory", "pids")  # controllers joined for the record even without limits

@@ -6,7 +6,7 @@ from argparse import Namespace
 
 from ..arguments import FILES
 from . import Magic, arguments, register
-from .container import chroot_command, resolve_root
+from ._shared import chroot_command, resolve_root
 from .context import CellContext
 
 ARGS = arguments("chroot", cell=True)

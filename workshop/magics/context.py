@@ -52,7 +52,7 @@ class CellContext:
         self.expectations: list[Expectation] = []
         self.check_scripts: list[ScriptCheck] = []
         self._after: list[AfterHook] = []
-        # What stacked cell magics tell each other (see magics.container).
+        # What stacked cell magics tell each other (see magics._shared).
         self.stack: dict[str, str] = {}
         # Set when a cell magic wrapped the body: it then runs in another shell
         # (inside unshare, chroot, a cgroup), whose failures bash cannot see.

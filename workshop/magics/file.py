@@ -7,7 +7,7 @@ import re
 
 from ..arguments import FILES
 from . import Magic, arguments, register
-from .container import q
+from ._shared import q
 from .context import CellContext
 
 

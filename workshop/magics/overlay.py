@@ -17,7 +17,7 @@ from argparse import Namespace
 from ..arguments import FILES
 from ..errors import MagicError
 from . import Magic, arguments, register
-from .container import chroot_command, q, resolve_root, safe_name, token
+from ._shared import chroot_command, q, resolve_root, safe_name, token
 from .context import CellContext
 
 CELL_ARGS = arguments("overlay", cell=True)

@@ -28,7 +28,7 @@ import struct
 from ..arguments import FILES
 from ..errors import MagicError
 from . import Magic, arguments, register
-from .container import q
+from ._shared import q
 from .context import CellContext
 
 TRANSPORTS = (

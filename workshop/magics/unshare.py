@@ -13,7 +13,7 @@ import argparse
 import re
 
 from . import Magic, arguments, register
-from .container import as_command, q
+from ._shared import as_command, q
 from .context import CellContext
 
 NAMESPACES = {  # flag letter -> long option, as util-linux unshare spells them, and what it does

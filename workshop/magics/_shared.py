@@ -1,4 +1,4 @@
-"""Helpers shared by the container magics (%%chroot, %%overlay, %%unshare,
+"""What the container magics share (%%chroot, %%overlay, %%unshare,
 %%cgroup, %rootfs, %%file): safe names and quoting, the root of a chroot, and
 what stacked cell magics tell each other (``ctx.stack``).
 
