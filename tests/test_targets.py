@@ -202,3 +202,18 @@ def test_posix_sh_when_the_target_has_no_bash(start_kernel, tmp_path):
     interrupted = kernel.run("sleep 20; echo never")
     assert interrupted.exit_status == 130 and "never" not in interrupted.stdout
     assert kernel.run("echo $X").stdout == "42\n"
+
+
+def test_the_callers_settings_reach_the_ssh_alias_lookup(tmp_path, monkeypatch):
+    """A config value of the kernel's (not only the environment) decides which SSH config is read."""
+    from workshop.settings import Settings
+    from workshop.targets import parse_target
+
+    config = tmp_path / "ssh_config"
+    config.write_text("Host lab\n  HostName 10.0.0.7\n  User student\n  Port 2222\n")
+    monkeypatch.delenv("WORKSHOP_SSH_CONFIG", raising=False)
+    settings = Settings()
+    settings.ssh_config = str(config)
+    target = parse_target("ssh:lab", settings)
+    assert (target.host, target.port, target.user) == ("10.0.0.7", 2222, "student")
+    assert target.settings is settings

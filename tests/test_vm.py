@@ -318,7 +318,7 @@ def test_a_failing_kvm_falls_back_to_tcg_by_itself(vm_image, tmp_path, monkeypat
     fake.write_text(FAKE_KVM_QEMU.replace("{real}", real))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(machine, "kvm_usable", lambda: (True, "/dev/kvm works"))
+    monkeypatch.setattr(machine, "kvm_usable", lambda settings=None: (True, "/dev/kvm works"))
     marker = machine._kvm_broken_file()
     before = marker.read_text() if marker.exists() else None
     vm = VM("wskvm")

@@ -20,6 +20,7 @@ import pytest
 
 from workshop.paths import known_hosts_file
 from workshop.shell.ssh import Endpoint, SSHConnection
+from workshop.targets import parse_target
 from workshop.targets.qemu import fresh_qemu
 from workshop.vm import VM, build_image
 from workshop.vm.clone import fresh_vm, start_fresh, sweep_orphans
@@ -153,7 +154,7 @@ def test_a_kernel_runs_cells_on_a_fresh_vm(small_vms, installed_kernelspec):
     from conftest import kernel_env
     from harness import KernelHarness
 
-    with fresh_qemu("qemu:snapkernel") as spec:
+    with fresh_qemu(parse_target("qemu:snapkernel")) as spec:
         kernel = KernelHarness(kernel_env(spec))
         try:
             reply = kernel.run("cat /etc/hostname; id -u", timeout=300)

@@ -564,8 +564,9 @@ def doctor(spec: str | None) -> None:
     from .doctor import run_checks
     from .settings import Settings
 
-    spec = spec or Settings().target or "local"
-    checks = run_checks(spec)
+    settings = Settings()
+    spec = spec or settings.target or "local"
+    checks = run_checks(spec, settings)
     table = Table("", "check", "found", "fix", title=f"workshop doctor (target {spec})")
     failed = 0
     for check in checks:

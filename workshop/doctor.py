@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .settings import Settings
 from .shell.leftovers import parse_sweep, sweep_script
 from .targets import Target, TargetError, kind_class, parse_target
 
@@ -207,9 +208,9 @@ def _leftovers_check(sweep_output: str) -> Check:
     )
 
 
-def target_checks(spec: str) -> list[Check]:
+def target_checks(spec: str, settings: Settings | None = None) -> list[Check]:
     try:
-        target = parse_target(spec)
+        target = parse_target(spec, settings)
     except TargetError as exc:
         return [Check("target", False, str(exc), "give a valid --target", True)]
     not_ready = target.not_ready()
@@ -255,9 +256,9 @@ def target_checks(spec: str) -> list[Check]:
     return checks
 
 
-def run_checks(spec: str | None) -> list[Check]:
+def run_checks(spec: str | None, settings: Settings | None = None) -> list[Check]:
     needs = kind_class(spec or "local").doctor_needs
     checks = host_checks(needs)
     checks.extend(part_checks(needs))
-    checks.extend(target_checks(spec or "local"))
+    checks.extend(target_checks(spec or "local", settings))
     return checks

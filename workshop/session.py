@@ -671,7 +671,7 @@ def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
 
     A bad spec is not dropped silently: the first cell reports it (third item).
     """
-    local = parse_target("local")
+    local = parse_target("local", settings)
     candidates = []
     spec = None if settings.target_locked else notebook_target()
     if spec:
@@ -680,7 +680,7 @@ def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
         candidates.append((settings.target, "WORKSHOP_TARGET"))
     for spec, source in candidates:
         try:
-            return parse_target(spec), source, None
+            return parse_target(spec, settings), source, None
         except TargetError as exc:
             return local, source, f"the target from {source} is not usable: {exc}; fix it or choose one with %target SPEC"
     return local, "default", None

@@ -18,6 +18,7 @@ from ..shell.result import CommandResult
 
 if TYPE_CHECKING:
     from ..checks import Expectation, ScriptCheck
+    from ..settings import Settings
     from ..targets import Target
 
 AfterHook = Callable[["CellContext", "CommandResult | None"], None]
@@ -26,6 +27,7 @@ AfterHook = Callable[["CellContext", "CommandResult | None"], None]
 class SessionOps(Protocol):
     """The operations of the session (workshop.session.Session) that magics use."""
 
+    settings: Settings
     target: Target
     target_source: str
     timeout: float | None

@@ -28,7 +28,7 @@ def run(ctx: CellContext, args: Namespace) -> None:
         ctx.print(f"target: {ctx.target.spec} ({ctx.session.target_source})\n")
         return
     try:
-        target = parse_target(args.spec)
+        target = parse_target(args.spec, ctx.session.settings)
     except TargetError as exc:
         raise MagicError(str(exc)) from None
     ctx.session.switch_target(target, source="%target")  # refused when the run fixed the target

@@ -4,7 +4,7 @@ Each kind of target is one module of this package, found by the spec's
 prefix: ``local`` → :mod:`.local`, ``ssh://…`` and ``ssh:ALIAS`` → :mod:`.ssh`,
 ``qemu:NAME`` → :mod:`.qemu`, ``docker:NAME`` → :mod:`.docker`, and so on.  A
 kind's module has ``USAGE`` (one line for the help text), ``TARGET`` (its
-Target subclass) and ``parse(spec) -> Target``, and may have
+Target subclass) and ``parse(spec, settings) -> Target``, and may have
 ``completions() -> list[str]`` (specs worth offering for ``%target``).  The
 Target subclass carries everything callers ask of a kind: how it describes
 itself and its record, how to get it ready (``prepare``) and reach it
@@ -21,11 +21,12 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import ClassVar
 
 from ..errors import TargetError
+from ..settings import Settings
 from ..shell.channels import Transport
 
 Progress = Callable[[str], None]
@@ -44,6 +45,9 @@ class Target(ABC):
     sudo: bool = False
     # filled in once connected (the SSH host key; None elsewhere)
     host_key_fingerprint: str | None = None
+    # The settings of the kernel or command that named this target (the SSH config
+    # file, the VM's settings...): passed down by parse_target, never read afresh.
+    settings: Settings | None = field(default=None, repr=False, compare=False, kw_only=True)
     # False for kinds that may boot a machine or ask a slow tool before a shell
     # can start: nothing but a cell should pay for that (never a Tab key).
     quick_to_start: ClassVar[bool] = True
@@ -176,10 +180,16 @@ def kind_class(spec: str | None) -> type[Target]:
     return getattr(module, "TARGET", Target) if module is not None else Target
 
 
-def parse_target(spec: str) -> Target:
-    """Turn a target spec into a Target of its kind; raises TargetError saying how to fix it."""
+def parse_target(spec: str, settings: Settings | None = None) -> Target:
+    """Turn a target spec into a Target of its kind; raises TargetError saying how to fix it.
+
+    ``settings`` are the caller's (the kernel's, the command's): the target keeps
+    them, so a configured value reaches the SSH config lookup and the VM."""
     spec = spec.strip()
     module = _module(_kind_of(spec))
     if module is None:
         raise TargetError(f"unknown target '{spec}'; {target_usage()}")
-    return module.parse(spec)
+    settings = settings if settings is not None else Settings()
+    target = module.parse(spec, settings)
+    target.settings = settings
+    return target

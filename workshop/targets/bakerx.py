@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import TargetError
+from ..settings import Settings
 from .ssh import SSHTarget
 
 INSTALL_HINT = "install it with `npm install -g ottomatica/bakerx` (it needs VirtualBox or hyperkit)"
@@ -90,5 +91,5 @@ def bakerx_ssh_info(name: str, timeout: float = 60) -> dict:
     }
 
 
-def parse(spec: str) -> BakerxTarget:
+def parse(spec: str, settings: Settings) -> BakerxTarget:
     return bakerx_target(spec, spec.partition(":")[2])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..engine import docker_command, engine_problem
 from ..errors import TargetError
+from ..settings import Settings
 from ..shell.channels import Channel, LocalChannel, Transport
 from ..shell.result import CommandResult
 from . import Target
@@ -116,7 +117,7 @@ def completions() -> list[str]:
     return done.stdout.split() if done.returncode == 0 else []
 
 
-def parse(spec: str) -> DockerTarget:
+def parse(spec: str, settings: Settings) -> DockerTarget:
     name = spec.partition(":")[2]
     if not name:
         raise TargetError("'docker:' needs a container name, e.g. docker:lab (`docker ps` lists the running ones)")

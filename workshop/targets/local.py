@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import TargetError
+from ..settings import Settings
 from ..shell.channels import LocalTransport, Transport
 from . import Target
 
@@ -29,7 +30,7 @@ class LocalTarget(Target):
 TARGET = LocalTarget
 
 
-def parse(spec: str) -> LocalTarget:
+def parse(spec: str, settings: Settings) -> LocalTarget:
     if spec not in ("", "local"):
         raise TargetError(f"'{spec}': the local target takes no name or options; write local")
     return LocalTarget(spec="local", kind="local", name="local")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import TargetError
+from ..settings import Settings
 from .ssh import SSHTarget
 
 USAGE = "qemu:NAME (the built-in micro VM)"
@@ -28,7 +29,7 @@ class QemuTarget(SSHTarget):
         from ..vm import VM, VMError
 
         try:
-            info = VM(self.name).up(progress)
+            info = VM(self.name, settings=self.settings).up(progress)
         except VMError as exc:
             raise TargetError(f"{self.spec}: {exc}") from None
         self.point_at(info.as_json())
@@ -36,13 +37,13 @@ class QemuTarget(SSHTarget):
     def gone(self) -> bool:
         from ..vm import VM
 
-        vm = VM(self.name)
+        vm = VM(self.name, settings=self.settings)
         return not vm.running or vm.state().get("port") != self.port
 
     def unreachable(self) -> str | None:
         from ..vm import VM
 
-        pid = VM(self.name).pid()
+        pid = VM(self.name, settings=self.settings).pid()
         if pid is None:
             return None
         try:
@@ -69,15 +70,15 @@ class QemuTarget(SSHTarget):
         return GuestAgent(where) if is_sealed(where) else None
 
     def fresh(self, progress=None):
-        return fresh_qemu(self.spec, progress)
+        return fresh_qemu(self, progress)
 
     def system_changes(self) -> tuple[list[str], list[str]] | None:
-        return system_changes(self.spec)
+        return system_changes(self)
 
     def not_ready(self) -> tuple[str, str] | None:
         from ..vm.machine import VM
 
-        if VM(self.name).running:
+        if VM(self.name, settings=self.settings).running:
             return None
         return f"the VM '{self.name}' is not running", f"workshop vm up {self.name}"
 
@@ -88,11 +89,11 @@ class QemuTarget(SSHTarget):
         from ..vm.machine import VM, VMError, kvm_usable
 
         try:
-            if VM(self.name).running:
+            if VM(self.name, settings=self.settings).running:
                 return f"the VM {self.name} is running: the next cell runs there at once\n"
         except VMError:
             return ""
-        kvm, why = kvm_usable()
+        kvm, why = kvm_usable(self.settings)
         boot = ("a few seconds with KVM (should KVM fail here, qemu falls back to emulating the CPU: up to a minute)"
                 if kvm else f"10-30 s without KVM, as here ({why}): qemu emulates the CPU")
         note = f"the next cell boots the VM {self.name} first: {boot}"
@@ -119,7 +120,7 @@ def completions() -> list[str]:
 
 
 @contextlib.contextmanager
-def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
+def fresh_qemu(target: QemuTarget, progress=None) -> Iterator[str]:
     """For ``qemu:NAME``, the spec of a new VM ``qemu:NAME-xxxxxxxx`` of its own:
     restored from the VM snapshot (saved once, on demand) on its own disk
     overlay, with its own SSH port, host key (pinned), clock and randomness;
@@ -129,11 +130,10 @@ def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
     from ..vm import VMError
     from ..vm.clone import start_fresh
 
-    target = parse(spec)
     try:
-        vm = start_fresh(target.name[:54], progress)  # room for the suffix in a VM name
+        vm = start_fresh(target.name[:54], progress, target.settings)  # room for the suffix in a VM name
     except VMError as exc:
-        raise TargetError(f"{spec}: {exc}") from None
+        raise TargetError(f"{target.spec}: {exc}") from None
     try:
         yield f"qemu:{vm.name}"
     finally:
@@ -141,10 +141,9 @@ def fresh_qemu(spec: str, progress=None) -> Iterator[str]:
             vm.destroy()
 
 
-def system_changes(spec: str) -> tuple[list[str], list[str]] | None:
+def system_changes(target: QemuTarget) -> tuple[list[str], list[str]] | None:
     """What the student changed in a fresh VM's system during a rerun, and the VM's limits
     their code ran into, asked of its agent after the last cell (None: not a sealed VM)."""
-    target = parse(spec)
     agent = target.sealed_agent()
     if agent is None:
         return None
@@ -171,5 +170,5 @@ def qemu_target(spec: str, name: str) -> QemuTarget:
     return QemuTarget(spec=spec, kind="qemu", name=name, host="127.0.0.1", user="root")
 
 
-def parse(spec: str) -> QemuTarget:
+def parse(spec: str, settings: Settings) -> QemuTarget:
     return qemu_target(spec, spec.partition(":")[2])

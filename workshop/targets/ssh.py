@@ -53,10 +53,10 @@ class SSHTarget(Target):
 TARGET = SSHTarget
 
 
-def parse(spec: str) -> SSHTarget:
+def parse(spec: str, settings: Settings) -> SSHTarget:
     if spec.startswith("ssh://"):
         return _parse_url(spec)
-    return _from_ssh_config(spec, spec[4:])
+    return _from_ssh_config(spec, spec[4:], settings)
 
 
 def _parse_url(spec: str) -> SSHTarget:
@@ -88,7 +88,7 @@ def _sudo_option(spec: str, query: dict[str, list[str]]) -> bool:
     raise TargetError(f"'{spec}': sudo={value} is not a choice; write sudo=1 or sudo=0")
 
 
-def _from_ssh_config(spec: str, alias: str) -> SSHTarget:
+def _from_ssh_config(spec: str, alias: str, settings: Settings) -> SSHTarget:
     import paramiko
 
     alias, _, options = alias.partition("?")
@@ -97,7 +97,7 @@ def _from_ssh_config(spec: str, alias: str) -> SSHTarget:
         raise TargetError(f"'{spec}': the only option of ssh:HOSTALIAS is ?sudo=1")
     if not alias:
         raise TargetError("'ssh:' needs a host alias from ~/.ssh/config, e.g. ssh:myvm")
-    config_path = Path(Settings().ssh_config)
+    config_path = Path(settings.ssh_config)
     if not config_path.exists():
         raise TargetError(f"'{spec}': {config_path} does not exist; add a 'Host {alias}' entry to it")
     config = paramiko.SSHConfig.from_path(str(config_path))

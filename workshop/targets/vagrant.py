@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import TargetError
+from ..settings import Settings
 from .ssh import SSHTarget
 
 NOT_RUNNING = ("not yet ready for ssh", "not created", "poweroff", "is not running", "saved")
@@ -87,5 +88,5 @@ def vagrant_ssh_config(name: str, timeout: float = 120) -> dict:
     }
 
 
-def parse(spec: str) -> VagrantTarget:
+def parse(spec: str, settings: Settings) -> VagrantTarget:
     return vagrant_target(spec, spec.partition(":")[2])

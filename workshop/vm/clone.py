@@ -78,12 +78,12 @@ def fresh_vm(base: str, progress: Progress | None = None) -> Iterator[VM]:
             vm.destroy()
 
 
-def start_fresh(base: str, progress: Progress | None = None) -> VM:
+def start_fresh(base: str, progress: Progress | None = None, settings: Settings | None = None) -> VM:
     """Start a fresh VM from the snapshot (saving it first if there is none);
     boots from scratch when the snapshot cannot be used.  The caller destroys it."""
     say = progress or (lambda text: None)
     sweep_orphans(say)
-    vm = VM(f"{base}-{secrets.token_hex(4)}")
+    vm = VM(f"{base}-{secrets.token_hex(4)}", settings=settings)
     vm.dir.mkdir(parents=True)
     vm._save_state({"name": vm.name, "ephemeral": True, "owner": process_owner()})
     try:
@@ -96,9 +96,8 @@ def start_fresh(base: str, progress: Progress | None = None) -> VM:
 
 def _start(vm: VM, say: Progress) -> None:
     image = vm.ready_image(say)
-    settings = Settings()
-    memory_mb, cpus = settings.vm_memory, settings.vm_cpus
-    usable, why = kvm_usable()
+    memory_mb, cpus = vm.settings.vm_memory, vm.settings.vm_cpus
+    usable, why = kvm_usable(vm.settings)
     accel = "kvm" if usable else "tcg"
     if not usable:
         say(Notice(f"no KVM ({why}): fresh VMs run under TCG software emulation (slower)"))

@@ -61,8 +61,8 @@ INIT_ARGS = {
 }
 
 
-def init_system() -> str:
-    return Settings().vm_init
+def init_system(settings: Settings | None = None) -> str:
+    return (settings or Settings()).vm_init
 
 
 def vms_dir() -> Path:
@@ -91,10 +91,10 @@ def qemu_img_binary() -> str | None:
     return shutil.which("qemu-img")
 
 
-def kvm_usable() -> tuple[bool, str]:
+def kvm_usable(settings: Settings | None = None) -> tuple[bool, str]:
     """Whether VMs boot with KVM, and why not: /dev/kvm cannot be opened, or a KVM guest failed
     here recently (WORKSHOP_VM_ACCEL=kvm tries it anyway)."""
-    accel = Settings().vm_accel
+    accel = (settings or Settings()).vm_accel
     if accel == "tcg":
         return False, "WORKSHOP_VM_ACCEL=tcg"
     works, why = kvm_device()
@@ -197,7 +197,8 @@ def _ssh_banner(port: int, timeout: float = 2.0) -> bool:
 
 
 def qemu_command(qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, *, name: str, disk: Path,
-                 port: int, files: Path, devices: tuple[str, ...] = (), isolated: bool = False) -> list[str]:
+                 port: int, files: Path, devices: tuple[str, ...] = (), isolated: bool = False,
+                 init: str | None = None) -> list[str]:
     """qemu's command line for a VM; its console log, QMP socket and pid file go into ``files``.
     A snapshot is keyed by this very line (with placeholders for the paths and the port).
     An ``isolated`` VM (a rerun's) reaches nothing: qemu's user network forwards SSH in and
@@ -215,7 +216,7 @@ def qemu_command(qemu: str, image: Image, accel: str, memory_mb: int, cpus: int,
         "-no-reboot",
         "-kernel", str(image.kernel),
         "-initrd", str(image.initrd),
-        "-append", f"{KERNEL_ARGS} {INIT_ARGS[init_system()]}",
+        "-append", f"{KERNEL_ARGS} {INIT_ARGS[init or init_system()]}",
         "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
         "-netdev", f"user,id=net0{restrict},hostfwd=tcp:{HOST}:{port}-:22",
         "-device", "virtio-net-pci,netdev=net0",
@@ -257,9 +258,11 @@ class SSHInfo:
 
 
 class VM:
-    def __init__(self, name: str, directory: Path | None = None) -> None:
+    def __init__(self, name: str, directory: Path | None = None, settings: Settings | None = None) -> None:
         check_name(name)
         self.name = name
+        # the settings of whoever asked for this VM (the kernel's, the command's)
+        self.settings = settings or Settings()
         # a VM of `workshop vm`, or the machine a snapshot is saved from (its own directory)
         self.dir = directory or vm_dir(name)
 
@@ -335,7 +338,7 @@ class VM:
                 raise VMError(f"the fresh VM '{self.name}' is no longer running; it is not started again")
             image = self.ready_image(say)
             self.prepare_disk(image, say)
-            return self.start_cold(image, say, memory_mb, cpus, isolated=Settings().vm_network == "none")
+            return self.start_cold(image, say, memory_mb, cpus, isolated=self.settings.vm_network == "none")
 
     def ready_image(self, say: Progress) -> Image:
         if qemu_binary() is None:
@@ -349,10 +352,9 @@ class VM:
                    devices: tuple[str, ...] = (), isolated: bool = False) -> SSHInfo:
         """Boot the image from scratch on this VM's disk: KVM when it works, else TCG."""
         qemu = qemu_binary() or "qemu-system-x86_64"
-        settings = Settings()
-        memory_mb = memory_mb or settings.vm_memory
-        cpus = cpus or settings.vm_cpus
-        use_kvm, why = kvm_usable()
+        memory_mb = memory_mb or self.settings.vm_memory
+        cpus = cpus or self.settings.vm_cpus
+        use_kvm, why = kvm_usable(self.settings)
         kvm_failure = None
         if use_kvm:
             try:
@@ -393,7 +395,7 @@ class VM:
                 devices: tuple[str, ...] = (), isolated: bool = False) -> list[str]:
         return qemu_command(qemu_binary() or "qemu-system-x86_64", image, accel, memory_mb, cpus,
                             name=self.name, disk=self.disk, port=port, files=self.dir, devices=devices,
-                            isolated=isolated)
+                            isolated=isolated, init=self.settings.vm_init)
 
     def launch(self, command_for_port: Callable[[int], list[str]], what: str, say: Progress) -> int:
         """Start qemu (it daemonizes) with SSH forwarded to a free loopback port;
@@ -460,7 +462,7 @@ class VM:
     def _await_ssh(self, pid: int, port: int, accel: str, started: float, say: Progress) -> float:
         """Wait until the booting guest answers on SSH; returns how long the
         host's other load kept the guest from a CPU meanwhile (seconds)."""
-        timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else (Settings().vm_boot_timeout or TCG_BOOT_TIMEOUT)
+        timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else (self.settings.vm_boot_timeout or TCG_BOOT_TIMEOUT)
         begun = time.monotonic()
         cpu_wait_before = _cpu_wait_seconds(pid)
         held_back = 0.0
