@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness import KernelHarness, clean_env
 
+from workshop.notebook_file import NotebookFile
 from workshop.records import sha256_text
 from workshop.session import Session, upload_through_shell
 from workshop.settings import Settings
@@ -155,11 +156,11 @@ def test_a_locked_target_cannot_be_left(tmp_path, monkeypatch):
     notebook = tmp_path / "escape.ipynb"
     notebook.write_text('{"cells": [], "metadata": {"workshop": {"target": "ssh://nobody@127.0.0.1:1"}}, '
                         '"nbformat": 4, "nbformat_minor": 5}')
-    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
-    with Session(Settings(target="local", target_locked=True)) as session:
+    saved = NotebookFile(str(notebook))  # as the kernel finds it, in JPY_SESSION_NAME
+    with Session(Settings(target="local", target_locked=True), notebook=saved) as session:
         assert session.target.spec == "local" and session.target_source == "WORKSHOP_TARGET"
         moved, _ = run(session, "%target ssh://nobody@127.0.0.1:1")
         assert moved.error is not None and "the target is fixed for this run" in moved.error.evalue
         assert session.target.spec == "local"
-    with Session(Settings()) as free:  # unlocked, the metadata counts
+    with Session(Settings(), notebook=saved) as free:  # unlocked, the metadata counts
         assert free.target.spec == "ssh://nobody@127.0.0.1:1"

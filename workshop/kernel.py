@@ -30,6 +30,7 @@ from .console import is_complete
 from .display import display_bundle
 from .inspection import help_links, inspect
 from .language import LANGUAGE_INFO
+from .notebook_file import NotebookFile
 from .pacing import StreamPacer
 from .session import CellRun, Session
 from .settings import Settings
@@ -60,7 +61,9 @@ class WorkshopKernel(Kernel, Settings):
         # True while the main thread blocks in a wait that only an exception can
         # end (the input box, a VM booting): an interrupt then raises KeyboardInterrupt.
         self._in_blocking_wait = False
-        self.workshop_session = Session(self, blocking_wait=self._blocking_wait)
+        # the notebook a Jupyter server names is read here, in the front end, and passed in
+        self.workshop_session = Session(self, notebook=NotebookFile.named_by_server(),
+                                        blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import cell as cell_grammar
 from . import magics
@@ -155,17 +155,26 @@ class CellRun:
     error: CellFailure | None = None
 
 
+class SavedNotebook(Protocol):
+    """The notebook file a front end found for this session (the kernel's:
+    :mod:`workshop.notebook_file`); the session reads no file of its own."""
+
+    def target(self) -> str | None: ...  # its metadata.workshop.target
+    def cell(self, cell_id: str) -> dict | None: ...  # a saved cell, by id
+
+
 class Session:
     """Runs cells on one target at a time; see the module docstring."""
 
-    def __init__(self, settings: Settings | None = None, *,
+    def __init__(self, settings: Settings | None = None, *, notebook: SavedNotebook | None = None,
                  blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.settings = settings or Settings()
+        self.notebook = notebook
         self.timeout: float | None = self.settings.timeout
         # Waits that only an exception ends (the input box, a VM booting): the
         # kernel marks them so that an interrupt can raise KeyboardInterrupt.
         self.blocking_wait = blocking_wait
-        self.target, self.target_source, self._target_error = initial_target(self.settings)
+        self.target, self.target_source, self._target_error = initial_target(self.settings, notebook.target() if notebook else None)
         self.shell: PersistentShell | None = None
         self._transport: Transport | None = None
         self._transport_to: tuple = ()  # where the transport connects (host, port, user, key)
@@ -192,7 +201,7 @@ class Session:
         """Run one cell; its output goes to ``on_output`` as it comes (None: not shown).
         ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
-                        target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta))
+                        target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta, self.notebook.cell if self.notebook else None))
         limit = self.settings.output_limit if self.shown_limit is None else self.shown_limit
         # a cut stream is saved where the student can open it; a grading rerun saves none
         saving = on_output is not None and not self.settings.target_locked
@@ -666,14 +675,15 @@ def _error_text(outcome: CommandResult, failed: list[dict]) -> str:
     return head
 
 
-def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
-    """The notebook's metadata, then WORKSHOP_TARGET, then local (``%target`` overrides all).
+def initial_target(settings: Settings, notebook_target: str | None = None) -> tuple[Target, str, str | None]:
+    """The notebook's metadata (``notebook_target``, as the front end read it), then
+    WORKSHOP_TARGET, then local (``%target`` overrides all).
 
     A bad spec is not dropped silently: the first cell reports it (third item).
     """
     local = parse_target("local", settings)
     candidates = []
-    spec = None if settings.target_locked else notebook_target()
+    spec = None if settings.target_locked else notebook_target
     if spec:
         candidates.append((spec, "notebook metadata"))
     if settings.target:
@@ -684,19 +694,3 @@ def initial_target(settings: Settings) -> tuple[Target, str, str | None]:
         except TargetError as exc:
             return local, source, f"the target from {source} is not usable: {exc}; fix it or choose one with %target SPEC"
     return local, "default", None
-
-
-def notebook_target() -> str | None:
-    """``metadata.workshop.target`` of the notebook a Jupyter server names in JPY_SESSION_NAME."""
-    import json
-    import os
-
-    path = os.environ.get("JPY_SESSION_NAME")
-    if not path or not path.endswith(".ipynb") or not os.path.exists(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            spec = json.load(fh).get("metadata", {}).get("workshop", {}).get("target")
-    except (OSError, ValueError, AttributeError):  # an unreadable notebook is the frontend's problem
-        return None
-    return spec if isinstance(spec, str) and spec else None

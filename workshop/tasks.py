@@ -25,10 +25,8 @@ the kernel's badge.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import AssignmentError
@@ -159,47 +157,22 @@ def task_points(cell: dict) -> float | None:
 VOUCHED = "workshopVouched"
 
 
-def record_task(cell_meta: dict | None) -> dict:
+def record_task(cell_meta: dict | None, saved_cell: Callable[[str], dict | None] | None = None) -> dict:
     """What goes into a cell's record about its task: ``{"task": {"points": N,
     "manual_points": M}}``, or nothing for a cell that is no task.
 
     ``cell_meta`` is the metadata of the execute request.  ``workshop run`` (and
     any client that does the same) sends the cell's own ``workshop`` metadata in
-    it; JupyterLab sends the cell's id (``cellId``), and the cell is then looked
-    up in the notebook the Jupyter server names in ``JPY_SESSION_NAME``."""
+    it; JupyterLab sends the cell's id (``cellId``), and the cell is then the one
+    ``saved_cell(id)`` finds: the front end's look-up in the saved notebook."""
     if not isinstance(cell_meta, dict):
         return {}
     cell = {"metadata": {"workshop": cell_meta["workshop"]}} if isinstance(cell_meta.get("workshop"), dict) else None
-    if cell is None and isinstance(cell_meta.get("cellId"), str):
-        cell = _saved_cell(os.environ.get("JPY_SESSION_NAME", ""), cell_meta["cellId"])
+    if cell is None and saved_cell is not None and isinstance(cell_meta.get("cellId"), str):
+        cell = saved_cell(cell_meta["cellId"])
     if not cell or not is_task(cell):
         return {}
     task = {"points": task_points(cell) or 0.0}
     if manual_points(cell):
         task["manual_points"] = manual_points(cell)
     return {"task": task}
-
-
-_SAVED: dict[str, tuple[tuple[int, int], dict[str, dict]]] = {}  # path -> ((mtime, size), cells by id)
-_MAX_SAVED_BYTES = 32 * 2**20
-
-
-def _saved_cell(path: str, cell_id: str) -> dict | None:
-    """A cell of the notebook saved at ``path`` (read again only when it changed)."""
-    if not path.endswith(".ipynb"):
-        return None
-    try:
-        info = os.stat(path)
-        stamp = (info.st_mtime_ns, info.st_size)
-        cached = _SAVED.get(path)
-        if cached is None or cached[0] != stamp:
-            if info.st_size > _MAX_SAVED_BYTES:
-                return None
-            with open(path, encoding="utf-8") as fh:
-                cells = json.load(fh).get("cells", [])
-            cached = (stamp, {c["id"]: c for c in cells if isinstance(c, dict) and isinstance(c.get("id"), str)})
-            _SAVED.clear()  # one notebook per kernel
-            _SAVED[path] = cached
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
-        return None
-    return cached[1].get(cell_id)
