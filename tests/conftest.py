@@ -89,6 +89,24 @@ def shared_kernel(request, installed_kernelspec):
     harness.shutdown()
 
 
+# ---- markers given by what a test uses (setup.cfg lists them) ----------------------
+# A test that starts a kernel is slow (a second or more each, and many of them);
+# a test run over the ssh target or with the sshd fixture talks to the suite's sshd.
+KERNEL_FIXTURES = {"start_kernel", "kernel", "shared_kernel", "notebook_probe",
+                   # fixtures of test modules that run notebooks in kernels (or a Docker engine)
+                   "lab", "klass", "canvas_class", "runs", "executed", "dask_cluster", "engine", "course"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & KERNEL_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if "sshd" in names or "ssh" in (params.get("target"), params.get("shared_kernel")):
+            item.add_marker(pytest.mark.ssh)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Also when no fixture ran (collection only), leave no state directory behind."""
     shutil.rmtree(_STATE, ignore_errors=True)

@@ -193,6 +193,7 @@ def test_two_sources_with_one_bad_release_nothing(tmp_path):
 
 
 # ---- verification: the reference's own solution must pass --------------------------------
+@pytest.mark.slow
 def test_assign_verifies_the_reference_and_writes_both_copies(tmp_path, installed_kernelspec):
     source = make_source(tmp_path / "lab.ipynb")
     done = assign(str(source), "--out", str(tmp_path / "out"))
@@ -203,6 +204,7 @@ def test_assign_verifies_the_reference_and_writes_both_copies(tmp_path, installe
     assert "a Markdown answer" not in done.stderr  # the answer has manual points
 
 
+@pytest.mark.slow
 def test_a_solution_that_fails_a_hidden_check_is_not_released(tmp_path, installed_kernelspec):
     cells = _with(3, BOX.replace("echo hello > box/note", "echo bye > box/note"))
     cells[5].source = COUNT.replace("wc -l < lines.txt\n###", "wc -l < lines.txt; false\n###")

@@ -28,6 +28,8 @@ from workshop.feedback import WITHHELD, Redactor
 from workshop.grading import load_reference
 from workshop.runner import run_notebook
 
+pytestmark = pytest.mark.slow
+
 MAX = VISIBLE_POINTS + HIDDEN_POINTS
 ATTACK = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"
 # Canvas's "Download Submissions" names: student, [LATE,] user id, submission id, file
@@ -269,6 +271,7 @@ def test_text_that_quotes_a_hidden_check_is_withheld(course):
     assert redact("lines.txt has no 3 lines") == "lines.txt has no 3 lines"
 
 
+@pytest.mark.browser
 def test_a_feedback_page_reads_on_a_phone_and_runs_nothing(course, tmp_path):
     import shutil
 

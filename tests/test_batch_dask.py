@@ -17,6 +17,8 @@ from harness import clean_env, stop
 from test_grading import make_notebook
 from test_rerun_isolation import HELLO, kinds, results_of, survivors, wait_for
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("distributed", reason="pip install distributed")
 
 LOCAL = ["--target", "local", "--run-student-code-on-this-machine"]

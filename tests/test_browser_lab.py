@@ -29,7 +29,7 @@ from nbconvert import HTMLExporter
 from test_iopub_limits import Server  # a jupyter_server on loopback; JupyterLab is its extension
 from test_kernel_shell import _png
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow, pytest.mark.browser]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts" / "browser-lab"
 CHROMIUM = "/usr/bin/chromium"

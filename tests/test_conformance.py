@@ -10,6 +10,9 @@ import os
 import unittest
 
 import jupyter_kernel_test
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 class WorkshopKernelConformance(jupyter_kernel_test.KernelTests):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ITEMS = ("CPU virtualization flags", "KVM (/dev/kvm)", "no recent KVM failure", "qemu", "bakerx", "VBoxManage", "vagrant",
          "reachable", "root or sudo on the target", "cgroup version", "overlayfs", "unshare", "busybox")
 
@@ -65,6 +67,7 @@ def test_a_bad_target_spec_fails():
     assert "unknown target" in done.stdout
 
 
+@pytest.mark.slow
 def test_doctor_names_a_recent_kvm_failure_and_forgets_it_after_a_day(tmp_path):
     marker = tmp_path / "vms" / "kvm-broken"
     marker.parent.mkdir()

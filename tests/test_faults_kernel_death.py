@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from harness import KernelHarness, clean_env
 
+pytestmark = pytest.mark.slow
+
 ENV = clean_env(WORKSHOP_TARGET="local")
 
 

@@ -16,7 +16,7 @@ from workshop.settings import Settings
 
 # A hang must end this file's run, not CI's (Hypothesis would go on shrinking
 # against a stuck shell): pytest-timeout's thread method stops everything.
-pytestmark = pytest.mark.timeout(600, method="thread")
+pytestmark = [pytest.mark.timeout(600, method="thread"), pytest.mark.slow]
 
 # the cell finds the session's nonce where it is: in the driver's own functions
 NONCE = "nonce=$(declare -f __ws_post | grep -o 'WS[0-9a-f]*:' | head -n 1); nonce=${nonce#WS}; nonce=${nonce%:}"

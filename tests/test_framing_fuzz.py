@@ -53,7 +53,7 @@ def _busybox_path() -> str:
 # Hypothesis counts pytest-timeout's failure as a failing example and goes on
 # shrinking, so a hang would outlive the usual timeout: here the timeout ends
 # the whole run instead, with every thread's stack.
-pytestmark = pytest.mark.timeout(600, method="thread")
+pytestmark = [pytest.mark.timeout(600, method="thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", params=["bash", "sh"])

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from harness import clean_env
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "notebooks" / "00-demo.ipynb"
 # Runs the command given and prints the peak resident memory of its largest process, in KiB.

@@ -95,6 +95,7 @@ def test_honest_runs_are_not_flagged_and_a_renamed_copy_is(klass, tmp_path):
     assert all(r["total"] == r["max"] for r in report["submissions"])
 
 
+@pytest.mark.slow
 def test_honest_runs_of_the_shipped_demo_are_not_flagged(tmp_path, installed_kernelspec):
     """Four honest runs of notebooks/00-demo.ipynb: nothing it prints varies, so nothing ties them."""
     from pathlib import Path

@@ -20,6 +20,8 @@ from test_grading import make_notebook
 from workshop.grading import Report, grade_submission, load_reference
 from workshop.reports import print_table, to_csv, to_html, to_json
 
+pytestmark = pytest.mark.slow
+
 SOURCES = {
     "setup": 'cd "$(mktemp -d)"\necho ready',
     "hello": "%expect exit 0\n%expect stdout /^hello/\n%expect stderr empty\nprintf 'hello\\r\\nwor\\bld\\n'",

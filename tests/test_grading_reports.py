@@ -164,6 +164,7 @@ def open_in_browser(page_path: Path, screenshot: Path | None = None) -> dict:
     return found
 
 
+@pytest.mark.browser
 def test_the_browser_runs_nothing_from_a_hostile_class(executed, tmp_path):
     ref, nb = executed
     subs = tmp_path / "subs"
@@ -202,6 +203,7 @@ def test_the_browser_runs_nothing_from_a_hostile_class(executed, tmp_path):
         assert "</pre><script>window.__pwned=\"stdout\"</script>" in seen["text"]
 
 
+@pytest.mark.browser
 def test_the_browser_check_itself_sees_a_script_run(tmp_path):
     """The detector works: an unescaped payload does run in this browser."""
     page = tmp_path / "raw.html"
@@ -210,6 +212,7 @@ def test_the_browser_check_itself_sees_a_script_run(tmp_path):
     assert seen["pwned"] == "message" and seen["dialogs"] == ["name"]
 
 
+@pytest.mark.browser
 def test_a_normal_report_looks_right(executed, tmp_path):
     """A screenshot of an ordinary class's report, kept for a person to look at."""
     ref, nb = executed

@@ -34,6 +34,8 @@ from workshop.feedback import feedback_html
 from workshop.records import multiline_text
 from workshop.tasks import CODE, solution_regions
 
+pytestmark = pytest.mark.slow
+
 NB01 = next(p for p in NOTEBOOKS if p.stem == "01-rootfs-and-chroot")
 
 

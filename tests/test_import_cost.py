@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 # Each costs tens to thousands of milliseconds to import.
 HEAVY = {"nbformat", "jsonschema", "jinja2", "dask", "distributed", "nbclient", "jupyter_client", "zmq",
          "paramiko", "ipykernel", "IPython", "debugpy", "rich", "tornado", "fastjsonschema"}

@@ -118,6 +118,7 @@ def test_unmapped_things_are_visible():
     assert broken.cell_type == "markdown" and "echo broken attributes" in broken.source
 
 
+@pytest.mark.slow
 def test_cli_import_then_run_round_trip(tmp_path, installed_kernelspec):
     out = tmp_path / "imported.ipynb"
     done = subprocess.run([sys.executable, "-m", "workshop", "import", str(DATA / "docable-workshop.md"), "-o", str(out)],

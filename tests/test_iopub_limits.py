@@ -32,6 +32,8 @@ from jupyter_server.services.kernels.connection.base import deserialize_msg_from
 
 from workshop.pacing import MESSAGE_BURST
 
+pytestmark = pytest.mark.slow
+
 RECORD = "application/vnd.workshop.record+json"
 V1 = "v1.kernel.websocket.jupyter.org"
 LINE = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-=+"  # 66 characters and a newline

@@ -13,6 +13,8 @@ from harness import KernelHarness, clean_env
 
 from workshop.records import StreamDigest, fold_overwrites
 
+pytestmark = pytest.mark.slow
+
 
 def _interrupt_after(kernel, seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, kernel.interrupt)

@@ -42,6 +42,7 @@ def test_a_different_key_pinned_meanwhile_is_refused(tmp_path):
     assert paramiko.HostKeys(str(path)).lookup("[127.0.0.1]:2222")["ssh-rsa"] == first
 
 
+@pytest.mark.slow
 def test_kernels_started_together_against_fresh_hosts_pin_every_host(installed_kernelspec, tmp_path):
     servers = [start_sshd() for _ in range(8)]
     data = tmp_path / "data"

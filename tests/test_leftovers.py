@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from harness import KernelHarness, clean_env
+
+pytestmark = pytest.mark.slow
 
 
 def _running(pattern: str) -> bool:

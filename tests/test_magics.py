@@ -21,7 +21,7 @@ from harness import KernelHarness
 
 HERE = Path(__file__).parent
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the container magics need root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the container magics need root"), pytest.mark.root]
 
 
 # ---- what must not leak --------------------------------------------------------
@@ -482,6 +482,7 @@ def test_interrupted_cell_leaves_nothing(kernel, rootfs):
     assert ok(kernel, "echo alive").stdout == "alive\n"
 
 
+@pytest.mark.slow
 def test_cleanup_and_shutdown_undo_named_things(installed_kernelspec, target, tmp_path):
     env = dict(os.environ, WORKSHOP_TARGET=target)
     env.pop("JPY_SESSION_NAME", None)

@@ -21,6 +21,8 @@ from workshop.assign import release
 from workshop.grading import restore_reference
 from workshop.runner import run_notebook
 
+pytestmark = pytest.mark.slow
+
 ASSIGNMENTS = [nb for nb in NOTEBOOKS if nb.stem != "00-demo"]
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from workshop.runner import run_notebook
 
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 WORKDIR = "/var/tmp/container-workshop"
 

@@ -12,6 +12,8 @@ import nbformat
 import pytest
 from harness import RECORD_MIME, clean_env
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("papermill", reason="papermill is in the test extra: pip install -e '.[test]'")
 
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
 LOCAL = ("--target", "local", "--run-student-code-on-this-machine")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="reruns on the local target contain kernels in cgroups")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="reruns on the local target contain kernels in cgroups"), pytest.mark.slow, pytest.mark.root]
 
 GREET = "%expect stdout /hello/\n### BEGIN SOLUTION\necho hello\n### END SOLUTION"
 BOX = ("### BEGIN SOLUTION\nmkdir -p box\necho hello | tee box/note\n### END SOLUTION\n"

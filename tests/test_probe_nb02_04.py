@@ -5,6 +5,10 @@ Each test runs the real CLI on the local target through the session's ``notebook
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def assert_no_weak_check(run, report, tasks: set[str]) -> None:
     assert report is not None, run.stderr

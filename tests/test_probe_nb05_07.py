@@ -26,7 +26,7 @@ LOCAL = ("--target", "local", "--run-student-code-on-this-machine")
 NB05 = next(p for p in NOTEBOOKS if p.stem == "05-oci-runtimes")
 NB07 = next(p for p in NOTEBOOKS if p.stem == "07-docker-by-hand")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root on the local target")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root on the local target"), pytest.mark.slow, pytest.mark.root]
 FOLDERS = {NB05: "/var/tmp/container-workshop/05-oci", NB07: "/var/tmp/container-workshop/07-docker"}
 
 

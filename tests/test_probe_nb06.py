@@ -29,7 +29,7 @@ from workshop.tasks import CODE, solution_regions
 NB06 = next(p for p in NOTEBOOKS if p.stem == "06-container-in-python")
 LOCAL = ("--target", "local", "--run-student-code-on-this-machine")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="notebook 6 needs root: namespaces, mounts, cgroups")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="notebook 6 needs root: namespaces, mounts, cgroups"), pytest.mark.slow, pytest.mark.root]
 
 # a cgroup that is no cgroup: a plain directory, and the text the old checks grepped, printed by join
 FAKE_CGROUP = {

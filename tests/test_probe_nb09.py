@@ -33,6 +33,8 @@ PLACEHOLDER = "// YOUR CODE HERE"
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="notebook 9 needs root: namespaces, mounts, cgroups"),
     pytest.mark.skipif(shutil.which("go") is None, reason="notebook 9 needs Go: bash scripts/setup --go"),
+    pytest.mark.slow,
+    pytest.mark.root,
 ]
 
 # no chroot: the working directory moved into the root filesystem, proc mounted over the host's

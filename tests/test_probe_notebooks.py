@@ -30,7 +30,7 @@ from workshop.tasks import CODE, solution_regions
 LOCAL = ("--target", "local", "--run-student-code-on-this-machine")
 NB01 = next(p for p in NOTEBOOKS if p.stem == "01-rootfs-and-chroot")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the workshop notebooks and local reruns need root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the workshop notebooks and local reruns need root"), pytest.mark.slow, pytest.mark.root]
 
 
 def workshop(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:

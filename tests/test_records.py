@@ -35,6 +35,7 @@ def _jupyterlab_fix_carriage_return(text: str) -> str:
     return text
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet="ab$x\r\n", max_size=60))
 def test_one_pass_folding_matches_the_frontend_loop(text):
@@ -49,6 +50,7 @@ def test_progress_lines_fold_to_their_last_state():
     assert fold_overwrites("ab\bc") == "ac"
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(st.text(alphabet="ab$\r\n\x08\u00e9", max_size=8), max_size=12))
 def test_streamed_digests_equal_digests_of_the_whole_text(chunks):

@@ -22,6 +22,8 @@ from test_grading import make_notebook
 from workshop.batch import grade
 from workshop.errors import GradingError
 
+pytestmark = pytest.mark.slow
+
 LOCAL = ["--target", "local", "--run-student-code-on-this-machine"]
 
 

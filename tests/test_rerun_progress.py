@@ -12,9 +12,12 @@ import subprocess
 import sys
 import termios
 
+import pytest
 from harness import clean_env
 from test_grading import make_notebook
 from test_rerun_isolation import HELLO
+
+pytestmark = pytest.mark.slow
 
 LOCAL = ["--target", "local", "--run-student-code-on-this-machine"]
 STYLE = re.compile(r"\x1b\[[0-9;]*m")  # colours: part of a line

@@ -28,6 +28,8 @@ from harness import KernelHarness, clean_env
 
 from workshop.tasks import VOUCHED
 
+pytestmark = pytest.mark.slow
+
 VOUCH = {VOUCHED: True}
 
 INSTRUCTOR_SETUP = 'greet() { echo "hello $1"; }\ndeclare -i count=1\necho ready'

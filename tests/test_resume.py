@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from harness import clean_env
 from test_grading import make_notebook
 from test_rerun_isolation import HELLO, results_of, wait_for, workshop_grade
+
+pytestmark = pytest.mark.slow
 
 LOCAL = ["--target", "local", "--run-student-code-on-this-machine"]
 DIGEST = re.compile(r"^[0-9a-f]{64}\.(json|ipynb)$")

@@ -10,7 +10,10 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import nbformat
+import pytest
 from harness import clean_env
+
+pytestmark = pytest.mark.slow
 
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop (bash)", "language": "bash"}
 # Any way of naming a cell by number: "cell2", "cell[2]", "cell 2", "cells 2"...

@@ -11,6 +11,8 @@ import nbformat
 import pytest
 from harness import clean_env
 
+pytestmark = pytest.mark.slow
+
 RECORD = "application/vnd.workshop.record+json"
 KERNELSPEC = {"name": "workshop", "display_name": "Workshop", "language": "bash"}
 

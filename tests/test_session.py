@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from harness import KernelHarness, clean_env
 
 from workshop.notebook_file import NotebookFile
@@ -132,6 +133,7 @@ def test_settings_from_traitlets_config_win_over_the_environment(monkeypatch):
     assert Settings(config=config).timeout == 3.0
 
 
+@pytest.mark.slow
 def test_the_kernel_takes_its_settings_from_the_command_line(installed_kernelspec):
     harness = KernelHarness.__new__(KernelHarness)
     from jupyter_client.manager import KernelManager

@@ -34,7 +34,7 @@ FRESH = ROOT / "scripts" / "fresh-debian"
 SUITES = os.environ.get("WORKSHOP_FRESH_SUITES", "bookworm trixie").split()
 INNER_TESTS = "-x -q -p no:cacheprovider tests/test_targets.py -k 'dropped or one_connection'"
 
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.slow]
 
 
 def readme_commands() -> list[str]:

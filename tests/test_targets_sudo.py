@@ -15,6 +15,8 @@ import pytest
 from workshop.targets import TargetError, parse_target
 from workshop.targets.vagrant import vagrant_target
 
+pytestmark = pytest.mark.slow
+
 SUDOER, PLAIN = "ws-sudoer", "ws-plain"
 
 

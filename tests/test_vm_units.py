@@ -100,6 +100,7 @@ def test_down_of_an_unknown_vm_is_an_error():
         VM("nothere").down()
 
 
+@pytest.mark.slow
 def test_a_kvm_failure_keeps_vms_on_tcg_for_a_day_then_kvm_is_tried_again(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKSHOP_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("WORKSHOP_VM_ACCEL", raising=False)
