@@ -182,6 +182,10 @@ def start_sshd() -> Sshd:
                 "MaxSessions 100",
                 "MaxStartups 100",
                 "Subsystem sftp internal-sftp",
+                # bash sources ~/.bashrc for a command sshd runs unless SHLVL says it is nested:
+                # this machine's dotfiles (a version manager's rehash, say, which waits on a lock
+                # that a session these tests kill can leave behind) are not the tests' business
+                "SetEnv SHLVL=1",
                 "",
             ]
         )
