@@ -120,6 +120,15 @@ class Sshd:
         shutil.copy(self.dir / "client.pub", keys)
         os.chmod(keys, 0o644)
 
+    def kill_listener(self) -> None:
+        """kill -9 the listener only, as a crash would: the connections it served stay up."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start_listener(self) -> None:
+        """The listener again, on the same port with the same host key (after kill_listener)."""
+        self.proc = _listen(self.dir)
+
     def stop(self) -> None:
         for pid in self.descendant_pids():
             try:
@@ -173,15 +182,34 @@ def start_sshd() -> Sshd:
                 "MaxSessions 100",
                 "MaxStartups 100",
                 "Subsystem sftp internal-sftp",
+                # bash sources ~/.bashrc for a command sshd runs unless SHLVL says it is nested:
+                # this machine's dotfiles (a version manager's rehash, say, which waits on a lock
+                # that a session these tests kill can leave behind) are not the tests' business
+                "SetEnv SHLVL=1",
                 "",
             ]
         )
     )
+    proc = _listen(base)
+    return Sshd(
+        port=port,
+        user=user,
+        key=str(base / "client"),
+        host_key_pub=(base / "host_ed25519.pub").read_text(),
+        dir=base,
+        proc=proc,
+    )
+
+
+def _listen(base: Path) -> subprocess.Popen:
+    """sshd with the configuration in ``base``, once it accepts connections."""
     Path("/run/sshd").mkdir(exist_ok=True)
+    config = base / "sshd_config"
+    port = int(next(line.split()[1] for line in config.read_text().splitlines() if line.startswith("Port ")))
     proc = subprocess.Popen(
-        [sshd, "-D", "-e", "-f", str(config)],
+        [find_sshd() or "sshd", "-D", "-e", "-f", str(config)],
         stdout=subprocess.DEVNULL,
-        stderr=open(base / "sshd.log", "wb"),
+        stderr=open(base / "sshd.log", "ab"),
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -192,11 +220,4 @@ def start_sshd() -> Sshd:
             if proc.poll() is not None:
                 raise RuntimeError("sshd exited: " + (base / "sshd.log").read_text()) from None
             time.sleep(0.05)
-    return Sshd(
-        port=port,
-        user=user,
-        key=str(base / "client"),
-        host_key_pub=(base / "host_ed25519.pub").read_text(),
-        dir=base,
-        proc=proc,
-    )
+    return proc

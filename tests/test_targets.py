@@ -178,6 +178,36 @@ def test_a_dropped_connection_is_reported_and_the_next_cell_reconnects(start_ker
     assert "started a new shell" not in again.stderr  # the cell above said so: once is enough
 
 
+def test_a_killed_sshd_listener_costs_nothing_until_the_connection_goes_then_it_is_said_and_found_again(
+        start_kernel):
+    """The listener killed under a live kernel: its connection (a process of its own)
+    goes on; once that connection drops too, the next cell says the target cannot be
+    reached, in one sentence and at once; once sshd is back, the next cell reconnects."""
+    from sshd import start_sshd
+
+    server = start_sshd()
+    try:
+        kernel = start_kernel(server.url)
+        assert kernel.run("export STATE=kept; echo up").stdout == "up\n"
+        sessions = server.session_pids()  # (found below the listener, while it lives)
+        assert sessions
+        server.kill_listener()
+        assert kernel.run("echo ${STATE}").stdout == "kept\n"  # the connection outlives its listener
+        for pid in sessions:
+            os.kill(pid, 9)
+        started = time.monotonic()
+        down = kernel.run("echo never", timeout=60)
+        assert down.status == "error" and "never" not in down.stdout
+        said = down.errors[0]["evalue"]
+        assert f"127.0.0.1:{server.port}" in said and "\n" not in said.strip(), said
+        assert time.monotonic() - started < 30
+        server.start_listener()
+        back = kernel.run("echo ${STATE:-fresh}", timeout=60)
+        assert back.status == "ok" and back.stdout == "fresh\n", (back.stdout, back.stderr)
+    finally:
+        server.stop()
+
+
 def test_posix_sh_when_the_target_has_no_bash(start_kernel, tmp_path):
     """A busybox-only PATH: the kernel falls back to sh and keeps its contract."""
     import shutil

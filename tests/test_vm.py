@@ -517,3 +517,22 @@ def test_an_interactive_vm_keeps_its_network_unless_asked_for_none(vm_kernel, mo
         assert "host: 42-blocked" in done.stdout and reached == [], done.stdout + done.stderr
     finally:
         sock.close()
+
+
+def test_space_freed_in_the_vm_goes_back_to_the_host(booted_vm, vm_kernel):
+    """A VM's disk file grew to all that was ever written (2 GB after a dd and an rm):
+    the guest discards what it frees, and qemu punches it out of the file."""
+    def used() -> int:
+        return booted_vm.disk.stat().st_blocks * 512
+
+    before = used()
+    wrote = vm_kernel.run("dd if=/dev/zero of=/root/big bs=1M count=256 status=none && sync && echo written",
+                          timeout=600)
+    assert wrote.stdout == "written\n", wrote.stderr
+    full = used()
+    assert full > before + (200 << 20), (before, full)
+    assert vm_kernel.run("rm /root/big && sync && echo removed", timeout=300).stdout == "removed\n"
+    deadline = time.monotonic() + 60
+    while used() > full - (200 << 20) and time.monotonic() < deadline:
+        time.sleep(1)  # ext4 discards at its next journal commit
+    assert used() <= full - (200 << 20), (before, full, used())

@@ -312,7 +312,7 @@ def _kernel_file(rootfs: Path) -> Path:
 GUEST_FILES: dict[str, str] = {
     "etc/hostname": "workshop\n",
     "etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tworkshop\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    "etc/fstab": "/dev/vda\t/\text4\tdefaults,noatime,errors=remount-ro\t0\t0\n",
+    "etc/fstab": "/dev/vda\t/\text4\tdefaults,noatime,discard,errors=remount-ro\t0\t0\n",
     # qemu's user network: fixed addresses, no DHCP wait.
     "etc/systemd/network/10-qemu.network": (
         "[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\nDNS=10.0.2.3\n"
@@ -353,7 +353,9 @@ mnt devpts devpts /dev/pts nosuid,noexec,gid=5,mode=0620,ptmxmode=0666
 mnt tmpfs tmpfs /dev/shm nosuid,nodev
 mnt tmpfs tmpfs /run nosuid,nodev,mode=0755
 mnt cgroup2 cgroup2 /sys/fs/cgroup nosuid,nodev,noexec,nsdelegate
-$bb mount -o remount,rw /
+# discard: a file deleted in the guest gives its blocks back to the host (qemu's
+# discard=unmap punches them out of the VM's disk file), so the disk does not only grow
+$bb mount -o remount,rw,discard /
 for c in cpuset cpu io memory pids; do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
 done
