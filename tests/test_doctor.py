@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ITEMS = ("CPU virtualization flags", "KVM (/dev/kvm)", "no recent KVM failure", "qemu", "bakerx", "VBoxManage", "vagrant",
          "reachable", "root or sudo on the target", "cgroup version", "overlayfs", "unshare", "busybox")
 

@@ -129,6 +129,7 @@ def test_the_vagrantfile_provisions_what_the_notebooks_need():
         assert package in text
 
 
+@pytest.mark.slow
 def test_vagrant_validate_passes(tmp_path):
     """Real `vagrant validate` (Debian's vagrant package). VirtualBox is not
     installed here, so the provider's own options are left out of the check
