@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from test_browser_lab import WAIT_MS, _artifact, _chromium
+from test_browser_lab import WAIT_MS, _artifact, _chromium, open_page
 from test_iopub_limits import Server
 
 pytestmark = pytest.mark.timeout(900)
@@ -35,8 +35,6 @@ def notebook7(tmp_path_factory, installed_kernelspec) -> Iterator[dict]:
         import notebook  # noqa: F401 (the server extension that serves /notebooks/)
     except ImportError:
         pytest.fail("Notebook 7 is missing: run scripts/setup --test (the test extra has it)")
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("notebook7") / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -46,16 +44,8 @@ def notebook7(tmp_path_factory, installed_kernelspec) -> Iterator[dict]:
     server = Server(root)
     try:
         server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.set_default_timeout(WAIT_MS)
-                page.goto(f"http://127.0.0.1:{server.port}/notebooks/{NOTEBOOK}?token={server.token}")
-                page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-                yield {"page": page, "server": server}
-            finally:
-                browser.close()
+        with open_page(executable, server, f"notebooks/{NOTEBOOK}") as (_, page):
+            yield {"page": page, "server": server}
     finally:
         server.stop()
 
