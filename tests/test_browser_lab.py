@@ -14,6 +14,7 @@ indicator and the cells' prompts), never waited for with sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -88,12 +89,28 @@ def _artifact(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def open_page(executable: str, server, path: str) -> Iterator[tuple]:
+    """Chromium with the server's page at ``path`` open and its notebook's cells shown: (browser, page)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"http://127.0.0.1:{server.port}/{path}?token={server.token}")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+            yield browser, page
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
     """JupyterLab with the notebook open in Chromium, its kernel idle."""
     executable = _chromium()
     request.addfinalizer(lambda: _say(request.config, f"browser screenshots: {ARTIFACTS}"))
-    from playwright.sync_api import sync_playwright
 
     base = tmp_path_factory.mktemp("browser-lab")
     root, settings = base / "root", base / "lab-settings"
@@ -110,17 +127,9 @@ def lab(tmp_path_factory, installed_kernelspec, request) -> Iterator[dict]:
     server = Server(root, JUPYTERLAB_SETTINGS_DIR=str(settings))
     try:
         server.put_notebook(NOTEBOOK, json.loads(nbformat.writes(nb)))
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.set_default_timeout(WAIT_MS)
-                page.goto(f"http://127.0.0.1:{server.port}/lab/tree/{NOTEBOOK}?token={server.token}")
-                page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-                _wait_idle(page)
-                yield {"page": page, "browser": browser, "server": server, "base": base}
-            finally:
-                browser.close()
+        with open_page(executable, server, f"lab/tree/{NOTEBOOK}") as (browser, page):
+            _wait_idle(page)
+            yield {"page": page, "browser": browser, "server": server, "base": base}
     finally:
         server.stop()
 

@@ -237,7 +237,7 @@ def lab(tmp_path_factory, installed_kernelspec):
     root = base / "server-root"
     root.mkdir()
     reference = _notebook(base / "reference.ipynb")
-    server = Server(root)
+    server = Server(root, WORKSHOP_SERVER_OUTPUT_LIMIT="0")  # every byte through, to see none is lost
     try:
         started = time.monotonic()
         saved, forwarded = run_in_jupyterlab(server, _notebook(base / "student.ipynb"))
@@ -346,7 +346,8 @@ def _busiest(times: list[float], sizes: list[int], span: float) -> int:
     ({"WORKSHOP_IOPUB_PACING": "on"}, True),
 ], ids=["direct", "server", "server-forced-off", "forced-on"])
 def test_output_is_paced_only_when_a_server_may_be_the_client(start_kernel, env, paced):
-    kernel = start_kernel("local", **env)
+    # every byte shown, to see its pace (a browser's default cap is 1 MiB: test_kernel_shell, test_browser_lab)
+    kernel = start_kernel("local", WORKSHOP_SERVER_OUTPUT_LIMIT="0", **env)
     started = time.monotonic()
     result = kernel.run(f"yes {LINE} | head -c 2500000", timeout=120)
     elapsed = time.monotonic() - started

@@ -24,7 +24,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/coalesce.py': ['test_stream_order.py'],
     'workshop/completion.py': ['test_completion.py'],
     'workshop/console.py': ['test_console_tmux.py'],
-    'workshop/cut_output.py': ['test_kernel_shell.py', 'test_iopub_limits.py'],
+    'workshop/cut_output.py': ['test_cut_output.py', 'test_iopub_limits.py'],
     'workshop/display.py': ['test_kernel_shell.py'],
     'workshop/doctor.py': ['test_doctor.py', 'test_targets_docker.py'],
     'workshop/engine.py': ['test_engine.py', 'test_targets_docker.py'],

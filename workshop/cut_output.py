@@ -51,7 +51,7 @@ class SavedStream:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in close)
+        self._file = open(path, "wb")  # noqa: SIM115 (closed in close)
         self.written = 0
         self.full = False
 
@@ -59,12 +59,11 @@ class SavedStream:
         if self.full or not text:
             return
         data = text.encode("utf-8", "replace")
-        if self.written + len(data) > SAVED_MAX:
+        room = SAVED_MAX - self.written
+        if len(data) > room:
             self.full = True
-            data = data[:SAVED_MAX - self.written].decode("utf-8", "ignore").encode()
-            self._file.write(data.decode() + f"\n[workshop: saved no further: {SAVED_MAX >> 20} MiB is the most]\n")
-        else:
-            self._file.write(text)
+            data = data[:room] + f"\n[workshop: saved no further: {SAVED_MAX >> 20} MiB is the most]\n".encode()
+        self._file.write(data)
         self.written += len(data)
 
     def close(self) -> None:

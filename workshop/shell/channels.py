@@ -115,18 +115,21 @@ class LocalTransport(Transport):
         return CommandResult(0)
 
     def exec(self, command: str, stdin: bytes = b"", timeout: float = 60) -> CommandResult:
-        try:
-            done = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return CommandResult(124, timed_out=True, stderr=f"no answer within {timeout:g} s")
-        except OSError as exc:
-            return CommandResult(127, stderr=str(exc))
-        return CommandResult(done.returncode, done.stdout.decode("utf-8", "replace"),
-                             done.stderr.decode("utf-8", "replace"))
+        return run_argv(["/bin/sh", "-c", command], stdin, timeout)
 
     def close(self) -> None:
         pass  # each shell is a child process; LocalChannel.close ends it
+
+
+def run_argv(argv: Sequence[str], stdin: bytes = b"", timeout: float = 60) -> CommandResult:
+    """A program run on this machine to its end, as a transport's ``exec`` gives it."""
+    try:
+        done = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return CommandResult(124, timed_out=True, stderr=f"no answer within {timeout:g} s")
+    except OSError as exc:
+        return CommandResult(127, stderr=str(exc))
+    return CommandResult(done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace"))
 
 
 def _default_signals() -> None:

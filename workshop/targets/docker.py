@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..engine import docker_command, engine_problem
 from ..errors import TargetError
 from ..settings import Settings
-from ..shell.channels import Channel, LocalChannel, Transport
+from ..shell.channels import Channel, LocalChannel, Transport, run_argv
 from ..shell.result import CommandResult
 from . import Target
 
@@ -38,15 +38,7 @@ class DockerTransport(Transport):
         return LocalChannel("exec " + shlex.join([*self.argv, command]), aside=self.argv)
 
     def exec(self, command: str, stdin: bytes = b"", timeout: float = 60) -> CommandResult:
-        try:
-            done = subprocess.run([*self.argv, command], input=stdin, capture_output=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            return CommandResult(124, timed_out=True, stderr=f"no answer within {timeout:g} s")
-        except OSError as exc:
-            return CommandResult(127, stderr=str(exc))
-        return CommandResult(done.returncode, done.stdout.decode("utf-8", "replace"),
-                             done.stderr.decode("utf-8", "replace"))
+        return run_argv([*self.argv, command], stdin, timeout)
 
     def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult:
         command = f"cat > {shlex.quote(path)}" + (f" && chmod {mode} {shlex.quote(path)}" if mode else "")
