@@ -65,8 +65,7 @@ def test_the_initramfs_is_a_valid_newc_archive(tmp_path):
     archive.chardev("dev/console", 5, 1)
     data = archive.finish()
     assert len(data) % 512 == 0
-    if shutil.which("cpio") is None:
-        pytest.skip("cpio is not installed")
+    assert shutil.which("cpio"), "cpio is missing: bash scripts/setup --test installs it"
     listing = subprocess.run(["cpio", "-itv"], input=data, capture_output=True, check=True).stdout.decode()
     assert "init" in listing and "dev/console" in listing and "bin" in listing
     out = tmp_path / "x"
