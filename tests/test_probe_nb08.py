@@ -208,3 +208,18 @@ def test_a_socket_opened_to_everyone_is_not_membership_of_the_group(docker_engin
     assert _earned(chmodded, tasks["docker-group"]) == 0, chmodded["checks"]
     said = _said(chmodded, tasks["docker-group"])
     assert "mode 666" in said and "does not list the group docker" in said, said
+
+
+def test_without_an_engine_the_cells_say_so_in_one_sentence(start_kernel):
+    """No engine at DOCKER_HOST and no `workshop` to start one: the first cell fails with what is
+    missing and how to start it, and a later cell's `docker` says the same instead of erring."""
+    cells = {c["id"]: multiline_text(c["source"]) for c in json.loads(NB08.read_text())["cells"]}
+    path = ":".join(p for p in os.environ.get("PATH", "/usr/bin:/bin").split(":")
+                    if p and not os.path.exists(os.path.join(p, "workshop")))
+    kernel = start_kernel("local", DOCKER_HOST="unix:///nonexistent/docker.sock", PATH=path)
+    first = kernel.run(cells["nb08-workdir"], timeout=120)
+    said = "the Docker engine does not answer on this machine: as root, workshop docker up starts it"
+    assert first.status != "ok" and said in first.stderr, (first.stdout, first.stderr)
+    later = kernel.run('cd "$(mktemp -d)" && ' + cells["nb08-task-commit"].split("%%check")[0], timeout=60)
+    assert f"docker did not run: {said}" in later.stderr, (later.stdout, later.stderr)
+    assert "Cannot connect" not in later.stderr and "command not found" not in later.stderr, later.stderr
