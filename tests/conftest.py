@@ -94,7 +94,8 @@ def shared_kernel(request, installed_kernelspec):
 # a test run over the ssh target or with the sshd fixture talks to the suite's sshd.
 KERNEL_FIXTURES = {"start_kernel", "kernel", "shared_kernel", "notebook_probe",
                    # fixtures of test modules that run notebooks in kernels (or a Docker engine)
-                   "lab", "klass", "canvas_class", "runs", "executed", "dask_cluster", "engine", "course"}
+                   "lab", "klass", "canvas_class", "runs", "executed", "dask_cluster", "engine", "course",
+                   "docker_engine"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -117,14 +118,30 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.fixture(scope="session")
-def notebook_probe(installed_kernelspec, tmp_path_factory):
+def docker_engine():
+    """The Docker engine notebooks 7 and 8 use on the local target: the one that answers, or one
+    started with ``workshop docker up``'s code and stopped again at the end of the session."""
+    from workshop.engine import docker_command, engine_down, engine_problem, engine_up
+
+    # without Docker installed nothing starts, and notebook 8's first cell says what is missing
+    started = docker_command() is not None and engine_problem() is not None
+    if started:
+        engine_up()
+    yield
+    if started:
+        engine_down()
+
+
+@pytest.fixture(scope="session")
+def notebook_probe(installed_kernelspec, tmp_path_factory, request):
     """Factory: ``notebook_probe("02")`` -> (the finished ``workshop probe`` process, its JSON report).
 
     The real CLI probes ``notebooks/NN-*.ipynb`` on the local target, once per session: every test
     that asks for the same notebook gets the same run (a probe takes 15-180 s per notebook).
     ``notebook_probe("02", cell="nb02-install")`` probes a cell that is no task: a copy of the notebook
     cut after that cell, the cell made a task named by its id, its clean-up cell (id ``*-cleanup``)
-    kept at the end.  Needs root."""
+    kept at the end.  Notebook 08 is probed with the Docker engine up (``docker_engine``).
+    Needs root."""
     if os.geteuid() != 0:
         pytest.skip("the probe reruns the notebook on the local target: mounts, namespaces and cgroups need root")
     done: dict[tuple[str, str | None], tuple[subprocess.CompletedProcess, dict | None]] = {}
@@ -132,6 +149,8 @@ def notebook_probe(installed_kernelspec, tmp_path_factory):
 
     def probe(number: str, cell: str | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
         if (number, cell) not in done:
+            if number == "08":  # its cells run on the Docker engine
+                request.getfixturevalue("docker_engine")
             source = next(NOTEBOOKS.glob(f"{number}-*.ipynb"))
             args = [str(source)]
             if cell:
