@@ -59,7 +59,10 @@ def _roots_under(work: Path) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.readlink(f"/proc/{entry}/root").startswith(str(work) + "/"):
+                # Seen from inside another root (this suite run in a fresh Debian
+                # itself), a root in a mount namespace of its own reads as the
+                # path from the machine's /: the work dir's path then comes later.
+                if f"{work}/" in os.readlink(f"/proc/{entry}/root"):
                     found.append(int(entry))
             except OSError:
                 continue
