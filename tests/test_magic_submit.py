@@ -25,7 +25,7 @@ class Saved:
 
 
 @pytest.fixture
-def course(tmp_path, monkeypatch):
+def handin_course(tmp_path, monkeypatch):
     release([make_source(tmp_path / "lab.ipynb")], tmp_path / "out", verify_reference=False)
     course = Course(tmp_path / "course")
     course.init()
@@ -39,8 +39,8 @@ def course(tmp_path, monkeypatch):
     server.server_close()
 
 
-def test_the_notebook_this_kernel_runs_for_is_self_checked_and_filed(course):
-    course, notebook = course
+def test_the_notebook_this_kernel_runs_for_is_self_checked_and_filed(handin_course):
+    course, notebook = handin_course
     session = FakeSession()
     session.notebook = Saved(str(notebook))
     ctx, printed = fake_context(session)
@@ -57,8 +57,8 @@ def test_the_notebook_this_kernel_runs_for_is_self_checked_and_filed(course):
     assert len(list((course.submissions / "lab").glob("*/*.ipynb"))) == 2
 
 
-def test_without_a_known_notebook_or_collector_one_sentence_says_what_to_do(course, tmp_path):
-    course, notebook = course
+def test_without_a_known_notebook_or_collector_one_sentence_says_what_to_do(handin_course, tmp_path):
+    course, notebook = handin_course
     ctx, _ = fake_context()
     with pytest.raises(MagicError, match=r"^this kernel does not know which notebook it runs for; name it: "
                                          r"%submit NOTEBOOK.ipynb$"):
@@ -79,10 +79,50 @@ def test_help_names_the_magic():
     assert "%submit [NOTEBOOK]" in "".join(t for _, t in printed)
 
 
-def test_a_reference_is_never_released(course, tmp_path):
-    course, _ = course
+def test_a_reference_is_never_released(handin_course, tmp_path):
+    course, _ = handin_course
     from workshop.errors import ExchangeError
 
     with pytest.raises(ExchangeError, match=r"looks like a reference, not a student copy \(cell \d+ holds a "):
         publish(course, tmp_path / "out" / "reference" / "lab.ipynb", None)
     assert Path(course.released / "lab" / "lab.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_in_a_kernel_it_hands_in_the_notebook_the_server_named(handin_course, start_kernel):
+    """A real kernel, started as a Jupyter server starts it (JPY_SESSION_NAME names the notebook)."""
+    course, notebook = handin_course
+    kernel = start_kernel("local", JPY_SESSION_NAME=str(notebook), WORKSHOP_COURSE_DIR=str(course.root))
+    result = kernel.run("%submit")
+    assert result.status == "ok", result.stderr
+    assert "self-check: 0 of 6 points" in result.stdout and "hand-in number 1" in result.stdout
+    stray = kernel.run(f"%submit --course {course.root / 'nowhere'}")
+    assert stray.status == "error" and "the course's collector is not running" in str(stray.errors)
+
+
+def test_one_user_holding_connections_open_is_told_to_wait(handin_course):
+    """A few connections per user are served at once: idle ones of one student cannot fill the collector."""
+    import socket
+
+    from workshop.exchange.handin import request
+
+    course, _ = handin_course
+    idle = []
+    for _ in range(collector.PER_USER):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(course.socket))
+        idle.append(sock)
+    try:
+        import time
+
+        time.sleep(0.3)  # the collector has taken them
+        from workshop.errors import ExchangeError
+
+        with pytest.raises(ExchangeError, match=r"^the collector is busy with other hand-ins \(or more of yours\); "
+                                                r"try again in a minute$"):
+            request(course, {"op": "hello"})
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    assert request(course, {"op": "hello"})["assignments"] == ["lab"]

@@ -20,7 +20,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/batch.py': ['test_assignment_loop.py', 'test_grading.py'],
     'workshop/cell.py': ['test_cell_grammar.py'],
     'workshop/checks.py': ['test_checks.py', 'test_cell_grammar.py'],
-    'workshop/cli.py': ['test_import_cost.py'],
+    'workshop/cli.py': ['test_import_cost.py', 'test_exchange.py'],
     'workshop/coalesce.py': ['test_stream_order.py'],
     'workshop/completion.py': ['test_completion.py'],
     'workshop/console.py': ['test_console_tmux.py'],

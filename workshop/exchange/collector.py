@@ -16,6 +16,7 @@ It runs as the course directory's owner (root on a course server); run it with
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import json
@@ -37,6 +38,7 @@ from .course import USER, Course, mib, now, parse_time, stamp_name
 MAX_HEADER = 4096
 TIMEOUT = 30.0  # seconds a connection may take to send its request
 MAX_CONNECTIONS = 32
+PER_USER = 4  # connections of one user served at once
 MIN_FREE = 256 * 2**20  # free bytes the collector leaves on the course's disk
 FIELDS = {"hello": {"op"}, "submit": {"op", "assignment", "size"}, "history": {"op", "assignment"}}
 AS_SOMEONE = {"student", "user", "username", "uid", "as", "owner", "name"}
@@ -83,13 +85,10 @@ class Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self.connection.settimeout(TIMEOUT)
+        uid = peer_uid(self.connection)
         try:
-            if not self.server.slots.acquire(blocking=False):
-                raise Refused("the collector is busy with other hand-ins; try again in a minute")
-            try:
-                answer = self.answer()
-            finally:
-                self.server.slots.release()
+            with self.server.slot(uid):
+                answer = self.answer(uid)
         except Refused as exc:
             answer = {"ok": False, "error": str(exc)}
         except TimeoutError:
@@ -103,9 +102,9 @@ class Handler(socketserver.StreamRequestHandler):
         except OSError:
             pass  # the client went away
 
-    def answer(self) -> dict:
+    def answer(self, uid: int) -> dict:
         try:
-            user = pwd.getpwuid(peer_uid(self.connection))
+            user = pwd.getpwuid(uid)
         except KeyError:
             raise Refused("your uid has no account on this machine, so nothing can be filed under it") from None
         line = self.rfile.readline(MAX_HEADER + 1)
@@ -150,8 +149,9 @@ class Collector(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, course: Course):
         self.course = course
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.lock = threading.Lock()  # one hand-in filed at a time: counts and names stay exact
+        self.busy: dict[int, int] = {}  # uid -> connections being served
+        self.lock = threading.Lock()  # guards busy
+        self.filing = threading.Lock()  # one hand-in filed at a time: counts and names stay exact
         course.must_exist()
         _remove_stale(course.socket)
         old = os.umask(0o111)
@@ -160,6 +160,20 @@ class Collector(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old)
         os.chmod(course.socket, 0o666)  # anyone may connect; who they are comes from the kernel
+
+    @contextlib.contextmanager
+    def slot(self, uid: int):
+        """A place among the connections being served: a few per user, so that one user's open
+        connections cannot keep the others out."""
+        with self.lock:
+            if self.busy.get(uid, 0) >= PER_USER or sum(self.busy.values()) >= MAX_CONNECTIONS:
+                raise Refused("the collector is busy with other hand-ins (or more of yours); try again in a minute")
+            self.busy[uid] = self.busy.get(uid, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.busy[uid] -= 1
 
     def file(self, user: pwd.struct_passwd, info: dict, size, stream) -> dict:
         config = self.course.config()
@@ -179,7 +193,7 @@ class Collector(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             parse_notebook_json(data, "what was sent", limit)
         except GradingError as exc:
             raise Refused(f"this is not a notebook that can be graded ({exc})") from None
-        with self.lock:
+        with self.filing:
             return self._store(user.pw_name, user.pw_uid, info, data, config)
 
     def _store(self, user: str, uid: int, info: dict, data: bytes, config: dict) -> dict:
