@@ -171,6 +171,13 @@ def test_release_fetch_submit_collect_grade(course, tmp_path):
     on_time = instructor("collect", "lab", "--out", str(out), "--on-time", "--replace", course=root)
     assert on_time.returncode == 0, on_time.stderr
     assert _sha(out / f"{BOB}.ipynb") == _sha(course["ran"] / "empty.ipynb")
+    assert instructor("exchange", "status", course=root).stdout.endswith("released: lab\n")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o1777)  # as /tmp is: a student could plant links in it
+    line = one_sentence(instructor("collect", "lab", "--out", str(shared), course=root))
+    assert line.endswith("must be a folder of yours that no one else can write to (another user could plant links "
+                         "in it); collect into a new folder"), line
 
 
 def _bobs_files(root: Path) -> dict[str, str]:

@@ -546,6 +546,21 @@ def exchange_start(course_dir: Path | None) -> None:
     click.echo(f"collector started (pid {start(course)}) on {course.socket}")
 
 
+@exchange.command("status")
+@_COURSE
+def exchange_status(course_dir: Path | None) -> None:
+    """Whether the collector answers, and the released assignments; exit status 1 when it does not."""
+    from .exchange.course import Course
+    from .exchange.service import status
+
+    course = Course.at(course_dir)
+    hello = status(course)
+    if hello is None:
+        click.echo(f"no collector answers on {course.socket}")
+        sys.exit(1)
+    click.echo(f"the collector answers on {course.socket}; released: {', '.join(hello['assignments']) or 'nothing'}")
+
+
 @exchange.command("stop")
 @_COURSE
 def exchange_stop(course_dir: Path | None) -> None:

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import pwd
-import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +83,11 @@ def _choose(found: list[dict], on_time: bool) -> tuple[dict | None, str]:
 
 
 def _prepare_out(out: Path, replace: bool) -> None:
+    if out.exists() and not out.is_symlink() and out.is_dir():
+        info = out.stat()
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise ExchangeError(f"{out} must be a folder of yours that no one else can write to (another user could "
+                                "plant links in it); collect into a new folder")
     if out.exists() and any(out.iterdir()):
         if not replace:
             raise ExchangeError(f"{out} is not empty; collect into a new folder, or give --replace to empty it first")
@@ -108,7 +112,7 @@ def collect(course: Course, name: str, out: Path, on_time: bool = False, replace
             status = "not on the roster (not collected)"
         elif chosen is not None:
             stamp = stamp_name(parse_time(chosen["submitted_at"]))
-            shutil.copyfile(folder / student / f"{stamp}.ipynb", out / f"{student}.ipynb")
+            write_file(out / f"{student}.ipynb", (folder / student / f"{stamp}.ipynb").read_bytes(), 0o600)
         rows.append({"student": student, "status": status, "submitted_at": (chosen or {}).get("submitted_at", ""),
                      "late": "yes" if chosen and chosen.get("late") else "", "late_by_seconds":
                      (chosen or {}).get("late_by_seconds", "") if chosen and chosen.get("late") else "",

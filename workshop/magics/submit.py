@@ -50,6 +50,7 @@ register(Magic(
         Runs the notebook's self-check (its visible checks, read from the saved records, as
         workshop check does), then sends the notebook as last saved to the course's collector,
         which files it under your user with the server's time, marks it late after the
-        deadline, and keeps every earlier hand-in.  Save the notebook first.""",
+        deadline, and keeps every earlier hand-in.  Save the notebook first.  It acts where the
+        kernel runs (the course server), whatever the target of the cells.""",
     example="""\
         %submit"""))
