@@ -30,7 +30,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/engine.py': ['test_engine.py', 'test_targets_docker.py'],
     'workshop/errors.py': ['test_assign.py', 'test_cell_grammar.py'],
     'workshop/exchange/__init__.py': ['test_exchange.py'],
-    'workshop/exchange/collect.py': ['test_exchange.py'],
+    'workshop/exchange/collect.py': ['test_exchange.py', 'test_exchange_roster.py'],
     'workshop/exchange/collector.py': ['test_exchange.py', 'test_magic_submit.py'],
     'workshop/exchange/course.py': ['test_exchange.py', 'test_magic_submit.py'],
     'workshop/exchange/handin.py': ['test_magic_submit.py', 'test_exchange.py'],

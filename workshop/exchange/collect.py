@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pwd
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +28,36 @@ from .course import USER, Course, parse_time, stamp_name, write_file
 OUR_FILES = ("collected.csv", "roster.csv")
 
 
-def hub_users(url: str, token: str | None) -> list[str]:
-    """The users of a JupyterHub (its REST API, with an API token), admins left out."""
+def hub_users(url: str, token: str | None, max_pages: int = 1000) -> list[str]:
+    """The users of a JupyterHub (its REST API, with an API token), admins left out.  Hubs from 2.0 on
+    list users a page at a time when asked for pages; older ones answer with the whole list."""
     api = url.rstrip("/")
     api = api if api.endswith("/hub/api") else api + "/hub/api"
-    req = urllib.request.Request(api + "/users", headers={"Authorization": f"token {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=20) as answer:
-            users = json.loads(answer.read(16 * 2**20))
-    except (OSError, ValueError) as exc:
-        raise ExchangeError(f"the hub at {url} did not list its users ({exc}); check the URL and that "
-                            "JUPYTERHUB_API_TOKEN holds a token of an admin or of a service allowed to list users") \
-            from None
+    headers = {"Accept": "application/jupyterhub-pagination+json", **({"Authorization": f"token {token}"}
+                                                                      if token else {})}
+    users: list = []
+    page: str | None = api + "/users?include_stopped_servers=1"
+    for _ in range(max_pages):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(page, headers=headers), timeout=20) as answer:
+                model = json.loads(answer.read(16 * 2**20))
+        except (OSError, ValueError) as exc:
+            raise ExchangeError(f"the hub at {url} did not list its users ({exc}); check the URL and that "
+                                "JUPYTERHUB_API_TOKEN holds a token allowed to list users (scope list:users)") from None
+        if isinstance(model, list):  # a hub before 2.0: every user at once
+            users += model
+            break
+        users += model.get("items") or []
+        following = (model.get("_pagination") or {}).get("next")
+        page = following.get("url") if isinstance(following, dict) else None
+        if not page:
+            break
+        if not page.startswith(api + "/"):
+            page = api + "/users?" + urllib.parse.urlencode({"offset": following.get("offset", 0),
+                                                             "limit": following.get("limit", 200),
+                                                             "include_stopped_servers": 1})
     return sorted(u["name"] for u in users if isinstance(u, dict) and isinstance(u.get("name"), str)
-                  and not u.get("admin"))
+                  and USER.match(u["name"]) and not u.get("admin"))
 
 
 def group_members(group: str) -> list[str]:
