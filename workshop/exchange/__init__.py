@@ -34,7 +34,9 @@ instructor's tools.  A per-student drop directory (root-owned, group the student
 change or delete earlier submissions and set their times, can plant links there for the
 collector to follow, and can fill the disk.  The collector needs no setuid program and no
 write access for students; its cost is one small process to keep running
-(``workshop exchange start``, no systemd needed).
+(``workshop exchange start``, no systemd needed).  A JupyterHub service that checks the
+hub's tokens would close the same holes only where a hub runs; the socket serves every
+local user, with the hub or without it.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def start(course: Course, wait: float = 30.0) -> int:
     course.must_exist()
     if status(course):
         raise ExchangeError(f"a collector already answers on {course.socket}")
-    with open(course.root / "collector.log", "ab") as log:
+    fd = os.open(course.root / "collector.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "workshop", "exchange", "serve", "--course", str(course.root)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 cwd="/")
