@@ -27,10 +27,18 @@ pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes users and a root-owned course")]
 
 ROOT = Path(__file__).resolve().parent.parent
-# The students run the package's code with the system's Python and the venv's libraries (an
-# interpreter under /root, as pyenv's, cannot be run by other users).
-SYSTEM_PYTHON = "/usr/bin/python3"
+# The students run the package's code with this Python when other users may run it, else (an
+# interpreter under /root, as pyenv's) with the system's Python and the venv's libraries.
 LIBS = next(Path(sys.prefix, "lib").glob("python3*/site-packages"), None)
+
+
+def _students_python() -> str:
+    done = subprocess.run([shutil.which("runuser") or "runuser", "-u", "nobody", "--", sys.executable, "-c", "pass"],
+                          capture_output=True, cwd="/")
+    return sys.executable if done.returncode == 0 else "/usr/bin/python3"
+
+
+SYSTEM_PYTHON = _students_python() if os.geteuid() == 0 else sys.executable
 TAG = secrets.token_hex(2)
 GROUP = f"wsc{TAG}"
 ALICE, BOB, CAROL = (f"ws{n}{TAG}" for n in ("alice", "bob", "carol"))
