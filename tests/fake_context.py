@@ -30,6 +30,7 @@ class FakeSession:
         self.target: Target = parse_target("local", self.settings)
         self.target_source = "default"
         self.timeout: float | None = None
+        self.notebook: Any = None  # a SavedNotebook (.path) when a test gives one
         self.hidden: list[str] = []
         self.uploads: dict[str, tuple[bytes, str | None]] = {}
         self.cleanups: dict[str, str] = {}

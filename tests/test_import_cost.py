@@ -29,7 +29,8 @@ def loaded_after(code: str) -> set[str]:
 
 
 COMMANDS = [[], ["run"], ["grade"], ["assign"], ["check"], ["doctor"], ["import"], ["kernel"], ["kernel", "install"],
-            ["vm"], ["vm", "up"], ["vm", "list"]]
+            ["vm"], ["vm", "up"], ["vm", "list"], ["release"], ["fetch"], ["submit"], ["collect"], ["exchange"],
+            ["exchange", "start"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "workshop")

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workshop"
 # Lowest first.  A module may import its own layer and the ones below it.
 LAYERS = [
     ("base", {"errors", "text", "settings", "paths", "lock", "records", "arguments", "cell", "checks", "tasks",
-              "grading", "quick_nbformat", "language", "display", "cut_output"}),
+              "grading", "quick_nbformat", "language", "display", "cut_output", "exchange"}),
     ("shell", {"shell"}),
     ("vm", {"vm", "engine"}),
     ("targets", {"targets"}),

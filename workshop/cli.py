@@ -395,6 +395,182 @@ def check_command(notebook: Path) -> None:
     sys.exit(0 if print_self_check(Report(ref, [result]), assignment, console) else 1)
 
 
+# ---- the course exchange: release, fetch, submit, collect ------------------------------
+_COURSE = click.option("--course", "course_dir", type=click.Path(file_okay=False, path_type=Path),
+                       help="The course directory (default: $WORKSHOP_COURSE_DIR or /srv/workshop-course).")
+
+
+def _exchange_errors(function):
+    """An ExchangeError becomes its sentence on stderr and exit status 2."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from .errors import ExchangeError
+
+        try:
+            return function(*args, **kwargs)
+        except ExchangeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@main.command("release")
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_COURSE
+@click.option("--deadline", help="When hand-ins become late: 2026-12-24T23:59 (local time) or with a zone "
+                                 "(+01:00, Z); a release without it keeps the deadline it had.")
+@_exchange_errors
+def release_command(notebooks: tuple[Path, ...], course_dir: Path | None, deadline: str | None) -> None:
+    """Publish student notebooks (the --out folder of workshop assign, or its student/*.ipynb) to the course,
+    read-only for students."""
+    from .exchange.course import Course, parse_time, release, student_notebooks
+
+    course = Course.at(course_dir)
+    when = parse_time(deadline) if deadline else None
+    for given in notebooks:
+        for path in student_notebooks(given):
+            info = release(course, path, when)
+            click.echo(f"released {info['name']} to {course.released / info['name']}; deadline: "
+                       f"{info['deadline'] or 'none'}")
+
+
+@main.command("fetch")
+@click.argument("assignments", nargs=-1)
+@_COURSE
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the notebooks go (default: ~/assignments).")
+@click.option("--force", is_flag=True, help="Fetch again over your copy, which is kept as NAME.ipynb.~N~.")
+@_exchange_errors
+def fetch_command(assignments: tuple[str, ...], course_dir: Path | None, dest: Path | None, force: bool) -> None:
+    """Copy released ASSIGNMENTS (default: all) into your home."""
+    from .exchange.course import Course, fetch
+
+    for got in fetch(Course.at(course_dir), list(assignments), dest or Path.home() / "assignments", force):
+        what = "fetched" if got.new else "kept your copy (already fetched; --force fetches it again)"
+        click.echo(f"{got.name}: {what}: {got.path}; deadline: {got.deadline or 'none'}")
+
+
+@main.command("submit")
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@_COURSE
+@click.option("--assignment", help="The assignment it is for (default: from the notebook, else its file name).")
+@_exchange_errors
+def submit_command(notebook: Path, course_dir: Path | None, assignment: str | None) -> None:
+    """Hand in NOTEBOOK as saved: its self-check first (as workshop check), then the collector files it
+    under your user with the server's time."""
+    from rich.console import Console
+
+    from .exchange.course import Course
+    from .exchange.handin import describe, prepare, send
+    from .grading.results import Report
+    from .reports import print_self_check
+
+    course = Course.at(course_dir)
+    ready = prepare(course, notebook, assignment)
+    if ready.check.reference is not None:
+        print_self_check(Report(ready.check.reference, [ready.check.result]), ready.check.assignment,
+                         Console(emoji=False))
+    click.echo(describe(send(course, ready)))
+
+
+@main.command("collect")
+@click.argument("assignment")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Write OUT/USER.ipynb per student (what workshop grade REFERENCE OUT reads), collected.csv "
+                   "and roster.csv.")
+@_COURSE
+@click.option("--on-time", is_flag=True, help="Take each student's latest submission before the deadline.")
+@click.option("--replace", is_flag=True, help="Empty OUT of earlier notebooks and lists first.")
+@_exchange_errors
+def collect_command(assignment: str, out_dir: Path, course_dir: Path | None, on_time: bool, replace: bool) -> None:
+    """Gather the latest submission of each student of ASSIGNMENT for workshop grade."""
+    from .exchange.collect import collect
+    from .exchange.course import Course
+
+    done = collect(Course.at(course_dir), assignment, out_dir, on_time, replace)
+    late = sum(1 for row in done.rows if row["late"] and row["status"] == "collected")
+    others = [f"{row['student']}: {row['status']}" for row in done.rows if row["status"] != "collected"]
+    click.echo(f"collected {done.count} submissions of {assignment} into {out_dir} ({late} late); "
+               f"roster: {done.source}")
+    for line in others:
+        click.echo(f"  {line}")
+    click.echo(f"grade them with: workshop grade REFERENCE.ipynb {out_dir}")
+
+
+@main.group()
+def exchange() -> None:
+    """The course directory and the collector that files hand-ins."""
+
+
+@exchange.command("init")
+@_COURSE
+@click.option("--group", help="The course group: who may hand in, and the roster when there is no hub.")
+@click.option("--hub-url", help="A JupyterHub whose users are the roster (its token in $JUPYTERHUB_API_TOKEN).")
+@click.option("--max-mb", type=float, help="The largest notebook a student may hand in, in MiB (default 16).")
+@click.option("--max-submissions", type=int, help="Hand-ins per student and assignment (default 50).")
+@_exchange_errors
+def exchange_init(course_dir: Path | None, group: str | None, hub_url: str | None, max_mb: float | None,
+                  max_submissions: int | None) -> None:
+    """Make the course directory (or change its settings)."""
+    from .exchange.course import Course
+
+    course = Course.at(course_dir)
+    config = course.init(group=group, hub_url=hub_url, max_bytes=int(max_mb * 2**20) if max_mb else None,
+                         max_submissions=max_submissions)
+    click.echo(f"course at {course.root}: {', '.join(f'{k}={v}' for k, v in config.items())}")
+
+
+@exchange.command("serve")
+@_COURSE
+@_exchange_errors
+def exchange_serve(course_dir: Path | None) -> None:
+    """Run the collector in the foreground (as the course directory's owner) until stopped."""
+    from .exchange.collector import serve
+    from .exchange.course import Course
+
+    course = Course.at(course_dir)
+    serve(course, ready=lambda: click.echo(f"collecting on {course.socket}", err=True))
+
+
+@exchange.command("start")
+@_COURSE
+@_exchange_errors
+def exchange_start(course_dir: Path | None) -> None:
+    """Start the collector in the background."""
+    from .exchange.course import Course
+    from .exchange.service import start
+
+    course = Course.at(course_dir)
+    click.echo(f"collector started (pid {start(course)}) on {course.socket}")
+
+
+@exchange.command("status")
+@_COURSE
+def exchange_status(course_dir: Path | None) -> None:
+    """Whether the collector answers, and the released assignments; exit status 1 when it does not."""
+    from .exchange.course import Course
+    from .exchange.service import status
+
+    course = Course.at(course_dir)
+    hello = status(course)
+    if hello is None:
+        click.echo(f"no collector answers on {course.socket}")
+        sys.exit(1)
+    click.echo(f"the collector answers on {course.socket}; released: {', '.join(hello['assignments']) or 'nothing'}")
+
+
+@exchange.command("stop")
+@_COURSE
+def exchange_stop(course_dir: Path | None) -> None:
+    """Stop the collector started with workshop exchange start."""
+    from .exchange.course import Course
+    from .exchange.service import stop
+
+    click.echo("collector stopped" if stop(Course.at(course_dir)) else "no collector was running")
+
+
 # ---- the built-in micro VM ------------------------------------------------------
 
 

@@ -56,3 +56,8 @@ class ImporterError(WorkshopError):
 class AssignmentError(WorkshopError):
     """A source notebook that cannot be released to students; the message lists
     each problem on a line of its own, with the cell number."""
+
+
+class ExchangeError(WorkshopError):
+    """An assignment that cannot be released, fetched, handed in or collected;
+    the message says why in one sentence."""

@@ -159,6 +159,7 @@ class SavedNotebook(Protocol):
     """The notebook file a front end found for this session (the kernel's:
     :mod:`workshop.notebook_file`); the session reads no file of its own."""
 
+    path: str  # where it is saved
     def target(self) -> str | None: ...  # its metadata.workshop.target
     def cell(self, cell_id: str) -> dict | None: ...  # a saved cell, by id
 

@@ -72,6 +72,9 @@ class Settings(Configurable):
         config=True, env="WORKSHOP_FAILED_CHECK")
     ssh_config = Unicode(help="The ssh_config file ssh:ALIAS targets read (WORKSHOP_SSH_CONFIG).").tag(
         config=True, env="WORKSHOP_SSH_CONFIG")
+    course_dir = Unicode("/srv/workshop-course", help="The course's exchange: released assignments, the hand-in "
+                         "collector's socket, the submissions (WORKSHOP_COURSE_DIR).").tag(
+        config=True, env="WORKSHOP_COURSE_DIR")
     data_dir = Unicode(help="The tool's own state: known hosts, VMs (WORKSHOP_DATA_DIR).").tag(
         config=True, env="WORKSHOP_DATA_DIR")
     vm_cache = Unicode("", help="Where built VM images are kept (WORKSHOP_VM_CACHE).").tag(

@@ -31,6 +31,7 @@ class SessionOps(Protocol):
     target: Target
     target_source: str
     timeout: float | None
+    notebook: Any  # the saved notebook a front end named for the session (its .path), or None
 
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult: ...
     def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult: ...
