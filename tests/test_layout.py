@@ -17,7 +17,7 @@ LAYERS = [
     ("vm", {"vm", "engine"}),
     ("targets", {"targets"}),
     ("magics", {"magics"}),
-    ("runners", {"session", "completion", "inspection", "runner", "kernel_cgroup", "batch", "store", "progress", "reports",
+    ("runners", {"session", "offers", "completion", "inspection", "runner", "kernel_cgroup", "batch", "store", "progress", "reports",
                  "run_reports", "feedback", "lms", "outputs", "assign", "importer", "doctor", "probe"}),
     ("front ends", {"kernel", "notebook_file", "console", "pacing", "coalesce", "cli", "pytest_plugin", "papermill_plugin", "kernelspec_install", "__main__"}),
 ]

@@ -61,6 +61,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/magics/target.py': ['test_magic_target.py'],
     'workshop/magics/timeout.py': ['test_magic_timeout.py'],
     'workshop/magics/unshare.py': ['test_magic_unshare.py'],
+    'workshop/offers.py': ['test_completion.py'],
     'workshop/notebook_file.py': ['test_notebook_file.py', 'test_session.py'],
     'workshop/outputs/__init__.py': ['test_grading_unreadable.py'],
     'workshop/outputs/feedback.py': ['test_assignment_loop.py'],

@@ -162,6 +162,23 @@ def test_cells_keep_state_in_the_vm(vm_kernel):
     TIMINGS["cell_round_trip_ms"] = round((time.monotonic() - started) / rounds * 1000, 1)
 
 
+def test_tab_in_the_vm_offers_commands_files_and_what_a_cell_made(vm_kernel):
+    """Tab on a VM answers from what it offered (commands asked of its shell once,
+    directories read over SFTP), and sees a file a cell made; the time it takes is
+    in bench/completion_vm.py."""
+    kernel = vm_kernel
+    assert kernel.run("mkdir -p /root/tabs && cd /root/tabs && touch alpha.txt").status == "ok"
+    assert "echo" in kernel.tab_until("ech", lambda m: "echo" in m)
+    assert kernel.complete("cat al")["matches"] == ["alpha.txt"]
+    assert kernel.complete("ls /et")["matches"] == ["/etc/"]
+    assert kernel.complete("ls ro")["matches"] == []  # an argument: files, not `route`
+    assert kernel.run("touch alphabet; mkdir albums").status == "ok"
+    assert kernel.complete("cat al")["matches"] == ["albums/", "alpha.txt", "alphabet"]
+    assert kernel.run("cd albums").status == "ok"
+    assert kernel.complete("cat ../alph")["matches"] == ["../alpha.txt", "../alphabet"]
+    assert kernel.run("cd / && rm -r /root/tabs").status == "ok"
+
+
 def test_the_docker_engine_runs_in_the_vm_from_its_boot(vm_kernel):
     """rcS starts dockerd at boot (no bridge, no iptables); nobody has to start it."""
     result = vm_kernel.run("for i in $(seq 60); do docker version --format '{{.Server.Version}}' 2>/dev/null && break; "

@@ -31,6 +31,7 @@ from .checks import describe_changes, expectation_result, script_result, split_c
 from .cut_output import SavedStream, Tail, saved_path
 from .errors import MagicError, ShellError, TargetError, WorkshopError
 from .magics.context import CellContext
+from .offers import Offers
 from .records import Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
@@ -191,6 +192,8 @@ class Session:
         self._isolated = False  # the cell running now runs in a subshell (a grading rerun)
         # characters per stream shown, when the front end knows better than the settings (a browser's)
         self.shown_limit: int | None = None
+        self._busy = threading.Lock()  # held while a cell runs: Tab asks the shell between cells only
+        self.offers = Offers(self._files, self.ask, lambda: self.shell.flavour if self.shell else "sh")
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -200,6 +203,18 @@ class Session:
                  on_display: DisplaySink | None = None) -> CellRun:
         """Run one cell; its output goes to ``on_output`` as it comes (None: not shown).
         ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
+        shell = self.shell
+        try:
+            with self._busy:
+                return self._run_cell(code, on_output=on_output, on_input=on_input, on_progress=on_progress,
+                                      cell_id=cell_id, execution_count=execution_count, session_id=session_id,
+                                      cell_meta=cell_meta, on_display=on_display)
+        finally:
+            self.offers.stale(new_shell=self.shell is not shell)
+
+    def _run_cell(self, code: str, *, on_output: OutputSink | None, on_input: InputCallback | None,
+                  on_progress: ProgressSink | None, cell_id: str | None, execution_count: int, session_id: str,
+                  cell_meta: dict | None, on_display: DisplaySink | None) -> CellRun:
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
                         target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta, self.notebook.cell if self.notebook else None))
         limit = self.settings.output_limit if self.shown_limit is None else self.shown_limit
@@ -584,19 +599,35 @@ class Session:
 
     def ask(self, command: str, timeout: float) -> str:
         """What ``command`` prints, run aside in the shell, for Tab and Shift-Tab:
-        "" when it cannot run, and never boots a machine to answer."""
+        "" when it cannot run, and never boots a machine to answer.  Between cells
+        only: from another thread it waits for the running cell to end."""
+        if not self._busy.acquire(timeout=timeout):
+            return ""
         try:
             if not self._shell_usable() and not self.target.quick_to_start:
                 return ""
             return self.run_hidden(command, timeout=timeout).stdout
         except (TargetError, ShellError):
             return ""
+        finally:
+            self._busy.release()
 
     def complete(self, token: str, command: bool = False) -> list[str]:
-        """Completions of ``token`` from the target's shell (``command``: where a command
-        is written, so commands too; else files, as bash does); never boots a machine."""
-        found = self.ask(f"__ws_complete {shlex.quote(token)} {'command' if command else 'argument'}", timeout=5)
-        return list(dict.fromkeys(line for line in found.splitlines() if line.startswith(token)))
+        """Completions of ``token`` from the target (``command``: where a command is
+        written, so commands too; else files, as bash does): from what the target
+        offered (:mod:`workshop.offers`), else its shell; never boots a machine."""
+        found = self.offers.complete(token, command)
+        if found is None:
+            asked = self.ask(f"__ws_complete {shlex.quote(token)} {'command' if command else 'argument'}", timeout=5)
+            found = asked.splitlines()
+        return list(dict.fromkeys(word for word in found if word.startswith(token)))
+
+    def _files(self) -> tuple[Transport, int] | None:
+        """Where Tab reads the target's files: its transport and the shell's pid."""
+        shell, transport = self.shell, self._transport
+        if shell is None or transport is None or not shell.pid or not self._shell_usable():
+            return None
+        return transport, shell.pid
 
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check
