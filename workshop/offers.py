@@ -60,6 +60,7 @@ class Offers:
         self._cache: dict[tuple, tuple[int, Any]] = {}  # key -> (generation, value)
         self._pending: dict[tuple, Future] = {}
         self._used = False  # Tab was pressed: worth fetching ahead after a cell
+        self.ahead = False  # a person presses Tab here (a browser's kernel): fetch before the first Tab
 
     # ---- what the session tells --------------------------------------------------
     def stale(self, new_shell: bool = False) -> None:
@@ -69,8 +70,11 @@ class Offers:
             self._generation += 1
             if new_shell:
                 self._cache.clear()
-        if self._used:  # the working directory's listing, read ahead
+            never_asked = ("words",) not in self._cache
+        if self._used or self.ahead:  # the working directory's listing, read ahead
             threading.Thread(target=self._listing, args=(".",), name="offers-ahead", daemon=True).start()
+        if self.ahead and never_asked:  # the shell's words, once per shell (asking takes the shell a while)
+            self._start(("words",), self._read_words)
 
     # ---- what Tab asks -----------------------------------------------------------
     def complete(self, token: str, command: bool) -> list[str] | None:
