@@ -9,8 +9,10 @@ data dir's vm-timings.json) and printed at the end of the session.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -257,6 +259,14 @@ def test_kernel_brings_a_vm_up_on_first_use_then_down_leaves_nothing(vm_image, s
     if vm.state()["accel"] == "tcg":  # why there is no KVM stays in the cell, above the last step
         last = progress[-1]["content"]["data"]["text/plain"].splitlines()
         assert "TCG software emulation" in last[0] and " is up " in last[-1], last
+    # the seconds go on while the VM boots: the display is said again each second it would stand still
+    texts = [m["content"]["data"]["text/plain"].splitlines()[-1] for m in progress]
+    ticks = [t for t in texts if re.search(r"(· \d+ s$|waiting for SSH .*\(\d+ s)", t)]
+    assert len(ticks) >= 3, texts
+    dates = [m["header"]["date"] for m in progress]
+    dates = [d if isinstance(d, datetime.datetime) else datetime.datetime.fromisoformat(d) for d in dates]
+    gaps = [(b - a).total_seconds() for a, b in zip(dates, dates[1:], strict=False)]
+    assert max(gaps) < 3, list(zip(gaps, texts[1:], strict=True))  # before: 5 s and more between updates
     # a second cell does not boot anything
     again = kernel.run("echo again")
     assert again.stdout == "again\n"

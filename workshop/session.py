@@ -17,9 +17,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
+import re
 import secrets
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from .shell.persistent import InputCallback, PersistentShell
 from .shell.result import CommandResult
 from .targets import Target, parse_target
 from .tasks import VOUCHED, record_task
+from .text import Notice
 
 OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
 ProgressSink = Callable[[str], None]  # a step of getting the target ready
@@ -555,14 +558,18 @@ class Session:
 
     def _prepare_target(self) -> None:
         """Let the target get ready (a qemu VM boots on first use)."""
+        ticking = Ticking(self._progress) if self._progress is not None else None
         try:
             with self.blocking_wait():
-                self.target.prepare(self._progress)
+                self.target.prepare(ticking)
         except KeyboardInterrupt:
             raise TargetError(
                 f"{self.target.spec}: interrupted while getting ready (a VM that was booting was stopped); "
                 "run a cell again to start it"
             ) from None
+        finally:
+            if ticking is not None:
+                ticking.close()
 
     def _close_shell(self, keep_connection: bool = False) -> None:
         if self.shell is not None:
@@ -644,6 +651,50 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SECONDS = re.compile(r"\((\d+) s\b")
+
+
+class Ticking:
+    """A progress sink that says the last step again each second it stays the last,
+    its seconds counted on: a booting VM can be silent for a while, and a counter
+    that stops looks like a hung machine.  A step's own count, ``(12 s``, goes on
+    from where it was; a step without one gets `` · N s`` (seconds on that step)."""
+
+    def __init__(self, say: ProgressSink, every: float = 1.0) -> None:
+        self._say, self._every = say, every
+        self._lock = threading.Lock()
+        self._last: tuple[str, float] | None = None  # the step shown and when it was said
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick, name="progress-tick", daemon=True).start()
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self._say(text)
+            self._last = None if isinstance(text, Notice) else (text, time.monotonic())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._every):
+            with self._lock:
+                if self._last is not None and not self._stop.is_set():
+                    text, said = self._last
+                    if time.monotonic() - said >= self._every:
+                        self._say(counted_on(text, int(time.monotonic() - said)))
+
+    def close(self) -> None:
+        """No more steps: the ticking ends before this returns."""
+        self._stop.set()
+        with self._lock:
+            self._last = None
+
+
+def counted_on(step: str, seconds: int) -> str:
+    """``step`` as it reads ``seconds`` after it was said."""
+    found = _SECONDS.search(step)
+    if found:
+        return f"{step[:found.start(1)]}{int(found.group(1)) + seconds}{step[found.end(1):]}"
+    return f"{step} · {seconds} s"
 
 
 def upload_through_shell(run: Callable[..., CommandResult], path: str, data: bytes,
