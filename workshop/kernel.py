@@ -124,7 +124,8 @@ class WorkshopKernel(Kernel, Settings):
                 "ename": run.error.ename, "evalue": run.error.evalue, "traceback": [_red(run.error.evalue)]})
         if self.records and run.record.shown:
             self.send_response(self.iopub_socket, "display_data",
-                               {"data": run.record.bundle(), "metadata": {}, "transient": {}})
+                               {"data": run.record.bundle(said=run.error.ename if run.error else ""),
+                                "metadata": {}, "transient": {}})
 
     def _display(self, name: str, data_b64: str) -> None:
         self._output.flush()  # what the cell printed before it comes first

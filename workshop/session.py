@@ -34,7 +34,7 @@ from .cut_output import SavedStream, Tail, saved_path
 from .errors import MagicError, ShellError, TargetError, WorkshopError
 from .magics.context import CellContext
 from .offers import Offers
-from .records import Record, StreamDigest, now
+from .records import CHECKS_FAILED, Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
 from .shell.clean import DUMP_VARIABLES, check_command, check_program, collect, parse_variables, stop_command
@@ -407,7 +407,7 @@ class Session:
         if not failed:
             return None
         text = "; ".join(f"{c['name']}: {c['message']}" for c in failed)
-        return CellFailure("CheckFailed", f"failed checks: {text}", record.exit_status)
+        return CellFailure(CHECKS_FAILED, f"failed checks: {text}", record.exit_status)
 
     # ---- what magics may do (magics.context.SessionOps) -----------------------------
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult:
