@@ -38,6 +38,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/grading/reference.py': ['test_grading.py', 'test_assign.py'],
     'workshop/grading/rerun.py': ['test_rerun_isolation.py', 'test_grading.py'],
     'workshop/grading/results.py': ['test_grading_reports.py', 'test_output_gradescope.py'],
+    'workshop/highlight.py': ['test_highlight.py'],
     'workshop/importer.py': ['test_importer.py'],
     'workshop/inspection.py': ['test_completion.py', 'test_conformance.py'],
     'workshop/kernel.py': ['test_import_cost.py'],
