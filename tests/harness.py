@@ -138,6 +138,17 @@ class KernelHarness:
     def complete(self, code: str, cursor: int | None = None) -> dict:
         return self.kc.complete(code, len(code) if cursor is None else cursor, reply=True, timeout=30)["content"]
 
+    def tab_until(self, code: str, wanted, seconds: float = 10) -> list[str]:
+        """Tab at the end of ``code`` until ``wanted(matches)``, as a student presses it
+        again: what Tab offers is fetched in the background, and a Tab that would
+        wait too long answers from what was fetched before."""
+        deadline = time.monotonic() + seconds
+        while True:
+            matches = self.complete(code)["matches"]
+            if wanted(matches) or time.monotonic() > deadline:
+                return matches
+            time.sleep(0.2)
+
     def is_complete(self, code: str) -> dict:
         msg_id = self.kc.is_complete(code)
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 
 import nbformat
 from nbconvert import HTMLExporter
@@ -67,6 +68,19 @@ def test_a_failed_cell_says_how_it_ended_and_only_the_checks_that_add_to_it():
     assert badge_text(_record("error", 130, interrupted=True, timed_out=True)) == "✘ timed out · 12 ms · local"
 
 
+def test_under_an_error_block_the_badge_does_not_say_the_failure_again():
+    """The error block says how the cell failed; the badge under it keeps the time,
+    the target, and the failed checks the block does not name."""
+    stdout = _check("stdout /x/", False, "stdout does not match /x/")
+    assert badge_text(_record("error", 2), said="ShellError") == "12 ms · local"
+    assert _shown(badge_html(_record("error", 2), said="ShellError")) == "12 ms · local"
+    assert badge_text(_record("error", 1, [stdout]), said="ShellError").splitlines() == [
+        "12 ms · local", "✘ check 'stdout /x/': stdout does not match /x/"]
+    assert badge_text(_record("ok", 0, [stdout]), said="CheckFailed") == "12 ms · local"  # the block lists them
+    task = _record("error", 2, task={"points": 2})
+    assert badge_text(task, said="ShellError") == "✘ task · 2 points · 12 ms · local"
+
+
 def test_a_task_says_so_and_its_points():
     data = _record(checks=[EXIT_0, _check("box", True)], task={"points": 6})
     assert badge_text(data) == "✔ task · 6 points · 2 checks · 12 ms · local"
@@ -108,3 +122,24 @@ def test_help_cells_get_no_badge_but_the_reply_keeps_the_record(start_kernel):
         assert result.reply["metadata"]["workshop"]["magics"], code
     ran = kernel.run("%help check\necho still a command")
     assert ran.record is not None and badge_text(ran.record).startswith("✔ exit 0")
+
+
+def test_a_failing_cell_is_reported_once(start_kernel):
+    kernel = start_kernel("local")
+    for code, said in (("ls /nonexistent-ws", "ls /nonexistent-ws (exit 2)"), ("sleep 30", "interrupted")):
+        if code.startswith("sleep"):
+            timer = threading.Timer(1.0, kernel.interrupt)
+            timer.start()
+        result = kernel.run(code)
+        assert len(result.errors) == 1 and said in result.errors[0]["evalue"], result.errors
+        badges = [m["content"]["data"] for m in result.messages
+                  if m["msg_type"] == "display_data" and RECORD_MIME in m["content"]["data"]]
+        assert len(badges) == 1
+        text = badges[0]["text/plain"]
+        assert "✘" not in text and "exit" not in text and "interrupted" not in text and text.endswith(" · local"), text
+        assert result.record["exit_status"] == (2 if code.startswith("ls") else 130)  # the record keeps it all
+    failing_check = kernel.run("false\n%%check --name extra\necho 'FAIL: not there'; exit 1")
+    assert failing_check.errors and "extra" not in failing_check.errors[0]["evalue"]
+    badge = [m["content"]["data"]["text/plain"] for m in failing_check.messages
+             if m["msg_type"] == "display_data" and RECORD_MIME in m["content"]["data"]][0]
+    assert badge.splitlines()[1:] == ["✘ check 'extra': not there"]

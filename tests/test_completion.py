@@ -268,3 +268,23 @@ def test_tab_offers_the_micro_vms_made_on_this_machine(start_kernel, tmp_path):
     kernel = start_kernel("local", WORKSHOP_DATA_DIR=str(tmp_path))
     assert completes(kernel, "%target qemu:") == (["qemu:", "qemu:lab"], 8, 13)
     assert completes(kernel, "%target qemu:l") == (["qemu:lab"], 8, 14)
+
+
+def test_tab_offers_what_the_last_cell_made(kernel, tmp_path):
+    """Files, directories, functions and the working directory a cell changed are
+    offered after it, read from the target (SFTP over SSH), not remembered from before."""
+    assert kernel.run(f"cd {tmp_path}").status == "ok"
+    assert completes(kernel, "cat no")[0] == []
+    assert kernel.run("touch notes.txt .notes; mkdir nested; ln -s nested linked; greet_ws() { echo hi; }").status == "ok"
+    assert completes(kernel, "cat no")[0] == ["notes.txt"]
+    assert completes(kernel, "cat .no")[0] == [".notes"]
+    assert completes(kernel, "cd li")[0] == ["linked/"]  # a link to a directory is one
+    assert "greet_ws" in kernel.tab_until("greet_", lambda m: "greet_ws" in m)
+    assert completes(kernel, "ls greet_")[0] == []  # an argument: files only
+    assert kernel.run("cd nested && touch inner && rm ../notes.txt").status == "ok"
+    assert completes(kernel, "cat in")[0] == ["inner"]
+    assert completes(kernel, "cat ../n")[0] == ["../nested/"]
+    assert completes(kernel, f"cat {tmp_path}/ne")[0] == [f"{tmp_path}/nested/"]
+    assert "$HOME" in kernel.tab_until("echo $HO", lambda m: "$HOME" in m)
+    assert completes(kernel, "cat /nonexistent-ws/x")[0] == []
+    kernel.run("cd /")

@@ -9,8 +9,10 @@ data dir's vm-timings.json) and printed at the end of the session.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -162,6 +164,23 @@ def test_cells_keep_state_in_the_vm(vm_kernel):
     TIMINGS["cell_round_trip_ms"] = round((time.monotonic() - started) / rounds * 1000, 1)
 
 
+def test_tab_in_the_vm_offers_commands_files_and_what_a_cell_made(vm_kernel):
+    """Tab on a VM answers from what it offered (commands asked of its shell once,
+    directories read over SFTP), and sees a file a cell made; the time it takes is
+    in bench/completion_vm.py."""
+    kernel = vm_kernel
+    assert kernel.run("mkdir -p /root/tabs && cd /root/tabs && touch alpha.txt").status == "ok"
+    assert "echo" in kernel.tab_until("ech", lambda m: "echo" in m)
+    assert kernel.complete("cat al")["matches"] == ["alpha.txt"]
+    assert kernel.complete("ls /et")["matches"] == ["/etc/"]
+    assert kernel.complete("ls ro")["matches"] == []  # an argument: files, not `route`
+    assert kernel.run("touch alphabet; mkdir albums").status == "ok"
+    assert kernel.complete("cat al")["matches"] == ["albums/", "alpha.txt", "alphabet"]
+    assert kernel.run("cd albums").status == "ok"
+    assert kernel.complete("cat ../alph")["matches"] == ["../alpha.txt", "../alphabet"]
+    assert kernel.run("cd / && rm -r /root/tabs").status == "ok"
+
+
 def test_the_docker_engine_runs_in_the_vm_from_its_boot(vm_kernel):
     """rcS starts dockerd at boot (no bridge, no iptables); nobody has to start it."""
     result = vm_kernel.run("for i in $(seq 60); do docker version --format '{{.Server.Version}}' 2>/dev/null && break; "
@@ -240,6 +259,14 @@ def test_kernel_brings_a_vm_up_on_first_use_then_down_leaves_nothing(vm_image, s
     if vm.state()["accel"] == "tcg":  # why there is no KVM stays in the cell, above the last step
         last = progress[-1]["content"]["data"]["text/plain"].splitlines()
         assert "TCG software emulation" in last[0] and " is up " in last[-1], last
+    # the seconds go on while the VM boots: the display is said again each second it would stand still
+    texts = [m["content"]["data"]["text/plain"].splitlines()[-1] for m in progress]
+    ticks = [t for t in texts if re.search(r"(· \d+ s$|waiting for SSH .*\(\d+ s)", t)]
+    assert len(ticks) >= 3, texts
+    dates = [m["header"]["date"] for m in progress]
+    dates = [d if isinstance(d, datetime.datetime) else datetime.datetime.fromisoformat(d) for d in dates]
+    gaps = [(b - a).total_seconds() for a, b in zip(dates, dates[1:], strict=False)]
+    assert max(gaps) < 3, list(zip(gaps, texts[1:], strict=True))  # before: 5 s and more between updates
     # a second cell does not boot anything
     again = kernel.run("echo again")
     assert again.stdout == "again\n"

@@ -65,6 +65,8 @@ class WorkshopKernel(Kernel, Settings):
         self.workshop_session = Session(self, notebook=NotebookFile.named_by_server(),
                                         blocking_wait=self._blocking_wait)
         self._last_record: dict | None = None
+        # a Jupyter server's kernel serves a person at a browser, who presses Tab: fetch what it offers ahead
+        self.workshop_session.offers.ahead = bool(os.environ.get("JPY_SESSION_NAME"))
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
             self.workshop_session.shown_limit = min(self.output_limit or self.server_output_limit, self.server_output_limit)
@@ -122,7 +124,8 @@ class WorkshopKernel(Kernel, Settings):
                 "ename": run.error.ename, "evalue": run.error.evalue, "traceback": [_red(run.error.evalue)]})
         if self.records and run.record.shown:
             self.send_response(self.iopub_socket, "display_data",
-                               {"data": run.record.bundle(), "metadata": {}, "transient": {}})
+                               {"data": run.record.bundle(said=run.error.ename if run.error else ""),
+                                "metadata": {}, "transient": {}})
 
     def _display(self, name: str, data_b64: str) -> None:
         self._output.flush()  # what the cell printed before it comes first

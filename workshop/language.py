@@ -15,5 +15,6 @@ LANGUAGE_INFO = {
     "codemirror_mode": {"name": "workshop", "mime": "text/x-sh"},
     "mimetype": "text/x-sh",
     "file_extension": ".sh",
-    "pygments_lexer": "bash",
+    # Pygments (nbconvert's HTML): workshop.highlight's lexer, registered under this name
+    "pygments_lexer": "workshop",
 }

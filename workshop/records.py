@@ -292,12 +292,14 @@ class Record:
         data.update((key, value) for key, value in self.extra.items() if key not in SCHEMA_KEYS)
         return data
 
-    def bundle(self) -> dict:
+    def bundle(self, said: str = "") -> dict:
+        """The record and its badge; ``said``: the name of the error an error block above
+        the badge already reports (the badge does not say it again)."""
         data = self.as_dict()
         return {
             RECORD_MIME: data,
-            "text/html": badge_html(data),
-            "text/plain": badge_text(data),
+            "text/html": badge_html(data, said),
+            "text/plain": badge_text(data, said),
         }
 
 
@@ -327,6 +329,10 @@ _FONT = ("font-family:monospace;font-family:var(--jp-code-font-family,monospace)
          "font-size:var(--jp-code-font-size,13px)")
 
 
+# The error a cell gets for failed checks when they fail the cell (failed_check = "error").
+CHECKS_FAILED = "CheckFailed"
+
+
 @dataclass(frozen=True)
 class Badge:
     ok: bool
@@ -335,8 +341,10 @@ class Badge:
     failures: tuple[tuple[str, str], ...]  # (check name, message) of failed checks not named in head
 
 
-def badge(data: dict) -> Badge:
-    """The badge of a record: the cell's own failure first, else its checks, else its exit status."""
+def badge(data: dict, said: str = "") -> Badge:
+    """The badge of a record: the cell's own failure first, else its checks, else its exit status.
+    ``said``: the error (its name) an error block shows above the badge: how the cell
+    failed is then not said twice, and the badge keeps only what that block does not say."""
     checks = [c for c in data.get("checks", []) if isinstance(c, dict)]
     failed = [c for c in checks if not c.get("passed")]
     ok = data["status"] == "ok" and not failed
@@ -345,7 +353,11 @@ def badge(data: dict) -> Badge:
         failed = [c for c in failed if not str(c.get("message", "")).startswith("not run")
                   and not (c.get("kind") == "expect" and str(c.get("name", "")).startswith("exit "))]
     failed_named = tuple((str(c.get("name") or "check"), str(c.get("message") or "failed")) for c in failed)
-    if outcome:
+    if said:
+        head = ""
+        if said == CHECKS_FAILED:  # the error block lists the failed checks
+            failed_named = ()
+    elif outcome:
         head = outcome
     elif len(failed) == 1:
         head, failed_named = "check '{}': {}".format(*failed_named[0]), ()
@@ -356,7 +368,7 @@ def badge(data: dict) -> Badge:
     else:
         head = f"exit {data['exit_status']}"
     if isinstance(data.get("task"), dict):
-        head = f"{_task_text(data['task'], checks)} · {head}"
+        head = f"{_task_text(data['task'], checks)} · {head}" if head else _task_text(data["task"], checks)
     target = data["target"].get("name") or data["target"].get("kind", "")
     return Badge(ok, head, f"{_duration(data['duration'])} · {target}", failed_named)
 
@@ -373,9 +385,9 @@ def _outcome(data: dict) -> str:
     return ""
 
 
-def badge_text(data: dict) -> str:
-    shown = badge(data)
-    lines = [f"{'✔' if shown.ok else '✘'} {shown.head} · {shown.detail}"]
+def badge_text(data: dict, said: str = "") -> str:
+    shown = badge(data, said)
+    lines = [f"{'✔' if shown.ok else '✘'} {shown.head} · {shown.detail}" if shown.head else shown.detail]
     lines += [f"✘ check '{name}': {message}" for name, message in shown.failures]
     return "\n".join(lines)
 
@@ -387,12 +399,15 @@ def badge_text(data: dict) -> str:
 NO_MATHS = "tex2jax_ignore mathjax_ignore"
 
 
-def badge_html(data: dict) -> str:
+def badge_html(data: dict, said: str = "") -> str:
     """Plain lines, no list (its bullets show clipped beside an output), coloured marks."""
-    shown = badge(data)
+    shown = badge(data, said)
     esc = html.escape
-    head = (f"<div><span style='{_GREEN if shown.ok else _RED}'>{'✔' if shown.ok else '✘'} "
-            f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
+    if shown.head:
+        head = (f"<div><span style='{_GREEN if shown.ok else _RED}'>{'✔' if shown.ok else '✘'} "
+                f"{esc(shown.head)}</span><span style='opacity:0.7'> · {esc(shown.detail)}</span></div>")
+    else:  # how it failed is in the error block above
+        head = f"<div><span style='opacity:0.7'>{esc(shown.detail)}</span></div>"
     rows = "".join(f"<div><span style='{_RED}'>✘ check '{esc(name)}'</span>: {esc(message)}</div>"
                    for name, message in shown.failures)
     return (f"<div class='workshop-record {NO_MATHS}' style='{_FONT};line-height:1.4;white-space:pre-wrap;"

@@ -17,9 +17,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
+import re
 import secrets
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,8 @@ from .checks import describe_changes, expectation_result, script_result, split_c
 from .cut_output import SavedStream, Tail, saved_path
 from .errors import MagicError, ShellError, TargetError, WorkshopError
 from .magics.context import CellContext
-from .records import Record, StreamDigest, now
+from .offers import Offers
+from .records import CHECKS_FAILED, Record, StreamDigest, now
 from .settings import Settings
 from .shell.channels import Transport
 from .shell.clean import DUMP_VARIABLES, check_command, check_program, collect, parse_variables, stop_command
@@ -40,6 +43,7 @@ from .shell.persistent import InputCallback, PersistentShell
 from .shell.result import CommandResult
 from .targets import Target, parse_target
 from .tasks import VOUCHED, record_task
+from .text import Notice
 
 OutputSink = Callable[[str, str], None]  # ("stdout"|"stderr", text)
 ProgressSink = Callable[[str], None]  # a step of getting the target ready
@@ -192,6 +196,8 @@ class Session:
         self._isolated = False  # the cell running now runs in a subshell (a grading rerun)
         # characters per stream shown, when the front end knows better than the settings (a browser's)
         self.shown_limit: int | None = None
+        self._busy = threading.Lock()  # held while a cell runs: Tab asks the shell between cells only
+        self.offers = Offers(self._files, self.ask, lambda: self.shell.flavour if self.shell else "sh")
         magics.load_all()
 
     # ---- a cell ----------------------------------------------------------------
@@ -201,6 +207,18 @@ class Session:
                  on_display: DisplaySink | None = None) -> CellRun:
         """Run one cell; its output goes to ``on_output`` as it comes (None: not shown).
         ``cell_meta``: the execute request's metadata (a task cell's record says so)."""
+        shell = self.shell
+        try:
+            with self._busy:
+                return self._run_cell(code, on_output=on_output, on_input=on_input, on_progress=on_progress,
+                                      cell_id=cell_id, execution_count=execution_count, session_id=session_id,
+                                      cell_meta=cell_meta, on_display=on_display)
+        finally:
+            self.offers.stale(new_shell=self.shell is not shell)
+
+    def _run_cell(self, code: str, *, on_output: OutputSink | None, on_input: InputCallback | None,
+                  on_progress: ProgressSink | None, cell_id: str | None, execution_count: int, session_id: str,
+                  cell_meta: dict | None, on_display: DisplaySink | None) -> CellRun:
         record = Record(cell_id=cell_id, execution_count=execution_count, session=session_id,
                         target=self.target.as_record(), started=now(), source=code, extra=record_task(cell_meta, self.notebook.cell if self.notebook else None))
         limit = self.settings.output_limit if self.shown_limit is None else self.shown_limit
@@ -390,7 +408,7 @@ class Session:
         if not failed:
             return None
         text = "; ".join(f"{c['name']}: {c['message']}" for c in failed)
-        return CellFailure("CheckFailed", f"failed checks: {text}", record.exit_status)
+        return CellFailure(CHECKS_FAILED, f"failed checks: {text}", record.exit_status)
 
     # ---- what magics may do (magics.context.SessionOps) -----------------------------
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult:
@@ -541,14 +559,18 @@ class Session:
 
     def _prepare_target(self) -> None:
         """Let the target get ready (a qemu VM boots on first use)."""
+        ticking = Ticking(self._progress) if self._progress is not None else None
         try:
             with self.blocking_wait():
-                self.target.prepare(self._progress)
+                self.target.prepare(ticking)
         except KeyboardInterrupt:
             raise TargetError(
                 f"{self.target.spec}: interrupted while getting ready (a VM that was booting was stopped); "
                 "run a cell again to start it"
             ) from None
+        finally:
+            if ticking is not None:
+                ticking.close()
 
     def _close_shell(self, keep_connection: bool = False) -> None:
         if self.shell is not None:
@@ -585,19 +607,35 @@ class Session:
 
     def ask(self, command: str, timeout: float) -> str:
         """What ``command`` prints, run aside in the shell, for Tab and Shift-Tab:
-        "" when it cannot run, and never boots a machine to answer."""
+        "" when it cannot run, and never boots a machine to answer.  Between cells
+        only: from another thread it waits for the running cell to end."""
+        if not self._busy.acquire(timeout=timeout):
+            return ""
         try:
             if not self._shell_usable() and not self.target.quick_to_start:
                 return ""
             return self.run_hidden(command, timeout=timeout).stdout
         except (TargetError, ShellError):
             return ""
+        finally:
+            self._busy.release()
 
     def complete(self, token: str, command: bool = False) -> list[str]:
-        """Completions of ``token`` from the target's shell (``command``: where a command
-        is written, so commands too; else files, as bash does); never boots a machine."""
-        found = self.ask(f"__ws_complete {shlex.quote(token)} {'command' if command else 'argument'}", timeout=5)
-        return list(dict.fromkeys(line for line in found.splitlines() if line.startswith(token)))
+        """Completions of ``token`` from the target (``command``: where a command is
+        written, so commands too; else files, as bash does): from what the target
+        offered (:mod:`workshop.offers`), else its shell; never boots a machine."""
+        found = self.offers.complete(token, command)
+        if found is None:
+            asked = self.ask(f"__ws_complete {shlex.quote(token)} {'command' if command else 'argument'}", timeout=5)
+            found = asked.splitlines()
+        return list(dict.fromkeys(word for word in found if word.startswith(token)))
+
+    def _files(self) -> tuple[Transport, int] | None:
+        """Where Tab reads the target's files: its transport and the shell's pid."""
+        shell, transport = self.shell, self._transport
+        if shell is None or transport is None or not shell.pid or not self._shell_usable():
+            return None
+        return transport, shell.pid
 
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check
@@ -614,6 +652,50 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SECONDS = re.compile(r"\((\d+) s\b")
+
+
+class Ticking:
+    """A progress sink that says the last step again each second it stays the last,
+    its seconds counted on: a booting VM can be silent for a while, and a counter
+    that stops looks like a hung machine.  A step's own count, ``(12 s``, goes on
+    from where it was; a step without one gets `` · N s`` (seconds on that step)."""
+
+    def __init__(self, say: ProgressSink, every: float = 1.0) -> None:
+        self._say, self._every = say, every
+        self._lock = threading.Lock()
+        self._last: tuple[str, float] | None = None  # the step shown and when it was said
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick, name="progress-tick", daemon=True).start()
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self._say(text)
+            self._last = None if isinstance(text, Notice) else (text, time.monotonic())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._every):
+            with self._lock:
+                if self._last is not None and not self._stop.is_set():
+                    text, said = self._last
+                    if time.monotonic() - said >= self._every:
+                        self._say(counted_on(text, int(time.monotonic() - said)))
+
+    def close(self) -> None:
+        """No more steps: the ticking ends before this returns."""
+        self._stop.set()
+        with self._lock:
+            self._last = None
+
+
+def counted_on(step: str, seconds: int) -> str:
+    """``step`` as it reads ``seconds`` after it was said."""
+    found = _SECONDS.search(step)
+    if found:
+        return f"{step[:found.start(1)]}{int(found.group(1)) + seconds}{step[found.end(1):]}"
+    return f"{step} · {seconds} s"
 
 
 def upload_through_shell(run: Callable[..., CommandResult], path: str, data: bytes,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..errors import ChannelClosed
 from .result import CommandResult
@@ -24,6 +25,13 @@ ISOLATED_OUT = 3
 ISOLATED_ERR = 4
 _F_SETPIPE_SZ = 1031  # from <linux/fcntl.h>; bigger pipes mean fewer wakeups
 _READ_SIZE = 1 << 20
+
+
+class Entry(NamedTuple):
+    """A name in a directory, and whether it is one (links followed)."""
+
+    name: str
+    is_dir: bool
 
 
 class Channel(ABC):
@@ -95,6 +103,17 @@ class Transport(ABC):
     def close(self) -> None:
         """Let go of the connection (shells opened on it end)."""
 
+    # ---- reading the target's files without its shell (for Tab, while the shell is slow or busy) ----
+    def list_dir(self, path: str) -> list[Entry] | None:
+        """The entries of the directory ``path`` on the target ([] when there is none
+        there); None when this transport cannot read it itself (ask the shell then)."""
+        return None
+
+    def read_link(self, path: str) -> str | None:
+        """Where the symbolic link ``path`` on the target points (``/proc/PID/cwd``:
+        a process's working directory); None when it cannot be read this way."""
+        return None
+
 
 class LocalTransport(Transport):
     """This machine: shells are child processes, uploads are plain writes."""
@@ -119,6 +138,28 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass  # each shell is a child process; LocalChannel.close ends it
+
+    def list_dir(self, path: str) -> list[Entry] | None:
+        try:
+            with os.scandir(path) as entries:
+                return [Entry(e.name, _is_dir(e)) for e in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError:  # not ours to read: the shell may be (it can run as another user)
+            return None
+
+    def read_link(self, path: str) -> str | None:
+        try:
+            return os.readlink(path)
+        except OSError:
+            return None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # a link to a directory counts, as for bash
+    except OSError:
+        return False
 
 
 def run_argv(argv: Sequence[str], stdin: bytes = b"", timeout: float = 60) -> CommandResult:
