@@ -1,0 +1,193 @@
+"""The hub's directory, and starting and stopping the hub without systemd.
+
+The directory (``/var/lib/workshop-hub`` unless told otherwise) holds the
+``jupyterhub_config.py`` an instructor edits, the proxy installed from the npm
+registry, the kernelspec every student's server uses, the course notebooks, and
+what the running hub keeps: its database, cookie secret, pid files and log."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import WorkshopError
+from .config import SERVICE, SETTINGS, proxy_command, read_settings
+
+DEFAULT_DIR = Path("/var/lib/workshop-hub")
+PROXY_PACKAGE = "configurable-http-proxy@4"
+CONFIG = """\
+# The course hub: `workshop hub down && workshop hub up` applies a change.
+# Address, port, the students' group and the admins are in hub.json beside this
+# file; lines after configure() override what it sets.
+from workshop.hub.config import configure
+
+configure(c, {dir!r})
+"""
+
+
+def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", port: int = 8000,
+            group: str = "students", admins: tuple[str, ...] = ()) -> list[str]:
+    """Lay out ``hub_dir``; a second run changes nothing but the course notebooks
+    (and keeps an edited config). Returns what was done, one line each."""
+    _need_root("install the hub")
+    done = []
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(hub_dir, 0o755)  # students' servers read share/ and course/; the secrets are 0600
+    token = hub_dir / "service-token"
+    if not token.exists():
+        _write_private(token, secrets.token_hex(32) + "\n")
+        done.append(f"a token for the hub's {SERVICE} service in {token}")
+    settings = hub_dir / SETTINGS
+    if not settings.exists():
+        settings.write_text(json.dumps({"ip": ip, "port": port, "group": group, "admins": list(admins)}, indent=2) + "\n")
+        done.append(f"{settings}: {ip}:{port}, the users of group {group}")
+    config = hub_dir / "jupyterhub_config.py"
+    if not config.exists():
+        config.write_text(CONFIG.format(dir=str(hub_dir)))
+        done.append(f"{config}")
+    from ..kernelspec_install import install as install_kernel
+
+    install_kernel(prefix=str(hub_dir))
+    done.append(f"the workshop kernel in {hub_dir / 'share' / 'jupyter' / 'kernels'}")
+    if course is not None:
+        shutil.copytree(course, hub_dir / "course", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".*", "*.md", "__pycache__"))
+        done.append(f"the course notebooks of {course} in {hub_dir / 'course'}")
+    if not proxy_command(hub_dir).exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise WorkshopError("npm is missing: install Node.js and npm (bash scripts/setup --hub does) and run this again.")
+        subprocess.run([npm, "install", "--prefix", str(hub_dir / "proxy"), "--no-audit", "--no-fund", PROXY_PACKAGE],
+                       check=True, stdout=subprocess.DEVNULL)
+        done.append(f"{PROXY_PACKAGE} in {hub_dir / 'proxy'}")
+    return done
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise WorkshopError(f"only root can {what} (it runs each student's server as that student): use sudo.")
+
+
+def _pid_file(hub_dir: Path) -> Path:
+    return hub_dir / "hub.pid"
+
+
+def log_file(hub_dir: Path) -> Path:
+    return hub_dir / "hub.log"
+
+
+def running(hub_dir: Path) -> int | None:
+    """The pid of the hub started from ``hub_dir``, when it still runs."""
+    try:
+        pid = int(_pid_file(hub_dir).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"jupyterhub" in cmdline else None
+
+
+def url(hub_dir: Path) -> str:
+    """The address users open, as the config file says it."""
+    settings = read_settings(hub_dir)
+    return f"http://{settings['ip']}:{settings['port']}/"
+
+
+def up(hub_dir: Path, timeout: float = 120) -> str:
+    """Start the hub in the background (its own session, output in hub.log)
+    and wait until it answers; returns its address."""
+    _need_root("start the hub")
+    config = hub_dir / "jupyterhub_config.py"
+    if not config.exists():
+        raise WorkshopError(f"{hub_dir} has no hub: run `workshop hub install --dir {hub_dir}` (or bash scripts/setup --hub) first.")
+    address = url(hub_dir)
+    if running(hub_dir):
+        return address
+    log = open(log_file(hub_dir), "ab")  # noqa: SIM115 - the hub keeps it
+    os.chmod(log.name, 0o600)
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=hub_dir,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                            preexec_fn=lambda: os.umask(0o077))
+    log.close()
+    _pid_file(hub_dir).write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise WorkshopError(f"the hub stopped as it started; the end of {log_file(hub_dir)}:\n{_tail(hub_dir)}")
+        if _answers(address + "hub/api/"):
+            return address
+        time.sleep(0.5)
+    down(hub_dir)
+    raise WorkshopError(f"the hub did not answer on {address} in {timeout:.0f} s; the end of {log_file(hub_dir)}:\n{_tail(hub_dir)}")
+
+
+def _answers(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(address, timeout=5) as reply:
+            return reply.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _tail(hub_dir: Path, lines: int = 20) -> str:
+    return "\n".join(log_file(hub_dir).read_text(errors="replace").splitlines()[-lines:])
+
+
+def down(hub_dir: Path, timeout: float = 30) -> bool:
+    """Stop the hub (which stops the proxy and the students' servers); False
+    when none ran."""
+    pid = running(hub_dir)
+    if pid is None:
+        _pid_file(hub_dir).unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _zombie(pid):
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists() and not _zombie(pid):
+        os.killpg(pid, signal.SIGKILL)
+    _pid_file(hub_dir).unlink(missing_ok=True)
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def status(hub_dir: Path) -> dict:
+    """Whether the hub runs, where, and (when it does) its users and their servers."""
+    pid = running(hub_dir)
+    result: dict = {"running": pid is not None, "pid": pid, "dir": str(hub_dir), "log": str(log_file(hub_dir))}
+    if pid is None:
+        return result
+    result["url"] = url(hub_dir)
+    result["users"] = {user["name"]: sorted(user.get("servers") or {}) for user in api(hub_dir, "GET", "users")}
+    return result
+
+
+def api(hub_dir: Path, method: str, path: str, body: dict | None = None):
+    """The hub's REST API with the course service's token."""
+    token = (hub_dir / "service-token").read_text().strip()
+    request = urllib.request.Request(
+        url(hub_dir) + "hub/api/" + path, method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        text = reply.read()
+    return json.loads(text) if text else None
