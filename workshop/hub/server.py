@@ -39,6 +39,9 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
     """Lay out ``hub_dir``; a second run changes nothing but the course notebooks
     (and keeps an edited config). Returns what was done, one line each."""
     _need_root("install the hub")
+    if not others_can_run(sys.executable):
+        raise WorkshopError(f"ordinary users cannot run {sys.executable}, so no student's server would start: make the "
+                            "package's venv from a Python they can run (bash scripts/setup --hub --python /usr/bin/python3).")
     done = []
     hub_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(hub_dir, 0o755)  # students' servers read share/ and course/; the secrets are 0600
@@ -56,12 +59,15 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
         done.append(f"{config}")
     from ..kernelspec_install import install as install_kernel
 
+    spec = hub_dir / "share" / "jupyter" / "kernels" / "workshop" / "kernel.json"
+    before = spec.read_text() if spec.exists() else None
     install_kernel(prefix=str(hub_dir))
-    done.append(f"the workshop kernel in {hub_dir / 'share' / 'jupyter' / 'kernels'}")
+    if spec.read_text() != before:
+        done.append(f"the workshop kernel in {spec.parent}")
     if course is not None:
-        shutil.copytree(course, hub_dir / "course", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".*", "*.md", "__pycache__"))
-        done.append(f"the course notebooks of {course} in {hub_dir / 'course'}")
+        copied = _copy_course(course, hub_dir / "course")
+        if copied:
+            done.append(f"{copied} course notebooks of {course} in {hub_dir / 'course'}")
     if not proxy_command(hub_dir).exists():
         npm = shutil.which("npm")
         if npm is None:
@@ -70,6 +76,30 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
                        check=True, stdout=subprocess.DEVNULL)
         done.append(f"{PROXY_PACKAGE} in {hub_dir / 'proxy'}")
     return done
+
+
+def _copy_course(source: Path, dest: Path) -> int:
+    """The notebooks of ``source`` that ``dest`` lacks or has older copies of;
+    how many were copied."""
+    copied = 0
+    for notebook in sorted(source.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in notebook.parts:
+            continue
+        target = dest / notebook.relative_to(source)
+        if not target.exists() or target.read_bytes() != notebook.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(notebook, target)
+            copied += 1
+    return copied
+
+
+def others_can_run(python: str) -> bool:
+    """Whether a user other than root (nobody) can start this Python."""
+    try:
+        return subprocess.run([python, "-c", "pass"], user=65534, group=65534, extra_groups=[], cwd="/",
+                              capture_output=True, timeout=60).returncode == 0
+    except OSError:
+        return False
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -1,0 +1,43 @@
+"""`workshop hub` without a hub: what a user who has not set one up is told
+(tests/test_hub.py runs a real one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _workshop(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_status_of_a_directory_without_a_hub_says_so_and_exits_1(tmp_path):
+    result = _workshop("hub", "status", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"no hub is running from {tmp_path}"
+
+
+def test_up_without_install_says_how_to_install_in_one_sentence(tmp_path):
+    result = _workshop("hub", "up", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    message = result.stderr.strip().removeprefix("Error: ")
+    assert ("only root can start the hub" in message or
+            message == f"{tmp_path} has no hub: run `workshop hub install --dir {tmp_path}` "
+                       "(or bash scripts/setup --hub) first.")
+    assert "Traceback" not in result.stderr
+
+
+def test_down_when_none_runs_is_not_an_error(tmp_path):
+    result = _workshop("hub", "down", "--dir", str(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == "no hub was running"
+
+
+def test_setup_lists_the_hub_part_and_its_extra():
+    listing = subprocess.run(["bash", str(ROOT / "scripts" / "setup"), "--list"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "hub      nodejs libpam-runtime" in listing
+    assert "--hub adds the [hub] extra" in listing
+    assert "jupyterhub" in (ROOT / "setup.cfg").read_text().split("hub =", 1)[1].split("\n\n")[0]
