@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -27,6 +28,27 @@ def stop(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def loopback_listener() -> tuple[socket.socket, list[str]]:
+    """A TCP listener on the host's loopback, and the peers that reached it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    sock.settimeout(0.5)
+    reached: list[str] = []
+
+    def serve() -> None:
+        while sock.fileno() != -1:
+            try:
+                conn, peer = sock.accept()
+            except OSError:
+                continue
+            reached.append(str(peer))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, reached
 
 
 def clean_env(**extra: str) -> dict[str, str]:

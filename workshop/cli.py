@@ -585,6 +585,19 @@ def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: s
         raise click.ClickException(str(exc)) from None
 
 
+@hub.command("vm")
+@_HUB_DIR
+def hub_vm(hub_dir: Path) -> None:
+    """Build the students' VM image and its snapshot, once, into the hub's VM cache (as root: minutes)."""
+    from .errors import WorkshopError
+    from .hub.server import build_vm
+
+    try:
+        click.echo(build_vm(hub_dir, lambda text: click.echo(f"  {text}", err=True)))
+    except WorkshopError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @hub.command("up")
 @_HUB_DIR
 def hub_up(hub_dir: Path) -> None:

@@ -607,6 +607,10 @@ class Session:
             shell.channel.run_aside(stop_command(tag))
         self._cleanup_if_alive()
         self._close_shell()
+        try:
+            self.target.release()
+        except Exception:
+            log.warning("stopping %s failed", self.target.spec, exc_info=True)
 
     def __enter__(self) -> Session:
         return self

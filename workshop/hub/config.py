@@ -13,12 +13,38 @@ from pathlib import Path
 
 SERVICE = "workshop"  # the hub service whose token the `workshop hub` commands use
 KERNEL = "workshop"
+VM_NAME = "course"  # each student's own VM: qemu:course
 SETTINGS = "hub.json"
+# Each student's VM, as hub.json's "vm" may change it: the image cache (built once, as
+# root, by `workshop hub vm`; read-only for students), memory per VM in MB, VMs a
+# student may run at once, VMs the machine runs at once (0: no limit), and the minutes
+# after which an idle kernel is stopped, and its VM with it (0: never).
+VM_DEFAULTS = {"cache": "", "memory_mb": 1024, "per_student": 1, "at_once": 0, "idle_minutes": 0}
 
 
 def read_settings(hub_dir: Path) -> dict:
-    """What ``workshop hub install`` was told: ip, port, group, admins."""
+    """What ``workshop hub install`` was told: ip, port, group, admins (and "vm", see VM_DEFAULTS)."""
     return json.loads((hub_dir / SETTINGS).read_text())
+
+
+def vm_settings(hub_dir: Path) -> dict:
+    vm = VM_DEFAULTS | read_settings(hub_dir).get("vm", {})
+    vm["cache"] = vm["cache"] or str(hub_dir / "vm")
+    return vm
+
+
+def vm_environment(hub_dir: Path) -> dict[str, str]:
+    """What a student's kernel is told: its cells run on the student's own VM, restored
+    from the hub's snapshot, within the instructor's limits (workshop/settings.py)."""
+    vm = vm_settings(hub_dir)
+    return {
+        "WORKSHOP_TARGET": f"qemu:{VM_NAME}",
+        "WORKSHOP_VM_RESTORE": "1",
+        "WORKSHOP_VM_CACHE": vm["cache"],
+        "WORKSHOP_VM_MEMORY": str(vm["memory_mb"]),
+        "WORKSHOP_VM_MAX_PER_USER": str(vm["per_student"]),
+        "WORKSHOP_VM_MAX_RUNNING": str(vm["at_once"]),
+    }
 
 
 def configure(c, hub_dir: str | Path) -> None:
@@ -51,8 +77,12 @@ def configure(c, hub_dir: str | Path) -> None:
     c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
     c.Spawner.notebook_dir = "~"
     c.Spawner.default_url = "/lab"
-    c.Spawner.environment = {"JUPYTER_PATH": str(hub_dir / "share" / "jupyter")}
+    c.Spawner.environment = {"JUPYTER_PATH": str(hub_dir / "share" / "jupyter")} | vm_environment(hub_dir)
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL}"]
+    idle = vm_settings(hub_dir)["idle_minutes"]
+    if idle:  # an idle kernel is shut down, and its VM stopped with it
+        c.Spawner.args += [f"--MappingKernelManager.cull_idle_timeout={int(idle * 60)}",
+                           "--MappingKernelManager.cull_interval=60"]
     c.Spawner.start_timeout = 180  # a loaded 2-core machine starts a JupyterLab slowly
     c.Spawner.http_timeout = 180
     course = hub_dir / "course"

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import WorkshopError
-from .config import SERVICE, SETTINGS, proxy_command, read_settings
+from .config import SERVICE, SETTINGS, proxy_command, read_settings, vm_environment
 
 DEFAULT_DIR = Path("/var/lib/workshop-hub")
 PROXY_PACKAGE = "configurable-http-proxy@4"
@@ -76,6 +76,30 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
                        check=True, stdout=subprocess.DEVNULL)
         done.append(f"{PROXY_PACKAGE} in {hub_dir / 'proxy'}")
     return done
+
+
+def build_vm(hub_dir: Path, say) -> str:
+    """Build the students' VM image and save its snapshot, once, into the hub's VM cache
+    (hub.json's "vm"), which students read but cannot change; returns the snapshot's path."""
+    _need_root("build the students' VM")
+    if not (hub_dir / SETTINGS).exists():
+        raise WorkshopError(f"{hub_dir} has no hub: run `workshop hub install --dir {hub_dir}` first.")
+    os.environ.update({name: value for name, value in vm_environment(hub_dir).items()
+                       if name in ("WORKSHOP_VM_CACHE", "WORKSHOP_VM_MEMORY")})
+    from ..settings import Settings
+    from ..vm.image import build_image, images_dir
+    from ..vm.machine import kvm_usable
+    from ..vm.snapshot import ensure_snapshot
+
+    settings = Settings()
+    cache = images_dir()
+    os.chmod(cache, 0o755)
+    image, _ = build_image(say)
+    usable, _ = kvm_usable(settings)
+    snap = ensure_snapshot(image, "kvm" if usable else "tcg", settings.vm_memory, settings.vm_cpus, say)
+    for path in (cache, cache / "snapshots", image.dir, snap.dir):
+        os.chmod(path, 0o755)  # the image's own login key stays root's (0600)
+    return str(snap.dir)
 
 
 def _copy_course(source: Path, dest: Path) -> int:
