@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,35 @@ def test_setup_lists_the_hub_part_and_its_extra():
     assert "hub      nodejs libpam-runtime" in listing
     assert "--hub adds the [hub] extra" in listing
     assert "jupyterhub" in (ROOT / "setup.cfg").read_text().split("hub =", 1)[1].split("\n\n")[0]
+
+
+def _students_environment(hub_dir: Path, vm: dict | None) -> tuple[dict, list]:
+    """What configure() gives each student's server, for a hub.json with this "vm"."""
+    from traitlets.config import Config
+
+    from workshop.hub.config import configure
+
+    settings = {"ip": "127.0.0.1", "port": 8000, "group": "students", "admins": []}
+    (hub_dir / "hub.json").write_text(json.dumps(settings | ({"vm": vm} if vm is not None else {})))
+    (hub_dir / "service-token").write_text("x\n")
+    c = Config()
+    configure(c, hub_dir)
+    return c.Spawner.environment, c.Spawner.args
+
+
+def test_students_cells_run_on_vms_of_their_own_once_the_hub_vm_is_built(tmp_path):
+    env, args = _students_environment(tmp_path, None)
+    assert "WORKSHOP_TARGET" not in env and not any("cull" in arg for arg in args)
+    env, args = _students_environment(tmp_path, {"enabled": True, "memory_mb": 768, "at_once": 6, "idle_minutes": 20})
+    assert {name: env[name] for name in env if name.startswith("WORKSHOP_")} == {
+        "WORKSHOP_TARGET": "qemu:course", "WORKSHOP_VM_RESTORE": "1", "WORKSHOP_VM_CACHE": str(tmp_path / "vm"),
+        "WORKSHOP_VM_MEMORY": "768", "WORKSHOP_VM_MAX_PER_USER": "1", "WORKSHOP_VM_MAX_RUNNING": "6"}
+    assert "--MappingKernelManager.cull_idle_timeout=1200" in args
+
+
+def test_hub_vm_without_a_hub_says_so(tmp_path):
+    result = _workshop("hub", "vm", "--dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = result.stderr.strip().removeprefix("Error: ")
+    assert message in ("only root can build the students' VM (students may read its cache, never change it): use sudo.",
+                       f"{tmp_path} has no hub: run `workshop hub install --dir {tmp_path}` first.")

@@ -142,6 +142,7 @@ def course():
     built = subprocess.run([sys.executable, "-m", "workshop", "hub", "vm", "--dir", str(hub_dir)], env=env,
                            capture_output=True, text=True, timeout=900, cwd="/")
     assert built.returncode == 0, built.stderr[-3000:]
+    assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
     spec = Path(tempfile.mkdtemp(prefix="workshop-spec-", dir="/var/tmp"))
     os.chmod(spec, 0o755)
     from workshop.kernelspec_install import install

@@ -588,7 +588,8 @@ def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: s
 @hub.command("vm")
 @_HUB_DIR
 def hub_vm(hub_dir: Path) -> None:
-    """Build the students' VM image and its snapshot, once, into the hub's VM cache (as root: minutes)."""
+    """Build the students' VM image and its snapshot, once, into the hub's VM cache (as root: minutes);
+    from then on each student's cells run on a VM of their own (restart the hub)."""
     from .errors import WorkshopError
     from .hub.server import build_vm
 

@@ -15,11 +15,13 @@ SERVICE = "workshop"  # the hub service whose token the `workshop hub` commands 
 KERNEL = "workshop"
 VM_NAME = "course"  # each student's own VM: qemu:course
 SETTINGS = "hub.json"
-# Each student's VM, as hub.json's "vm" may change it: the image cache (built once, as
-# root, by `workshop hub vm`; read-only for students), memory per VM in MB, VMs a
-# student may run at once, VMs the machine runs at once (0: no limit), and the minutes
-# after which an idle kernel is stopped, and its VM with it (0: never).
-VM_DEFAULTS = {"cache": "", "memory_mb": 1024, "per_student": 1, "at_once": 0, "idle_minutes": 0}
+# Each student's VM, as hub.json's "vm" may change it: whether students' cells run on
+# one (set by `workshop hub vm`, which builds it once, as root), the image cache
+# (read-only for students), memory per VM in MB, VMs a student may run at once, VMs
+# the machine runs at once (0: no limit), and the minutes after which an idle kernel
+# is stopped, and its VM with it (0: never).
+VM_DEFAULTS = {"enabled": False, "cache": "", "memory_mb": 1024, "per_student": 1, "at_once": 0,
+               "idle_minutes": 0}
 
 
 def read_settings(hub_dir: Path) -> dict:
@@ -77,7 +79,9 @@ def configure(c, hub_dir: str | Path) -> None:
     c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
     c.Spawner.notebook_dir = "~"
     c.Spawner.default_url = "/lab"
-    c.Spawner.environment = {"JUPYTER_PATH": str(hub_dir / "share" / "jupyter")} | vm_environment(hub_dir)
+    c.Spawner.environment = {"JUPYTER_PATH": str(hub_dir / "share" / "jupyter")}
+    if vm_settings(hub_dir)["enabled"]:  # else cells run on the server, as the student
+        c.Spawner.environment |= vm_environment(hub_dir)
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL}"]
     idle = vm_settings(hub_dir)["idle_minutes"]
     if idle:  # an idle kernel is shut down, and its VM stopped with it

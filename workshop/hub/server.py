@@ -81,7 +81,7 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
 def build_vm(hub_dir: Path, say) -> str:
     """Build the students' VM image and save its snapshot, once, into the hub's VM cache
     (hub.json's "vm"), which students read but cannot change; returns the snapshot's path."""
-    _need_root("build the students' VM")
+    _need_root("build the students' VM", "students may read its cache, never change it")
     if not (hub_dir / SETTINGS).exists():
         raise WorkshopError(f"{hub_dir} has no hub: run `workshop hub install --dir {hub_dir}` first.")
     os.environ.update({name: value for name, value in vm_environment(hub_dir).items()
@@ -99,6 +99,10 @@ def build_vm(hub_dir: Path, say) -> str:
     snap = ensure_snapshot(image, "kvm" if usable else "tcg", settings.vm_memory, settings.vm_cpus, say)
     for path in (cache, cache / "snapshots", image.dir, snap.dir):
         os.chmod(path, 0o755)  # the image's own login key stays root's (0600)
+    settings_file = hub_dir / SETTINGS
+    hub_settings = read_settings(hub_dir)
+    hub_settings["vm"] = hub_settings.get("vm", {}) | {"enabled": True}
+    settings_file.write_text(json.dumps(hub_settings, indent=2) + "\n")
     return str(snap.dir)
 
 
@@ -132,9 +136,9 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _need_root(what: str) -> None:
+def _need_root(what: str, why: str = "it runs each student's server as that student") -> None:
     if os.geteuid() != 0:
-        raise WorkshopError(f"only root can {what} (it runs each student's server as that student): use sudo.")
+        raise WorkshopError(f"only root can {what} ({why}): use sudo.")
 
 
 def _pid_file(hub_dir: Path) -> Path:
