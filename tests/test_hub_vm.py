@@ -4,7 +4,8 @@ first cell as root in a qemu VM of that student's, restored from the hub's share
 read-only snapshot (built once, as root, by `workshop hub vm`), with a login key of
 its own. Another student cannot log in to it; the image's shared key no longer
 logs in; the VM reaches neither the host's loopback services nor the network; a VM
-killed is replaced on the next cell; the machine-wide limit refuses in one sentence;
+killed is replaced on the next cell; the limits (VMs per student, VMs on the machine)
+refuse in one sentence;
 the VM stops with the kernel."""
 
 from __future__ import annotations
@@ -238,6 +239,13 @@ def test_a_student_works_as_root_on_their_own_vm_that_no_one_else_enters(course,
             assert "this machine already runs" in said and "the most its administrator allows" in said, said
         finally:
             other.close()
+
+        # one VM per student (hub.json's per_student): a second one is refused, the first one still serves
+        second = student.cell("%target qemu:second\nid -u")
+        said = " ".join(second["errors"]) + second["shown"]
+        assert second["status"] == "error" and "you already run 1 VM(s) (course), the most" in said, second
+        back = student.cell(f"%target qemu:{VM_NAME}\nid -u")
+        assert back["status"] == "ok" and back["stdout"].split()[-1:] == ["0"], back
 
         # a VM that dies is replaced, and the next cell runs on the replacement
         assert student.ask(kill=True) == {"dead": True}
