@@ -25,6 +25,7 @@ from harness import loopback_listener
 
 from workshop.hub.config import VM_NAME, vm_environment
 from workshop.hub.server import others_can_run
+from workshop.vm.clone import VM_SLOTS
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CACHE = Path(os.environ.get("WORKSHOP_VM_CACHE") or "/var/tmp/wsvm")
@@ -143,12 +144,13 @@ def course():
     os.chmod(hub_dir, 0o755)
     (hub_dir / "hub.json").write_text(json.dumps({
         "ip": "127.0.0.1", "port": 8000, "group": "students", "admins": [],
-        "vm": {"cache": str(HUB_CACHE), "memory_mb": 512, "per_student": 1, "at_once": 0}}))
+        "vm": {"cache": str(HUB_CACHE), "memory_mb": 512, "per_student": 1, "at_once": 50}}))
     env = {key: value for key, value in os.environ.items() if not key.startswith("WORKSHOP_")}
     built = subprocess.run([sys.executable, "-m", "workshop", "hub", "vm", "--dir", str(hub_dir)], env=env,
                            capture_output=True, text=True, timeout=900, cwd="/")
     assert built.returncode == 0, built.stderr[-3000:]
     assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
+    assert (HUB_CACHE / VM_SLOTS).stat().st_mode & 0o777 == 0o644, "students lock it read-only as their VM starts"
     spec = Path(tempfile.mkdtemp(prefix="workshop-spec-", dir="/var/tmp"))
     os.chmod(spec, 0o755)
     from workshop.kernelspec_install import install

@@ -48,7 +48,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/kernelspec_install.py': ['test_import_cost.py'],
     'workshop/language.py': ['test_conformance.py'],
     'workshop/lms.py': ['test_grading_replay.py', 'test_assignment_loop.py'],
-    'workshop/lock.py': ['test_known_hosts.py', 'test_shell_known_hosts.py'],
+    'workshop/lock.py': ['test_known_hosts.py', 'test_shell_known_hosts.py', 'test_hub_vm.py'],
     'workshop/magics/__init__.py': ['test_magics.py', 'test_completion.py'],
     'workshop/magics/_shared.py': ['test_magic_chroot.py', 'test_magic_overlay.py'],
     'workshop/magics/cgroup.py': ['test_magic_cgroup.py'],

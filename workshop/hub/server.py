@@ -87,6 +87,7 @@ def build_vm(hub_dir: Path, say) -> str:
     os.environ.update({name: value for name, value in vm_environment(hub_dir).items()
                        if name in ("WORKSHOP_VM_CACHE", "WORKSHOP_VM_MEMORY")})
     from ..settings import Settings
+    from ..vm.clone import VM_SLOTS
     from ..vm.image import build_image, images_dir
     from ..vm.machine import kvm_usable
     from ..vm.snapshot import ensure_snapshot
@@ -99,6 +100,9 @@ def build_vm(hub_dir: Path, say) -> str:
     snap = ensure_snapshot(image, "kvm" if usable else "tcg", settings.vm_memory, settings.vm_cpus, say)
     for path in (cache, cache / "snapshots", image.dir, snap.dir):
         os.chmod(path, 0o755)  # the image's own login key stays root's (0600)
+    slots = cache / VM_SLOTS  # students lock it, read-only, while their VM starts
+    slots.touch()
+    os.chmod(slots, 0o644)
     settings_file = hub_dir / SETTINGS
     hub_settings = read_settings(hub_dir)
     hub_settings["vm"] = hub_settings.get("vm", {}) | {"enabled": True}

@@ -320,6 +320,9 @@ def sweep_orphans(progress: Progress | None = None) -> list[str]:
 
 
 # ---- a user's own VM, restored (a course hub) --------------------------------------
+VM_SLOTS = ".vm-slots.lock"  # in the image cache: made readable for all by `workshop hub vm`
+
+
 def start_own(vm: VM, say: Progress) -> None:
     """Restore ``vm`` (``qemu:NAME`` with ``vm_restore`` set) from the snapshot in the image
     cache, which may be shared and read-only: on an overlay in this user's data dir, with a
@@ -333,20 +336,24 @@ def start_own(vm: VM, say: Progress) -> None:
         if vm.dir.exists():
             say(f"the VM '{vm.name}' had stopped: restoring a new one")
             vm.destroy()
-        _check_limits(vm)
         image = vm.ready_image(say) if os.access(images_dir(), os.W_OK) else image_for()
         if not image.built:
             raise VMError(f"the VM image is not built in {images_dir()}, and this user cannot build it there: "
                           "the machine's administrator builds it (workshop hub vm, as root).")
         usable, _ = kvm_usable(vm.settings)
         snap = ensure_snapshot(image, "kvm" if usable else "tcg", vm.settings.vm_memory, vm.settings.vm_cpus, say)
-        vm.dir.mkdir(mode=0o700, parents=True)
-        vm._save_state({"name": vm.name, "ephemeral": True, "owner": process_owner()})
-        try:
-            restore(vm, snap, image, say, own_login=True)
-        except BaseException:
-            vm.destroy()
-            raise
+        # one VM starts at a time on the machine when their number is limited: each counts the others'
+        slots = FileLock(images_dir() / VM_SLOTS, "another user's VM is starting", say) \
+            if vm.settings.vm_max_running else contextlib.nullcontext()
+        with slots:
+            _check_limits(vm)
+            vm.dir.mkdir(mode=0o700, parents=True)
+            vm._save_state({"name": vm.name, "ephemeral": True, "owner": process_owner()})
+            try:
+                restore(vm, snap, image, say, own_login=True)
+            except BaseException:
+                vm.destroy()
+                raise
 
 
 def _check_limits(vm: VM) -> None:
