@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from harness import loopback_listener
 from workshop.hub.config import VM_NAME, vm_environment
 from workshop.hub.server import others_can_run
 from workshop.vm.clone import VM_SLOTS
+from workshop.vm.machine import _pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CACHE = Path(os.environ.get("WORKSHOP_VM_CACHE") or "/var/tmp/wsvm")
@@ -257,3 +259,21 @@ def test_a_student_works_as_root_on_their_own_vm_that_no_one_else_enters(course,
     finally:
         closed = student.close()
     assert closed == {"vm_left": False}, "the VM stops with the kernel"
+
+
+def test_an_idle_vm_is_stopped_and_the_next_cell_restores_one_and_says_so(course):
+    student = Student(course["names"][0], course["env"] | {"WORKSHOP_VM_IDLE_MINUTES": "0.1"}, course["tools"])
+    try:
+        first = student.cell("echo kept > /root/file; id -u")
+        assert first["status"] == "ok" and first["stdout"].split() == ["0"], first
+        pid = student.ask(state=True)["pid"]
+        deadline = time.monotonic() + 60
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _pid_alive(pid), "the idle VM was not stopped"
+        again = student.cell("cat /root/file 2>/dev/null || echo fresh")
+        assert again["status"] == "ok" and again["stdout"].split() == ["fresh"], again
+        assert "stopped after 0.1 idle minutes, with the files in it" in again["shown"], again
+    finally:
+        closed = student.close()
+    assert closed == {"vm_left": False}

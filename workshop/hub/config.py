@@ -18,8 +18,8 @@ SETTINGS = "hub.json"
 # Each student's VM, as hub.json's "vm" may change it: whether students' cells run on
 # one (set by `workshop hub vm`, which builds it once, as root), the image cache
 # (read-only for students), memory per VM in MB, VMs a student may run at once, VMs
-# the machine runs at once (0: no limit), and the minutes after which an idle kernel
-# is stopped, and its VM with it (0: never).
+# the machine runs at once (0: no limit), and the minutes without a cell after which a
+# student's VM is stopped, the kernel kept: the next cell restores one (0: never).
 VM_DEFAULTS = {"enabled": False, "cache": "", "memory_mb": 1024, "per_student": 1, "at_once": 0,
                "idle_minutes": 0}
 
@@ -46,6 +46,7 @@ def vm_environment(hub_dir: Path) -> dict[str, str]:
         "WORKSHOP_VM_MEMORY": str(vm["memory_mb"]),
         "WORKSHOP_VM_MAX_PER_USER": str(vm["per_student"]),
         "WORKSHOP_VM_MAX_RUNNING": str(vm["at_once"]),
+        "WORKSHOP_VM_IDLE_MINUTES": str(vm["idle_minutes"]),
     }
 
 
@@ -83,10 +84,6 @@ def configure(c, hub_dir: str | Path) -> None:
     if vm_settings(hub_dir)["enabled"]:  # else cells run on the server, as the student
         c.Spawner.environment |= vm_environment(hub_dir)
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL}"]
-    idle = vm_settings(hub_dir)["idle_minutes"]
-    if idle:  # an idle kernel is shut down, and its VM stopped with it
-        c.Spawner.args += [f"--MappingKernelManager.cull_idle_timeout={int(idle * 60)}",
-                           "--MappingKernelManager.cull_interval=60"]
     c.Spawner.start_timeout = 180  # a loaded 2-core machine starts a JupyterLab slowly
     c.Spawner.http_timeout = 180
     course = hub_dir / "course"
