@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import zmq
 from jupyter_client.manager import KernelManager
@@ -26,6 +30,27 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def loopback_listener() -> tuple[socket.socket, list[str]]:
+    """A TCP listener on the host's loopback, and the peers that reached it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    sock.settimeout(0.5)
+    reached: list[str] = []
+
+    def serve() -> None:
+        while sock.fileno() != -1:
+            try:
+                conn, peer = sock.accept()
+            except OSError:
+                continue
+            reached.append(str(peer))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, reached
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without what would choose a notebook or target
     for a kernel started from it, plus ``extra``."""
@@ -35,6 +60,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     return env
 
+WS_V1 = "v1.kernel.websocket.jupyter.org"
 RECORD_MIME = "application/vnd.workshop.record+json"
 
 
@@ -183,3 +209,54 @@ class KernelHarness:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
+
+
+class KernelSocket:
+    """A kernel's websocket as JupyterLab 4 uses it (v1 binary protocol), ``url`` being
+    ``ws://HOST:PORT[/user/NAME]/api/kernels/ID/channels``; the token in the URL, or
+    in the Authorization header (``in_header``, as a hub's single-user server wants it)."""
+
+    def __init__(self, url: str, token: str, in_header: bool = False):
+        import websocket  # websocket-client, a dependency of jupyter_server
+
+        self.session = uuid.uuid4().hex
+        query = f"?session_id={self.session}" + ("" if in_header else f"&token={token}")
+        self.ws = websocket.create_connection(url + query, subprotocols=[WS_V1], timeout=120,
+                                              header=[f"Authorization: token {token}"] if in_header else None)
+
+    def execute(self, cell_id: str, code: str, timeout: float = 180) -> tuple[list[dict], dict]:
+        """Run one cell; the IOPub messages the server forwarded for it, and the reply."""
+        from jupyter_server.services.kernels.connection.base import (
+            deserialize_msg_from_ws_v1,
+            serialize_msg_to_ws_v1,
+        )
+
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "student",
+                  "session": self.session, "date": datetime.now(timezone.utc).isoformat(), "version": "5.3"}
+        msg = {"header": header, "parent_header": {},
+               "metadata": {"cellId": cell_id, "deletedCells": [], "recordTiming": False, "trusted": True},
+               "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                           "allow_stdin": False, "stop_on_error": True}}
+        self.ws.send_binary(serialize_msg_to_ws_v1(msg, "shell", lambda part: json.dumps(part).encode()))
+        messages: list[dict] = []
+        reply, idle = None, False
+        deadline = time.monotonic() + timeout
+        while not (reply and idle):
+            assert time.monotonic() < deadline, f"cell {cell_id} did not finish in {timeout} s"
+            channel, parts = deserialize_msg_from_ws_v1(self.ws.recv())
+            got = {key: json.loads(part) for key, part in zip(("header", "parent_header", "metadata", "content"),
+                                                            parts, strict=False)}
+            if got["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = got["header"]["msg_type"]
+            if channel == "shell" and kind == "execute_reply":
+                reply = got
+            elif channel == "iopub" and kind == "status":
+                idle = idle or got["content"]["execution_state"] == "idle"
+            elif channel == "iopub" and kind != "execute_input":
+                messages.append(got)
+        return messages, reply
+
+    def close(self) -> None:
+        self.ws.close()

@@ -20,22 +20,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 import pytest
-import websocket  # websocket-client, a dependency of jupyter_server
-from harness import clean_env
-from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1
+from harness import KernelSocket, clean_env
 
 from workshop.pacing import MESSAGE_BURST
 
 pytestmark = pytest.mark.slow
 
 RECORD = "application/vnd.workshop.record+json"
-V1 = "v1.kernel.websocket.jupyter.org"
 LINE = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-=+"  # 66 characters and a newline
 
 
@@ -130,46 +125,11 @@ class Server:
         return Path(self.log.name).read_text()
 
 
-class Browser:
+class Browser(KernelSocket):
     """The kernel websocket as JupyterLab 4 uses it (v1 binary protocol, token in the URL)."""
 
     def __init__(self, server: Server, kernel_id: str):
-        self.session = uuid.uuid4().hex
-        self.ws = websocket.create_connection(
-            f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels"
-            f"?session_id={self.session}&token={server.token}", subprotocols=[V1], timeout=120)
-
-    def execute(self, cell_id: str, code: str, timeout: float = 180) -> tuple[list[dict], dict]:
-        """Run one cell; the IOPub messages the server forwarded for it, and the reply."""
-        msg_id = uuid.uuid4().hex
-        header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "student",
-                  "session": self.session, "date": datetime.now(timezone.utc).isoformat(), "version": "5.3"}
-        msg = {"header": header, "parent_header": {},
-               "metadata": {"cellId": cell_id, "deletedCells": [], "recordTiming": False, "trusted": True},
-               "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                           "allow_stdin": False, "stop_on_error": True}}
-        self.ws.send_binary(serialize_msg_to_ws_v1(msg, "shell", lambda part: json.dumps(part).encode()))
-        messages: list[dict] = []
-        reply, idle = None, False
-        deadline = time.monotonic() + timeout
-        while not (reply and idle):
-            assert time.monotonic() < deadline, f"cell {cell_id} did not finish in {timeout} s"
-            channel, parts = deserialize_msg_from_ws_v1(self.ws.recv())
-            got = {key: json.loads(part) for key, part in zip(("header", "parent_header", "metadata", "content"),
-                                                            parts, strict=False)}
-            if got["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind = got["header"]["msg_type"]
-            if channel == "shell" and kind == "execute_reply":
-                reply = got
-            elif channel == "iopub" and kind == "status":
-                idle = idle or got["content"]["execution_state"] == "idle"
-            elif channel == "iopub" and kind != "execute_input":
-                messages.append(got)
-        return messages, reply
-
-    def close(self) -> None:
-        self.ws.close()
+        super().__init__(f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels", server.token)
 
 
 def outputs_of(messages: list[dict]) -> list[dict]:

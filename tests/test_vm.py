@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import loopback_listener
 
 from workshop.paths import data_dir, known_hosts_file
 from workshop.vm import VM, build_image, image_for, images_dir
@@ -496,27 +497,6 @@ def test_the_boot_wait_counts_the_guests_own_time(monkeypatch):
         _end([idle])
 
 
-def _listener() -> tuple[socket.socket, list[str]]:
-    """A TCP listener on the host's loopback, and the peers that reached it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
-    sock.settimeout(0.5)
-    reached: list[str] = []
-
-    def serve() -> None:
-        while sock.fileno() != -1:
-            try:
-                conn, peer = sock.accept()
-            except OSError:
-                continue
-            reached.append(str(peer))
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return sock, reached
-
-
 def _reach_host(port: int) -> str:
     return (f"timeout 10 bash -c 'echo hi > /dev/tcp/10.0.2.2/{port}' 2>/dev/null "
             "&& echo \"host: $((40 + 2))-reached\" || echo \"host: $((40 + 2))-blocked\"")
@@ -525,7 +505,7 @@ def _reach_host(port: int) -> str:
 def test_an_interactive_vm_keeps_its_network_unless_asked_for_none(vm_kernel, monkeypatch):
     from workshop.shell.ssh import Endpoint, SSHConnection
 
-    sock, reached = _listener()
+    sock, reached = loopback_listener()
     try:
         assert "host: 42-reached" in vm_kernel.run(_reach_host(sock.getsockname()[1]), timeout=60).stdout
         assert reached

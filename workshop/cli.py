@@ -730,6 +730,95 @@ def docker_image(rootfs: Path, name: str) -> None:
     click.echo(f"{name}: {image}")
 
 
+@main.group()
+def hub() -> None:
+    """The course's JupyterHub on this machine (`bash scripts/setup --hub`), started without systemd."""
+
+
+_HUB_DIR = click.option("--dir", "hub_dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=lambda: os.environ.get("WORKSHOP_HUB_DIR") or "/var/lib/workshop-hub",
+                        show_default="$WORKSHOP_HUB_DIR or /var/lib/workshop-hub", help="The hub's directory.")
+
+
+@hub.command("install")
+@_HUB_DIR
+@click.option("--course", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The notebooks copied into each student's ~/course.")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="The address the hub listens on.")
+@click.option("--port", type=int, default=8000, show_default=True,
+              help="Its port (the next two: the hub's API and the proxy's, on loopback).")
+@click.option("--group", default="students", show_default=True, help="The system group whose users may log in.")
+@click.option("--admin", "admins", multiple=True, help="A user who administers the hub (repeat for more).")
+def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: str, admins: tuple[str, ...]) -> None:
+    """Lay out the hub's directory: config, proxy (npm), kernelspec, course notebooks."""
+    from .errors import WorkshopError
+    from .hub.server import install
+
+    try:
+        for line in install(hub_dir, course, ip, port, group, admins):
+            click.echo(line)
+    except WorkshopError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hub.command("vm")
+@_HUB_DIR
+def hub_vm(hub_dir: Path) -> None:
+    """Build the students' VM image and its snapshot, once, into the hub's VM cache (as root: minutes);
+    from then on each student's cells run on a VM of their own (restart the hub)."""
+    from .errors import WorkshopError
+    from .hub.server import build_vm
+
+    try:
+        click.echo(build_vm(hub_dir, lambda text: click.echo(f"  {text}", err=True)))
+    except WorkshopError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hub.command("up")
+@_HUB_DIR
+def hub_up(hub_dir: Path) -> None:
+    """Start the hub in the background (pid and log in its directory) and print its address."""
+    from .errors import WorkshopError
+    from .hub.server import log_file, up
+
+    try:
+        address = up(hub_dir)
+    except WorkshopError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{address} (log: {log_file(hub_dir)})")
+
+
+@hub.command("down")
+@_HUB_DIR
+def hub_down(hub_dir: Path) -> None:
+    """Stop the hub, its proxy and the students' servers."""
+    from .hub.server import down
+
+    click.echo("stopped" if down(hub_dir) else "no hub was running")
+
+
+@hub.command("status")
+@_HUB_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def hub_status(hub_dir: Path, as_json: bool) -> None:
+    """Whether the hub runs, its address, and each user's running servers. Exits 1 when it does not run."""
+    import json
+
+    from .hub.server import status
+
+    info = status(hub_dir)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    elif not info["running"]:
+        click.echo(f"no hub is running from {hub_dir}")
+    else:
+        click.echo(f"running (pid {info['pid']}) at {info['url']}, log {info['log']}")
+        for name, servers in sorted(info["users"].items()):
+            click.echo(f"  {name}: {'server running' if servers else 'no server'}")
+    sys.exit(0 if info["running"] else 1)
+
+
 @main.command("doctor")
 @click.option("--target", "spec", help="The target to check (default: $WORKSHOP_TARGET or local).")
 def doctor(spec: str | None) -> None:

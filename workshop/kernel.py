@@ -9,6 +9,7 @@ ok, turns interrupts into a stopped cell, and hands Tab and Shift-Tab to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -67,6 +68,7 @@ class WorkshopKernel(Kernel, Settings):
         self._last_record: dict | None = None
         # a Jupyter server's kernel serves a person at a browser, who presses Tab: fetch what it offers ahead
         self.workshop_session.offers.ahead = bool(os.environ.get("JPY_SESSION_NAME"))
+        self._idle_stop: asyncio.TimerHandle | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
             self.workshop_session.shown_limit = min(self.output_limit or self.server_output_limit, self.server_output_limit)
@@ -113,10 +115,23 @@ class WorkshopKernel(Kernel, Settings):
             pacer.settle()  # the record and the error must not fall to the server's limit
         if not silent:
             self._show(run)
+        self._arm_idle_stop()
         if run.error is not None:
             return {"status": "error", "execution_count": self.execution_count, "ename": run.error.ename,
                     "evalue": run.error.evalue, "traceback": [_red(run.error.evalue)]}
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
+
+    def _arm_idle_stop(self) -> None:
+        """A VM restored for this kernel stops after ``vm_idle_minutes`` without a cell (on
+        the loop cells run on, so never under one); the next cell restores a new one."""
+        if self._idle_stop is not None:
+            self._idle_stop.cancel()
+            self._idle_stop = None
+        if self.vm_restore and self.vm_idle_minutes:
+            minutes = self.vm_idle_minutes
+            self._idle_stop = asyncio.get_running_loop().call_later(
+                minutes * 60, self.workshop_session.release_idle_target,
+                f"it was stopped after {minutes:g} idle minutes, with the files in it")
 
     def _show(self, run: CellRun) -> None:
         if run.error is not None:

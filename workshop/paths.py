@@ -10,7 +10,8 @@ from .settings import Settings
 def data_dir() -> Path:
     """``$WORKSHOP_DATA_DIR``, else ``$XDG_DATA_HOME/workshop`` (~/.local/share/workshop)."""
     path = Path(Settings().data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)  # keys, known hosts, VMs and records: this user's alone
     return path
 
 

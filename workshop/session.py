@@ -637,6 +637,20 @@ class Session:
             return None
         return transport, shell.pid
 
+    def release_idle_target(self, why: str) -> None:
+        """Let the target stop what it started for this kernel (a restored VM), between
+        cells; the next cell starts it again and says ``why`` it is new."""
+        if self.shell is None:
+            return
+        self._cleanups.clear()  # what magics made goes with the machine
+        self._close_shell()
+        try:
+            self.target.release()
+        except Exception:
+            log.warning("stopping %s failed", self.target.spec, exc_info=True)
+            return
+        self._ended_notice = why
+
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check
         that is running then (in its own session, not below the shell) ends too."""
@@ -646,6 +660,10 @@ class Session:
             shell.channel.run_aside(stop_command(tag))
         self._cleanup_if_alive()
         self._close_shell()
+        try:
+            self.target.release()
+        except Exception:
+            log.warning("stopping %s failed", self.target.spec, exc_info=True)
 
     def __enter__(self) -> Session:
         return self

@@ -98,6 +98,18 @@ class Settings(Configurable):
         config=True, env="WORKSHOP_VM_INIT")
     vm_mirror = Unicode("", help="The Debian mirror VM images are built from (WORKSHOP_VM_MIRROR).").tag(
         config=True, env="WORKSHOP_VM_MIRROR")
+    vm_restore = Bool(False, help="A qemu: VM is restored from the VM snapshot in the (shared, read-only) "
+                      "image cache, never booted from scratch: sealed from every network, with a login key of its "
+                      "own, stopped with the kernel, replaced when it stops (WORKSHOP_VM_RESTORE=1; a course hub "
+                      "sets it).").tag(config=True, env="WORKSHOP_VM_RESTORE")
+    vm_idle_minutes = Float(0, min=0, help="Minutes without a cell after which a restored VM (vm_restore) is "
+                            "stopped; the next cell restores a new one and says so; 0: never "
+                            "(WORKSHOP_VM_IDLE_MINUTES).").tag(config=True, env="WORKSHOP_VM_IDLE_MINUTES")
+    vm_max_per_user = Integer(0, min=0, help="Restored VMs one user may run at once; 0: no limit "
+                              "(WORKSHOP_VM_MAX_PER_USER).").tag(config=True, env="WORKSHOP_VM_MAX_PER_USER")
+    vm_max_running = Integer(0, min=0, help="The tool's VMs the machine runs at once, all users together, before a "
+                             "restored VM is refused; 0: no limit (WORKSHOP_VM_MAX_RUNNING).").tag(
+        config=True, env="WORKSHOP_VM_MAX_RUNNING")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

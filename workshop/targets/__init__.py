@@ -91,6 +91,11 @@ class Target(ABC):
         process is stopped), or None; cheap: asked while a cell is silent."""
         return None
 
+    def release(self) -> None:
+        """Let go of what the target started for this kernel, at its shutdown (a VM
+        restored for it stops); most targets have nothing to let go of."""
+        return None
+
     def sealed_agent(self):
         """The agent that runs this target's checks from outside the student's reach
         (a rerun's fresh VM: vm/agent.py), or None: checks then run in a clean shell

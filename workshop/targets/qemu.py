@@ -62,6 +62,16 @@ class QemuTarget(SSHTarget):
 
         return SSHConnection(Endpoint(self.host, self.port, self.user, self.key), pin="strict")
 
+    def release(self) -> None:
+        """A VM restored for this kernel (``vm_restore``) stops with it."""
+        from ..vm.machine import VM, process_owner
+
+        vm = VM(self.name, settings=self.settings)
+        state = vm.state()
+        if self.settings.vm_restore and state.get("ephemeral") and state.get("owner") == process_owner() \
+                and vm.dir.exists():
+            vm.destroy()
+
     def sealed_agent(self):
         from ..vm.agent import GuestAgent, is_sealed
         from ..vm.machine import vm_dir

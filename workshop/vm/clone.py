@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import VMError
+from ..lock import FileLock
 from ..settings import Settings
 from ..text import Notice
 from .agent import new_tokens, save_tokens, write_all
 from .agent import parse_replies as agent_replies
-from .image import Image
+from .image import Image, image_for, images_dir
 from .machine import (
     VM,
     _pid_alive,
@@ -44,6 +45,7 @@ from .machine import (
     _QemuRefused,
     _unpin_port,
     kvm_usable,
+    list_vms,
     pin_host_key,
     process_owner,
     process_start_time,
@@ -136,9 +138,11 @@ def _cold(vm: VM, image: Image, say: Progress) -> None:
     pin_host_key(int(state["port"]), kind, b64)
 
 
-def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
+def restore(vm: VM, snap: Snapshot, image: Image, say: Progress, own_login: bool = False) -> None:
     """Start ``vm`` from ``snap`` on an overlay of its own, then give it its own
-    host key, clock and randomness through the snapshot's agent."""
+    host key, clock and randomness through the snapshot's agent; with
+    ``own_login``, its own login key too (``vm.dir/id_ed25519``), which then
+    is the only one its root accepts: the image's shared key no longer logs in."""
     started = time.monotonic()
     meta = snap.meta
     _overlay(vm, snap)
@@ -155,9 +159,10 @@ def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
         pid = vm.qemu_pid()
     except (OSError, ValueError):  # qemu loads the state before it writes its pid file
         raise SnapshotFailed(_LOAD_FAILED) from None
+    login_key = vm.dir / "id_ed25519"
     state = vm.state() | {
         "pid": pid, "port": port, "accel": meta["accel"], "image": str(image.dir),
-        "private_key": str(image.client_key), "memory_mb": meta["memory_mb"], "cpus": meta["cpus"],
+        "private_key": str(login_key if own_login else image.client_key), "memory_mb": meta["memory_mb"], "cpus": meta["cpus"],
         "snapshot": snap.dir.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "ready": False,
     }
     vm._save_state(state)
@@ -165,7 +170,14 @@ def restore(vm: VM, snap: Snapshot, image: Image, say: Progress) -> None:
     restored = time.monotonic()
     kind, b64, private = _new_host_key()
     pin_host_key(port, kind, b64)
-    _personalise(vm, pid, private, f"{kind} {b64} workshop-{vm.name}\n".encode())
+    login = None
+    if own_login:
+        login_kind, login_b64, login_private = _new_host_key()
+        fd = os.open(login_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(login_private)
+        login = f"{login_kind} {login_b64} workshop-{vm.name}\n".encode()
+    _personalise(vm, pid, private, f"{kind} {b64} workshop-{vm.name}\n".encode(), login)
     state = vm.state() | {"ready": True, "restore_seconds": round(restored - started, 2),
                           "boot_seconds": round(time.monotonic() - started, 2)}  # the agent's fields kept
     vm._save_state(state)
@@ -217,12 +229,15 @@ def _new_host_key() -> tuple[str, str, bytes]:
     return kind, b64, private
 
 
-def _personalise(vm: VM, pid: int, private: bytes, public: bytes) -> None:
+def _personalise(vm: VM, pid: int, private: bytes, public: bytes, login: bytes | None = None) -> None:
     """Send the agent its request (the host's time last, so it is fresh) and wait for
-    its answer; the tokens seal it (agent.py): from then on it runs this VM's checks."""
+    its answer; the tokens seal it (agent.py): from then on it runs this VM's checks.
+    ``login``: the authorized_keys line root's logins then need."""
     tokens = new_tokens()
     save_tokens(vm.dir, tokens)
     fields = [("seed", os.urandom(64)), ("key", private), ("pub", public), ("tokens", tokens)]
+    if login is not None:
+        fields.append(("login", login))
     now = time.time_ns()
     fields.append(("time", f"{now // 10**9}.{now % 10**9:09d}".encode()))
     request = "".join(f"{name} {value.hex()}\n" for name, value in fields) + "end\n"
@@ -302,3 +317,69 @@ def sweep_orphans(progress: Progress | None = None) -> list[str]:
         removed.append(entry.name)
     return removed
 
+
+
+# ---- a user's own VM, restored (a course hub) --------------------------------------
+VM_SLOTS = ".vm-slots.lock"  # in the image cache: made readable for all by `workshop hub vm`
+
+
+def start_own(vm: VM, say: Progress) -> None:
+    """Restore ``vm`` (``qemu:NAME`` with ``vm_restore`` set) from the snapshot in the image
+    cache, which may be shared and read-only: on an overlay in this user's data dir, with a
+    host key and a login key of its own, sealed from every network, owned by this process
+    (the kernel: when it is gone the VM goes with it).  A VM of that name that stopped is
+    replaced.  The instructor's limits are checked first; over one, a VMError says which."""
+    with FileLock(vms_dir() / f".{vm.name}.lock", f"another process is starting the VM '{vm.name}'", say):
+        if vm.running and vm.state().get("ready"):
+            return
+        sweep_orphans(say)
+        if vm.dir.exists():
+            say(f"the VM '{vm.name}' had stopped: restoring a new one")
+            vm.destroy()
+        image = vm.ready_image(say) if os.access(images_dir(), os.W_OK) else image_for()
+        if not image.built:
+            raise VMError(f"the VM image is not built in {images_dir()}, and this user cannot build it there: "
+                          "the machine's administrator builds it (workshop hub vm, as root).")
+        usable, _ = kvm_usable(vm.settings)
+        snap = ensure_snapshot(image, "kvm" if usable else "tcg", vm.settings.vm_memory, vm.settings.vm_cpus, say)
+        # one VM starts at a time on the machine when their number is limited: each counts the others'
+        slots = FileLock(images_dir() / VM_SLOTS, "another user's VM is starting", say) \
+            if vm.settings.vm_max_running else contextlib.nullcontext()
+        with slots:
+            _check_limits(vm)
+            vm.dir.mkdir(mode=0o700, parents=True)
+            vm._save_state({"name": vm.name, "ephemeral": True, "owner": process_owner()})
+            try:
+                restore(vm, snap, image, say, own_login=True)
+            except BaseException:
+                vm.destroy()
+                raise
+
+
+def _check_limits(vm: VM) -> None:
+    mine = [other.name for other in list_vms() if other.name != vm.name and other.running]
+    most = vm.settings.vm_max_per_user
+    if most and len(mine) >= most:
+        raise VMError(f"you already run {len(mine)} VM(s) ({', '.join(mine)}), the most this machine allows "
+                      f"you: stop one (workshop vm destroy NAME) before you start '{vm.name}'.")
+    most = vm.settings.vm_max_running
+    running = running_vms()
+    if most and running >= most:
+        raise VMError(f"this machine already runs {running} VMs, the most its administrator allows at once: "
+                      "run the cell again in a few minutes, when someone else's VM has stopped.")
+
+
+def running_vms() -> int:
+    """The tool's qemu processes on this machine, every user's (their command lines are
+    readable unless /proc is mounted with hidepid)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.startswith(b"workshop-") for arg in argv[1:3]) and b"qemu" in argv[0]:
+            count += 1
+    return count

@@ -328,6 +328,11 @@ class VM:
         say = progress or (lambda text: None)
         if self.running and self.state().get("ready"):
             return self.ssh_info()
+        if self.settings.vm_restore:
+            from .clone import start_own
+
+            start_own(self, say)
+            return self.ssh_info()
         self.dir.mkdir(parents=True, exist_ok=True)
         with FileLock(self.dir / ".lock", f"another process is starting the VM '{self.name}'", say):
             if self.running and self.state().get("ready"):

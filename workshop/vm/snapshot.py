@@ -36,6 +36,7 @@ internet, not the grader's own loopback through 10.0.2.2).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -81,7 +82,8 @@ rm -f /run/workshop-agent.ready /run/workshop-agent
 
 def snapshots_dir() -> Path:
     path = images_dir() / "snapshots"
-    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a shared cache made read-only for its users: they only restore
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -182,6 +184,9 @@ def ensure_snapshot(image: Image, accel: str, memory_mb: int, cpus: int, say: Pr
     snap = snapshot_for(image, accel, memory_mb, cpus)
     if snap.problem() is None:
         return snap
+    if not os.access(snapshots_dir(), os.W_OK):
+        raise VMError(f"there is no VM snapshot of {memory_mb} MB in {snapshots_dir()}, and this user cannot save "
+                      "one there: the machine's administrator saves it (workshop hub vm, as root).")
     with FileLock(snapshots_dir() / f".{snap.dir.name}.lock", "another process is saving the VM snapshot", say):
         if snap.problem() is None:
             return snap

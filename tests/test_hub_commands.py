@@ -1,0 +1,76 @@
+"""`workshop hub` without a hub: what a user who has not set one up is told
+(tests/test_hub.py runs a real one)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _workshop(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_status_of_a_directory_without_a_hub_says_so_and_exits_1(tmp_path):
+    result = _workshop("hub", "status", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"no hub is running from {tmp_path}"
+
+
+def test_up_without_install_says_how_to_install_in_one_sentence(tmp_path):
+    result = _workshop("hub", "up", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    message = result.stderr.strip().removeprefix("Error: ")
+    assert ("only root can start the hub" in message or
+            message == f"{tmp_path} has no hub: run `workshop hub install --dir {tmp_path}` "
+                       "(or bash scripts/setup --hub) first.")
+    assert "Traceback" not in result.stderr
+
+
+def test_down_when_none_runs_is_not_an_error(tmp_path):
+    result = _workshop("hub", "down", "--dir", str(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == "no hub was running"
+
+
+def test_setup_lists_the_hub_part_and_its_extra():
+    listing = subprocess.run(["bash", str(ROOT / "scripts" / "setup"), "--list"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "hub      nodejs libpam-runtime" in listing
+    assert "--hub adds the [hub] extra" in listing
+    assert "jupyterhub" in (ROOT / "setup.cfg").read_text().split("hub =", 1)[1].split("\n\n")[0]
+
+
+def _students_environment(hub_dir: Path, vm: dict | None) -> tuple[dict, list]:
+    """What configure() gives each student's server, for a hub.json with this "vm"."""
+    from traitlets.config import Config
+
+    from workshop.hub.config import configure
+
+    settings = {"ip": "127.0.0.1", "port": 8000, "group": "students", "admins": []}
+    (hub_dir / "hub.json").write_text(json.dumps(settings | ({"vm": vm} if vm is not None else {})))
+    (hub_dir / "service-token").write_text("x\n")
+    c = Config()
+    configure(c, hub_dir)
+    return c.Spawner.environment, c.Spawner.args
+
+
+def test_students_cells_run_on_vms_of_their_own_once_the_hub_vm_is_built(tmp_path):
+    env, _ = _students_environment(tmp_path, None)
+    assert "WORKSHOP_TARGET" not in env
+    env, _ = _students_environment(tmp_path, {"enabled": True, "memory_mb": 768, "at_once": 6, "idle_minutes": 20})
+    assert {name: env[name] for name in env if name.startswith("WORKSHOP_")} == {
+        "WORKSHOP_TARGET": "qemu:course", "WORKSHOP_VM_RESTORE": "1", "WORKSHOP_VM_CACHE": str(tmp_path / "vm"),
+        "WORKSHOP_VM_MEMORY": "768", "WORKSHOP_VM_MAX_PER_USER": "1", "WORKSHOP_VM_MAX_RUNNING": "6",
+        "WORKSHOP_VM_IDLE_MINUTES": "20"}
+
+
+def test_hub_vm_without_a_hub_says_so(tmp_path):
+    result = _workshop("hub", "vm", "--dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = result.stderr.strip().removeprefix("Error: ")
+    assert message in ("only root can build the students' VM (students may read its cache, never change it): use sudo.",
+                       f"{tmp_path} has no hub: run `workshop hub install --dir {tmp_path}` first.")
