@@ -30,6 +30,7 @@ class FakeSession:
         self.target: Target = parse_target("local", self.settings)
         self.target_source = "default"
         self.timeout: float | None = None
+        self.timeout_is_default = False
         self.hidden: list[str] = []
         self.uploads: dict[str, tuple[bytes, str | None]] = {}
         self.cleanups: dict[str, str] = {}

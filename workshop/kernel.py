@@ -63,7 +63,8 @@ class WorkshopKernel(Kernel, Settings):
         self._in_blocking_wait = False
         # the notebook a Jupyter server names is read here, in the front end, and passed in
         self.workshop_session = Session(self, notebook=NotebookFile.named_by_server(),
-                                        blocking_wait=self._blocking_wait)
+                                        blocking_wait=self._blocking_wait,
+                                        default_timeout=self.notebook_timeout if _server_started() else None)
         self._last_record: dict | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
@@ -78,7 +79,7 @@ class WorkshopKernel(Kernel, Settings):
         """A Jupyter server (it sets JPY_SESSION_NAME) relays output under rate limits;
         nbclient (`workshop run`) and jupyter console talk to the kernel directly."""
         if self.iopub_pacing == "auto":
-            return bool(os.environ.get("JPY_SESSION_NAME"))
+            return _server_started()
         return self.iopub_pacing == "on"
 
     @contextlib.contextmanager
@@ -236,6 +237,12 @@ class WorkshopKernel(Kernel, Settings):
     async def do_shutdown(self, restart: bool) -> dict:
         self.workshop_session.close()
         return {"status": "ok", "restart": restart}
+
+
+def _server_started() -> bool:
+    """A Jupyter server started this kernel for a notebook (it sets JPY_SESSION_NAME);
+    nbclient (`workshop run`, papermill) and jupyter console do not."""
+    return bool(os.environ.get("JPY_SESSION_NAME"))
 
 
 def _red(text: str) -> str:

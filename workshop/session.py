@@ -167,10 +167,13 @@ class Session:
     """Runs cells on one target at a time; see the module docstring."""
 
     def __init__(self, settings: Settings | None = None, *, notebook: SavedNotebook | None = None,
-                 blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+                 blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 default_timeout: float | None = None):
         self.settings = settings or Settings()
         self.notebook = notebook
-        self.timeout: float | None = self.settings.timeout
+        # the timeout set (settings, %timeout; 0: none), else ``default_timeout`` (a notebook's)
+        self._timeout: float | None = self.settings.timeout or None
+        self._default_timeout = (default_timeout or None) if self.settings.timeout is None else None
         # Waits that only an exception ends (the input box, a VM booting): the
         # kernel marks them so that an interrupt can raise KeyboardInterrupt.
         self.blocking_wait = blocking_wait
@@ -192,6 +195,19 @@ class Session:
         # characters per stream shown, when the front end knows better than the settings (a browser's)
         self.shown_limit: int | None = None
         magics.load_all()
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a cell may run; None: no limit."""
+        return self._default_timeout or self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._timeout, self._default_timeout = seconds or None, None
+
+    @property
+    def timeout_is_default(self) -> bool:
+        return self._default_timeout is not None
 
     # ---- a cell ----------------------------------------------------------------
     def run_cell(self, code: str, *, on_output: OutputSink | None = None, on_input: InputCallback | None = None,
@@ -292,7 +308,7 @@ class Session:
         # a wrapped body's only command the shell saw is the wrapper: not the student's
         record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
         if outcome.timed_out:
-            ctx.notice(f"the cell ran past the {self.timeout:g} s timeout and was interrupted")
+            ctx.notice(self._timed_out_notice())
         if outcome.stray_output:
             record.extra["stray_output"] = outcome.stray_output
             ctx.notice(f"{outcome.stray_output} bytes written meanwhile by processes that an earlier student's "
@@ -352,8 +368,14 @@ class Session:
             for check in record.checks:
                 check.update(passed=False, message=f"not counted: {record.extra['framing']}")
 
+    def _timed_out_notice(self) -> str:
+        limit = f"the default {self.timeout:g} s limit for a cell in a notebook" if self.timeout_is_default \
+            else f"the {self.timeout:g} s timeout"
+        return (f"the cell ran past {limit} and was stopped; to give cells longer, put `%timeout SECONDS` "
+                "(or `%timeout off`) at the top of the cell, or set WORKSHOP_TIMEOUT")
+
     def _check_timeout(self) -> float:
-        return self.timeout or 60
+        return self._timeout or 60  # a notebook's default is for cells; a check gets a minute
 
     def run_check(self, script: str) -> CommandResult:
         """Run a check script in a clean shell on the target (see shell.clean):
