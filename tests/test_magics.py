@@ -9,6 +9,7 @@ the cgroup trees are the same after these tests as before them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import KernelHarness
+from harness import KernelHarness, clean_env
 
 HERE = Path(__file__).parent
 
@@ -313,6 +314,32 @@ def test_overlay_reports_changes_and_leaves_rootfs_alone(kernel, rootfs):
     again = ok(kernel, f"%%overlay {rootfs}\ncat /etc/motd; [ ! -e /made.txt ] && echo clean")
     assert again.stdout.startswith("hello\nclean\n")
     assert "changed nothing" in again.stdout
+
+
+def test_a_full_snapshot_filesystem_is_said_once_with_what_to_do(installed_kernelspec, tmp_path, monkeypatch):
+    """/var/tmp, where snapshots are kept, is a small filesystem (a tmpfs of 120 inodes in
+    the kernel's own mount namespace) that a named snapshot's cell fills."""
+    spec = json.loads((Path(installed_kernelspec) / "kernels" / "workshop" / "kernel.json").read_text())
+    mount = "mount -t tmpfs -o size=4m,nr_inodes=120 tmpfs /var/tmp && exec \"$0\" \"$@\""
+    spec["argv"] = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, *spec["argv"]]
+    kernels = tmp_path / "jupyter" / "kernels" / "workshop-small-var-tmp"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", f"{tmp_path / 'jupyter'}:{installed_kernelspec}")
+    kernel = KernelHarness(clean_env(WORKSHOP_TARGET="local"), kernel_name="workshop-small-var-tmp")
+    try:
+        ok(kernel, f"%rootfs {tmp_path}/root")
+        full = kernel.run(f"%%overlay {tmp_path}/root --name big\ni=0; while : > /f$i; do i=$((i+1)); done")
+        assert full.stderr.count("No space left on device") == 1, full.stderr
+        again = kernel.run(f"%%overlay {tmp_path}/root\ntrue")
+        assert again.status == "error"
+        message = again.errors[0]["evalue"]
+        assert message.count("No space left on device") == 1, message
+        assert "free space on the filesystem of /var/tmp" in message and "%overlay rm NAME" in message
+        ok(kernel, "%overlay rm big")
+        assert ok(kernel, f"%%overlay {tmp_path}/root\necho works").stdout.startswith("works\n")
+    finally:
+        kernel.shutdown()
 
 
 def test_named_snapshots_are_kept_and_do_not_see_each_other(kernel, rootfs):
