@@ -533,3 +533,27 @@ def test_cleanup_and_shutdown_undo_named_things(installed_kernelspec, target, tm
     assert mount_table() != mounts
     kernel.shutdown()
     assert_nothing_added(before)
+
+
+@pytest.mark.slow
+def test_shutdown_with_live_magics_ends_before_jupyter_would_terminate_it(installed_kernelspec, target, tmp_path):
+    """jupyter_client asks a kernel to shut down, waits half its shutdown_wait_time (2.5 s)
+    for it to exit, then sends SIGTERM: with a snapshot, a cgroup and a background job
+    live, the kernel undoes them and exits by itself (status 0, not -SIGTERM)."""
+    kernel = KernelHarness(clean_env(WORKSHOP_TARGET=target))
+    root = tmp_path / "r"
+    ok(kernel, f"%rootfs {root}")
+    before = snapshot_state()
+    ok(kernel, f"%%cgroup --name live-{SESSION}\n%%overlay {root} --name live\ntouch /kept")
+    ok(kernel, f"%%cgroup --name other-{SESSION} --memory 100M\ntrue")
+    ok(kernel, "sleep 4321 &")
+    job = int(subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True, text=True).stdout.split()[0])
+    environ = Path(f"/proc/{job}/environ").read_bytes().split(b"\0")
+    nonce = next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"WORKSHOP_SESSION="))
+    process = kernel.km.provisioner.process
+    assert kernel.km.shutdown_wait_time == 5.0  # jupyter_client's default, as Jupyter Server uses it
+    kernel.shutdown()
+    assert process.returncode == 0, "jupyter_client had to terminate the kernel"
+    assert_nothing_added(before)
+    assert not subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True).stdout
+    assert not Path(f"/tmp/.workshop-{nonce}").exists(), "the shell's state directory is left"

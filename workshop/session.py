@@ -571,10 +571,10 @@ class Session:
                 "run a cell again to start it"
             ) from None
 
-    def _close_shell(self, keep_connection: bool = False) -> None:
+    def _close_shell(self, keep_connection: bool = False, cleanups: str = "") -> None:
         if self.shell is not None:
             try:
-                self.shell.close()
+                self.shell.close(cleanups)
             except Exception:
                 log.debug("closing the shell failed", exc_info=True)
             self.shell = None
@@ -622,13 +622,18 @@ class Session:
 
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check
-        that is running then (in its own session, not below the shell) ends too."""
+        that is running then (in its own session, not below the shell) ends too.
+        The target does it all in one side command (PersistentShell.close): a
+        shutdown must be over within the couple of seconds Jupyter gives it."""
         tag, shell = self._running_check, self.shell
         if tag and shell is not None and shell.channel is not None:
             self._stop_checks.set()
             shell.channel.run_aside(stop_command(tag))
-        self._cleanup_if_alive()
-        self._close_shell()
+        cleanups = ""
+        if shell is not None and shell.alive:  # a dead shell's magics went with it (or its machine)
+            cleanups = "".join(f"( {self._cleanups[key]}\n)\n" for key in reversed(list(self._cleanups)))
+        self._cleanups.clear()
+        self._close_shell(cleanups=cleanups)
 
     def __enter__(self) -> Session:
         return self
