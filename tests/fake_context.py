@@ -31,6 +31,7 @@ class FakeSession:
         self.target_source = "default"
         self.timeout: float | None = None
         self.notebook: Any = None  # a SavedNotebook (.path) when a test gives one
+        self.timeout_is_default = False
         self.hidden: list[str] = []
         self.uploads: dict[str, tuple[bytes, str | None]] = {}
         self.cleanups: dict[str, str] = {}

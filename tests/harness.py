@@ -104,8 +104,8 @@ class Result:
 
 
 class KernelHarness:
-    def __init__(self, env: dict[str, str]):
-        self.km = KernelManager(kernel_name="workshop")
+    def __init__(self, env: dict[str, str], kernel_name: str = "workshop"):
+        self.km = KernelManager(kernel_name=kernel_name)
         self.km.start_kernel(env=env)
         self.kc = self.km.client()
         self.kc.start_channels()

@@ -269,6 +269,32 @@ def test_timeout_interrupts_and_says_so(shared_kernel):
     assert kernel.run("%timeout off\nsleep 0.7; echo finished").stdout == "finished\n"
 
 
+def test_a_notebook_in_a_jupyter_server_stops_a_runaway_cell_by_default(start_kernel, tmp_path):
+    """A student's forgotten `yes` or hung command ends on its own and the cell says
+    how to give it longer (the default is WORKSHOP_NOTEBOOK_TIMEOUT, 600 s; 1 s here)."""
+    notebook = str(tmp_path / "class.ipynb")  # a Jupyter server names the notebook
+    kernel = start_kernel("local", JPY_SESSION_NAME=notebook, WORKSHOP_NOTEBOOK_TIMEOUT="1")
+    assert kernel.run("%timeout").stdout == "timeout: 1 s (the default in a notebook)\n"
+    result = kernel.run("echo begin; sleep 30; echo never", timeout=30)
+    assert result.record["timed_out"] is True and result.exit_status == 130
+    assert result.stdout == "begin\n"
+    notices = [line for line in result.stderr.splitlines() if "limit" in line]
+    assert len(notices) == 1 and "default 1 s limit" in notices[0] and "%timeout SECONDS" in notices[0]
+    assert kernel.run("%timeout 5\nsleep 1.5; echo finished").stdout == "finished\n"
+    assert kernel.run("%timeout").stdout == "timeout: 5 s\n"
+
+
+def test_no_default_timeout_where_a_runner_or_the_instructor_sets_it(start_kernel, tmp_path):
+    """nbclient (`workshop run`, papermill, CI) keeps its own limit; WORKSHOP_TIMEOUT=off
+    lets an instructor's server run long cells."""
+    headless = start_kernel("local")
+    assert headless.run("%timeout").stdout == "timeout: off\n"
+    instructor = start_kernel("local", JPY_SESSION_NAME=str(tmp_path / "demo.ipynb"), WORKSHOP_TIMEOUT="off",
+                              WORKSHOP_NOTEBOOK_TIMEOUT="1")
+    assert instructor.run("%timeout").stdout == "timeout: off\n"
+    assert instructor.run("sleep 1.5; echo finished").stdout == "finished\n"
+
+
 def test_record_digests_match_what_was_shown(shared_kernel):
     kernel = shared_kernel
     result = kernel.run("echo hello; echo oops >&2")

@@ -9,6 +9,7 @@ the cgroup trees are the same after these tests as before them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import KernelHarness
+from harness import KernelHarness, clean_env
 
 HERE = Path(__file__).parent
 
@@ -315,6 +316,32 @@ def test_overlay_reports_changes_and_leaves_rootfs_alone(kernel, rootfs):
     assert "changed nothing" in again.stdout
 
 
+def test_a_full_snapshot_filesystem_is_said_once_with_what_to_do(installed_kernelspec, tmp_path, monkeypatch):
+    """/var/tmp, where snapshots are kept, is a small filesystem (a tmpfs of 120 inodes in
+    the kernel's own mount namespace) that a named snapshot's cell fills."""
+    spec = json.loads((Path(installed_kernelspec) / "kernels" / "workshop" / "kernel.json").read_text())
+    mount = "mount -t tmpfs -o size=4m,nr_inodes=120 tmpfs /var/tmp && exec \"$0\" \"$@\""
+    spec["argv"] = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, *spec["argv"]]
+    kernels = tmp_path / "jupyter" / "kernels" / "workshop-small-var-tmp"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", f"{tmp_path / 'jupyter'}:{installed_kernelspec}")
+    kernel = KernelHarness(clean_env(WORKSHOP_TARGET="local"), kernel_name="workshop-small-var-tmp")
+    try:
+        ok(kernel, f"%rootfs {tmp_path}/root")
+        full = kernel.run(f"%%overlay {tmp_path}/root --name big\ni=0; while : > /f$i; do i=$((i+1)); done")
+        assert full.stderr.count("No space left on device") == 1, full.stderr
+        again = kernel.run(f"%%overlay {tmp_path}/root\ntrue")
+        assert again.status == "error"
+        message = again.errors[0]["evalue"]
+        assert message.count("No space left on device") == 1, message
+        assert "free space on the filesystem of /var/tmp" in message and "%overlay rm NAME" in message
+        ok(kernel, "%overlay rm big")
+        assert ok(kernel, f"%%overlay {tmp_path}/root\necho works").stdout.startswith("works\n")
+    finally:
+        kernel.shutdown()
+
+
 def test_named_snapshots_are_kept_and_do_not_see_each_other(kernel, rootfs):
     before = tree_digest(rootfs)
     ok(kernel, f"%%overlay {rootfs} --name one\necho from-one > /note")
@@ -506,3 +533,27 @@ def test_cleanup_and_shutdown_undo_named_things(installed_kernelspec, target, tm
     assert mount_table() != mounts
     kernel.shutdown()
     assert_nothing_added(before)
+
+
+@pytest.mark.slow
+def test_shutdown_with_live_magics_ends_before_jupyter_would_terminate_it(installed_kernelspec, target, tmp_path):
+    """jupyter_client asks a kernel to shut down, waits half its shutdown_wait_time (2.5 s)
+    for it to exit, then sends SIGTERM: with a snapshot, a cgroup and a background job
+    live, the kernel undoes them and exits by itself (status 0, not -SIGTERM)."""
+    kernel = KernelHarness(clean_env(WORKSHOP_TARGET=target))
+    root = tmp_path / "r"
+    ok(kernel, f"%rootfs {root}")
+    before = snapshot_state()
+    ok(kernel, f"%%cgroup --name live-{SESSION}\n%%overlay {root} --name live\ntouch /kept")
+    ok(kernel, f"%%cgroup --name other-{SESSION} --memory 100M\ntrue")
+    ok(kernel, "sleep 4321 &")
+    job = int(subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True, text=True).stdout.split()[0])
+    environ = Path(f"/proc/{job}/environ").read_bytes().split(b"\0")
+    nonce = next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"WORKSHOP_SESSION="))
+    process = kernel.km.provisioner.process
+    assert kernel.km.shutdown_wait_time == 5.0  # jupyter_client's default, as Jupyter Server uses it
+    kernel.shutdown()
+    assert process.returncode == 0, "jupyter_client had to terminate the kernel"
+    assert_nothing_added(before)
+    assert not subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True).stdout
+    assert not Path(f"/tmp/.workshop-{nonce}").exists(), "the shell's state directory is left"

@@ -10,10 +10,12 @@ ok, turns interrupts into a stopped cell, and hands Tab and Shift-Tab to
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -64,7 +66,8 @@ class WorkshopKernel(Kernel, Settings):
         self._in_blocking_wait = False
         # the notebook a Jupyter server names is read here, in the front end, and passed in
         self.workshop_session = Session(self, notebook=NotebookFile.named_by_server(),
-                                        blocking_wait=self._blocking_wait)
+                                        blocking_wait=self._blocking_wait,
+                                        default_timeout=self.notebook_timeout if _server_started() else None)
         self._last_record: dict | None = None
         # a Jupyter server's kernel serves a person at a browser, who presses Tab: fetch what it offers ahead
         self.workshop_session.offers.ahead = bool(os.environ.get("JPY_SESSION_NAME"))
@@ -82,7 +85,7 @@ class WorkshopKernel(Kernel, Settings):
         """A Jupyter server (it sets JPY_SESSION_NAME) relays output under rate limits;
         nbclient (`workshop run`) and jupyter console talk to the kernel directly."""
         if self.iopub_pacing == "auto":
-            return bool(os.environ.get("JPY_SESSION_NAME"))
+            return _server_started()
         return self.iopub_pacing == "on"
 
     @contextlib.contextmanager
@@ -256,6 +259,12 @@ class WorkshopKernel(Kernel, Settings):
         return {"status": "ok", "restart": restart}
 
 
+def _server_started() -> bool:
+    """A Jupyter server started this kernel for a notebook (it sets JPY_SESSION_NAME);
+    nbclient (`workshop run`, papermill) and jupyter console do not."""
+    return bool(os.environ.get("JPY_SESSION_NAME"))
+
+
 def _red(text: str) -> str:
     return f"\x1b[0;31m{text}\x1b[0m"
 
@@ -289,6 +298,15 @@ def main() -> None:
     # it saves two threads, and ipykernel's control thread can otherwise hang at
     # shutdown flushing a stream whose I/O thread has already stopped.
     WorkshopKernelApp.launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
+    # Shut down: the session's teardown is done and ipykernel's exit functions close its
+    # sockets (they wait for the last messages to leave).  What is left is the interpreter
+    # freeing its modules one by one: seconds on a loaded machine, past the 2.5 s a Jupyter
+    # client waits before it sends SIGTERM.  Nothing of this kernel needs it.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -172,10 +172,13 @@ class Session:
     """Runs cells on one target at a time; see the module docstring."""
 
     def __init__(self, settings: Settings | None = None, *, notebook: SavedNotebook | None = None,
-                 blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+                 blocking_wait: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 default_timeout: float | None = None):
         self.settings = settings or Settings()
         self.notebook = notebook
-        self.timeout: float | None = self.settings.timeout
+        # the timeout set (settings, %timeout; 0: none), else ``default_timeout`` (a notebook's)
+        self._timeout: float | None = self.settings.timeout or None
+        self._default_timeout = (default_timeout or None) if self.settings.timeout is None else None
         # Waits that only an exception ends (the input box, a VM booting): the
         # kernel marks them so that an interrupt can raise KeyboardInterrupt.
         self.blocking_wait = blocking_wait
@@ -199,6 +202,19 @@ class Session:
         self._busy = threading.Lock()  # held while a cell runs: Tab asks the shell between cells only
         self.offers = Offers(self._files, self.ask, lambda: self.shell.flavour if self.shell else "sh")
         magics.load_all()
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a cell may run; None: no limit."""
+        return self._default_timeout or self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._timeout, self._default_timeout = seconds or None, None
+
+    @property
+    def timeout_is_default(self) -> bool:
+        return self._default_timeout is not None
 
     # ---- a cell ----------------------------------------------------------------
     def run_cell(self, code: str, *, on_output: OutputSink | None = None, on_input: InputCallback | None = None,
@@ -311,7 +327,7 @@ class Session:
         # a wrapped body's only command the shell saw is the wrapper: not the student's
         record.failed_commands = [] if ctx.wrapped else _failed_commands(outcome, body)
         if outcome.timed_out:
-            ctx.notice(f"the cell ran past the {self.timeout:g} s timeout and was interrupted")
+            ctx.notice(self._timed_out_notice())
         if outcome.stray_output:
             record.extra["stray_output"] = outcome.stray_output
             ctx.notice(f"{outcome.stray_output} bytes written meanwhile by processes that an earlier student's "
@@ -371,8 +387,14 @@ class Session:
             for check in record.checks:
                 check.update(passed=False, message=f"not counted: {record.extra['framing']}")
 
+    def _timed_out_notice(self) -> str:
+        limit = f"the default {self.timeout:g} s limit for a cell in a notebook" if self.timeout_is_default \
+            else f"the {self.timeout:g} s timeout"
+        return (f"the cell ran past {limit} and was stopped; to give cells longer, put `%timeout SECONDS` "
+                "(or `%timeout off`) at the top of the cell, or set WORKSHOP_TIMEOUT")
+
     def _check_timeout(self) -> float:
-        return self.timeout or 60
+        return self._timeout or 60  # a notebook's default is for cells; a check gets a minute
 
     def run_check(self, script: str) -> CommandResult:
         """Run a check script in a clean shell on the target (see shell.clean):
@@ -572,10 +594,10 @@ class Session:
             if ticking is not None:
                 ticking.close()
 
-    def _close_shell(self, keep_connection: bool = False) -> None:
+    def _close_shell(self, keep_connection: bool = False, cleanups: str = "") -> None:
         if self.shell is not None:
             try:
-                self.shell.close()
+                self.shell.close(cleanups)
             except Exception:
                 log.debug("closing the shell failed", exc_info=True)
             self.shell = None
@@ -653,13 +675,18 @@ class Session:
 
     def close(self) -> None:
         """Undo what magics made and end the shell (shutdown, restart); a check
-        that is running then (in its own session, not below the shell) ends too."""
+        that is running then (in its own session, not below the shell) ends too.
+        The target does it all in one side command (PersistentShell.close): a
+        shutdown must be over within the couple of seconds Jupyter gives it."""
         tag, shell = self._running_check, self.shell
         if tag and shell is not None and shell.channel is not None:
             self._stop_checks.set()
             shell.channel.run_aside(stop_command(tag))
-        self._cleanup_if_alive()
-        self._close_shell()
+        cleanups = ""
+        if shell is not None and shell.alive:  # a dead shell's magics went with it (or its machine)
+            cleanups = "".join(f"( {self._cleanups[key]}\n)\n" for key in reversed(list(self._cleanups)))
+        self._cleanups.clear()
+        self._close_shell(cleanups=cleanups)
         try:
             self.target.release()
         except Exception:

@@ -19,6 +19,10 @@ DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024  # characters per stream per cell shown i
 # ... when a Jupyter server relays it to a browser: JupyterLab renders this much at once without
 # freezing the tab (bench/browser_output.py), and at the paced rate it is shown within seconds
 DEFAULT_SERVER_OUTPUT_LIMIT = 1024 * 1024
+# Seconds a cell may run in a notebook a Jupyter server runs, unless a timeout is set: a
+# forgotten `yes` or a hung command ends instead of holding the kernel for the rest of the
+# class; long enough for a package install or an image pull.
+DEFAULT_NOTEBOOK_TIMEOUT = 600.0
 
 
 def _env(name: str) -> str | None:
@@ -30,8 +34,15 @@ class Settings(Configurable):
 
     target = Unicode("", help="Where cells run when the notebook does not say (WORKSHOP_TARGET).").tag(
         config=True, env="WORKSHOP_TARGET")
-    timeout = Float(None, allow_none=True, help="Seconds before a cell is interrupted (WORKSHOP_TIMEOUT).").tag(
-        config=True, env="WORKSHOP_TIMEOUT")
+    timeout = Float(None, allow_none=True,
+                    help="Seconds before a cell is interrupted; 0 or off: never; unset: notebook_timeout in a "
+                    "kernel a Jupyter server started, no limit otherwise (WORKSHOP_TIMEOUT).").tag(
+        config=True, env="WORKSHOP_TIMEOUT", off=0.0)
+    notebook_timeout = Float(DEFAULT_NOTEBOOK_TIMEOUT, min=0,
+                             help="Seconds before a cell is interrupted when no timeout is set and a Jupyter "
+                             "server started the kernel (a notebook in a browser); 0 or off: never.  Headless "
+                             "runs (workshop run, papermill) keep their own limit (WORKSHOP_NOTEBOOK_TIMEOUT).").tag(
+        config=True, env="WORKSHOP_NOTEBOOK_TIMEOUT", off=0.0)
     output_limit = Integer(DEFAULT_OUTPUT_LIMIT, min=0,
                            help="Characters per stream per cell shown; 0: no limit (WORKSHOP_OUTPUT_LIMIT).").tag(
         config=True, env="WORKSHOP_OUTPUT_LIMIT")
@@ -168,5 +179,5 @@ def _convert(trait, text: str):
         return int(text.strip())
     if isinstance(trait, Float):
         value = text.strip().lower()
-        return None if value in ("off", "none") else float(value)
+        return trait.metadata.get("off") if value in ("off", "none") else float(value)
     return text

@@ -32,6 +32,7 @@ class SessionOps(Protocol):
     target_source: str
     timeout: float | None
     notebook: Any  # the saved notebook a front end named for the session (its .path), or None
+    timeout_is_default: bool  # the timeout is a notebook's default, not one set
 
     def run_hidden(self, code: str, timeout: float | None = 60) -> CommandResult: ...
     def upload(self, path: str, data: bytes, mode: str | None = None) -> CommandResult: ...

@@ -34,8 +34,11 @@ SHOWN = 40  # changes listed after a cell; the record keeps up to KEPT of each k
 KEPT = 1000
 
 
+SNAPSHOTS_IN = "/var/tmp"
+
+
 def base_dir(ctx: CellContext) -> str:
-    return f"/var/tmp/workshop-{ctx.state('token', token)}/overlay"
+    return f"{SNAPSHOTS_IN}/workshop-{ctx.state('token', token)}/overlay"
 
 
 def _remove_code(snap: str, base: str) -> str:
@@ -64,7 +67,8 @@ if [ -L "$d/lower" ]; then
   was=$(readlink "$d/lower")
   [ "$was" = "$root" ] || {{ echo "snapshot {name} is a snapshot of $was, not of $root" >&2; exit 7; }}
 fi
-mkdir -p "$d/upper" "$d/work" "$d/merged" && chmod 700 "$d" && ln -sfn "$root" "$d/lower" || exit 1
+for sub in upper work merged; do mkdir -p "$d/$sub" || exit 1; done  # one error, not one per directory
+chmod 700 "$d" && ln -sfn "$root" "$d/lower" || exit 1
 mountpoint -q "$d/merged" && exit 0
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
 mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/merged"
@@ -75,6 +79,9 @@ mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work
         if result.status != 7:  # 7: a named snapshot of another root, left as it was
             _remove(ctx, snap, base)
         detail = result.stderr.strip() or f"exit status {result.status}"
+        if "No space left on device" in detail:
+            detail += (f"; free space on the filesystem of {SNAPSHOTS_IN}, where snapshots are kept "
+                       f"(df -h {SNAPSHOTS_IN} shows it; %overlay rm NAME removes a named snapshot)")
         raise MagicError(f"%%overlay: could not make the snapshot: {detail}")
     merged = f"{snap}/merged"
 

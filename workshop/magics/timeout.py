@@ -28,7 +28,8 @@ ARGS.add_argument("seconds", nargs="?", type=_seconds, default=False, metavar="S
 def run(ctx: CellContext, args: argparse.Namespace) -> None:
     if args.seconds is False:  # no argument: say what it is
         current = ctx.session.timeout
-        ctx.print(f"timeout: {f'{current:g} s' if current else 'off'}\n")
+        default = " (the default in a notebook)" if ctx.session.timeout_is_default else ""
+        ctx.print(f"timeout: {f'{current:g} s' if current else 'off'}{default}\n")
         return
     ctx.session.timeout = args.seconds
 
@@ -38,7 +39,9 @@ register(Magic("timeout", "interrupt this and later cells after N seconds (off t
                    A cell still running after that long is stopped as the stop button would
                    stop it: its command and what it started end, the shell and its state stay,
                    and the cell says it timed out (exit status 130).  WORKSHOP_TIMEOUT sets
-                   the timeout for every kernel.""",
+                   the timeout for every kernel.  In a notebook a Jupyter server runs, a cell
+                   stops after 10 minutes unless a timeout is set; headless runs (workshop run,
+                   papermill) have no limit but their own.""",
                example="""\
                    %timeout 5
                    sleep 60    # stopped after 5 s"""))

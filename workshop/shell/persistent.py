@@ -265,18 +265,22 @@ class PersistentShell:
     def alive(self) -> bool:
         return self.channel is not None and self.channel.exit_status() is None
 
-    def close(self) -> None:
+    def close(self, cleanups: str = "") -> None:
         """End the shell, what it left running (background jobs, `setsid`
-        children: the whole process tree) and its state directory."""
+        children: the whole process tree) and its state directory.  ``cleanups``:
+        sh code run between the two, when nothing of the shell's holds what it
+        undoes any more; all of it is one side command, so that a kernel shutting
+        down waits for one answer from the target, not one per magic."""
         if self.channel is not None:
+            steps = []
+            if self.pid:  # the tree first: once the shell is gone its children have other parents
+                steps.append(f"{{ {descendants_kill(self.pid, 'KILL')}; kill -KILL -{self.pid} {self.pid}; }} "
+                             "</dev/null 2>/dev/null")
+            if cleanups:
+                steps.append("sh >/dev/null 2>&1")  # reads them from its stdin
+            steps.append(f"rm -rf {shlex.quote(self.state_dir)}")
             try:
-                if self.pid:
-                    self.channel.run_aside(
-                        # the tree first: once the shell is gone its children have other parents
-                        f"{descendants_kill(self.pid, 'KILL')}; kill -KILL -{self.pid} {self.pid} 2>/dev/null; "
-                        f"rm -rf {shlex.quote(self.state_dir)}", timeout=CLOSE_TIMEOUT)
-                else:
-                    self.channel.run_aside(f"rm -rf {shlex.quote(self.state_dir)}", timeout=CLOSE_TIMEOUT)
+                self.channel.run_aside("; ".join(steps), stdin=cleanups.encode(), timeout=CLOSE_TIMEOUT)
             except Exception:
                 pass
             self.channel.close()
