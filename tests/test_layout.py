@@ -19,7 +19,7 @@ LAYERS = [
     ("magics", {"magics"}),
     ("runners", {"session", "offers", "completion", "inspection", "runner", "kernel_cgroup", "batch", "store", "progress", "reports",
                  "run_reports", "feedback", "lms", "outputs", "assign", "importer", "doctor", "probe"}),
-    ("front ends", {"kernel", "highlight", "notebook_file", "console", "pacing", "coalesce", "cli", "pytest_plugin", "papermill_plugin",
+    ("front ends", {"kernel", "kernel_app", "highlight", "notebook_file", "console", "pacing", "coalesce", "cli", "pytest_plugin", "papermill_plugin",
                     "kernelspec_install", "__main__", "hub"}),
 ]
 # Shell code written as Python strings: long because the shell program is.

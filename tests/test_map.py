@@ -51,6 +51,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     'workshop/importer.py': ['test_importer.py'],
     'workshop/inspection.py': ['test_completion.py', 'test_conformance.py'],
     'workshop/kernel.py': ['test_import_cost.py'],
+    'workshop/kernel_app.py': ['test_kernel_robustness.py', 'test_conformance.py'],
     'workshop/kernel_cgroup.py': ['test_rerun_isolation.py'],
     'workshop/kernelspec_install.py': ['test_import_cost.py'],
     'workshop/language.py': ['test_conformance.py'],

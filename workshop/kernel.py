@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from ipykernel._version import kernel_protocol_version
-from ipykernel.kernelapp import IPKernelApp
 from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
@@ -32,6 +30,7 @@ from .completion import complete
 from .console import is_complete
 from .display import display_bundle
 from .inspection import help_links, inspect
+from .kernel_app import WorkshopKernelApp
 from .language import LANGUAGE_INFO
 from .notebook_file import NotebookFile
 from .pacing import StreamPacer
@@ -70,7 +69,7 @@ class WorkshopKernel(Kernel, Settings):
                                         default_timeout=self.notebook_timeout if _server_started() else None)
         self._last_record: dict | None = None
         # a Jupyter server's kernel serves a person at a browser, who presses Tab: fetch what it offers ahead
-        self.workshop_session.offers.ahead = bool(os.environ.get("JPY_SESSION_NAME"))
+        self.workshop_session.offers.ahead = _server_started()
         self._idle_stop: asyncio.TimerHandle | None = None
         self._pacer = StreamPacer(self._stream, self.iopub_data_rate_limit) if self._paced() else None
         if self._pacer and self.server_output_limit:  # a browser shows it: what a tab renders at once
@@ -267,30 +266,6 @@ def _server_started() -> bool:
 
 def _red(text: str) -> str:
     return f"\x1b[0;31m{text}\x1b[0m"
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class _UnencryptedTCPNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "without encryption" not in record.getMessage()
-
-
-class WorkshopKernelApp(IPKernelApp):
-    """ipykernel's app, without its warning about unencrypted TCP when the
-    kernel's ports are on loopback (as Jupyter and `workshop run` start it): it
-    would print on every headless run, and only this machine's own users can
-    reach those ports. Elsewhere the warning stays."""
-
-    def init_sockets(self) -> None:
-        notice = _UnencryptedTCPNotice()
-        if self.ip in LOOPBACK:
-            self.log.addFilter(notice)
-        try:
-            super().init_sockets()
-        finally:
-            self.log.removeFilter(notice)
 
 
 def main() -> None:
