@@ -7,6 +7,7 @@ what the running hub keeps: its database, cookie secret, pid files and log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -18,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from ..errors import WorkshopError
 from .config import SERVICE, SETTINGS, proxy_command, read_settings, vm_environment
@@ -216,14 +219,29 @@ def down(hub_dir: Path, timeout: float = 30) -> bool:
     if pid is None:
         _pid_file(hub_dir).unlink(missing_ok=True)
         return False
+    # The students' servers run in sessions of their own: the hub stops them, but
+    # their kernels may still be ending when the hub has gone. Down means down.
+    started = _started_by(pid)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _zombie(pid):
         time.sleep(0.2)
     if Path(f"/proc/{pid}").exists() and not _zombie(pid):
         os.killpg(pid, signal.SIGKILL)
+    _, left = psutil.wait_procs(started, timeout=max(1.0, deadline - time.monotonic()))
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
     _pid_file(hub_dir).unlink(missing_ok=True)
     return True
+
+
+def _started_by(pid: int) -> list[psutil.Process]:
+    """What the hub runs: the proxy and the students' servers, with their kernels and shells."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def _zombie(pid: int) -> bool:
