@@ -122,6 +122,6 @@ def test_answers_that_only_look_right_earn_nothing_in_a_real_rerun(tmp_path):
     said = " ".join(messages.values())
     # the containers ran, and the host saw where they really were
     assert "not the root filesystem" in said, messages
-    assert "the host's /proc path shows only the container" in said, messages
+    assert "the fresh proc covers the host's /proc" in said, messages
     assert "not in the /gocontainer-" in said and "no OOM kill is counted" in said, messages
     assert "does not build" not in said, messages
