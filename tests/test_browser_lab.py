@@ -91,20 +91,27 @@ def _artifact(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def open_page(executable: str, server, path: str) -> Iterator[tuple]:
-    """Chromium with the server's page at ``path`` open and its notebook's cells shown: (browser, page)."""
+def chromium_page(executable: str, height: int = 1000) -> Iterator[tuple]:
+    """Debian's Chromium with one blank page, closed afterwards: (browser, page)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": height})
             page.set_default_timeout(WAIT_MS)
-            page.goto(f"http://127.0.0.1:{server.port}/{path}?token={server.token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
             yield browser, page
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def open_page(executable: str, server, path: str) -> Iterator[tuple]:
+    """Chromium with the server's page at ``path`` open and its notebook's cells shown: (browser, page)."""
+    with chromium_page(executable) as (browser, page):
+        page.goto(f"http://127.0.0.1:{server.port}/{path}?token={server.token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+        yield browser, page
 
 
 @pytest.fixture(scope="module")

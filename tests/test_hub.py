@@ -216,26 +216,20 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
 @pytest.mark.browser
 def test_a_student_logs_in_with_chromium_and_opens_a_course_notebook_on_the_workshop_kernel(hub, students):
     pytest.importorskip("playwright")
-    from playwright.sync_api import expect, sync_playwright
-    from test_browser_lab import WAIT_MS, _artifact, _chromium
+    from playwright.sync_api import expect
+    from test_browser_lab import WAIT_MS, _artifact, _chromium, chromium_page
 
     executable, name = _chromium(), students[0]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(f"{hub.url}/hub/login?next=/hub/user-redirect/lab/tree/course/00-demo.ipynb")
-            page.fill("input[name=username]", name)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("input[type=submit], button[type=submit]")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-            status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"^Workshop \(bash\) \| "))
-            expect(status).to_have_text("Workshop (bash) | Idle", timeout=WAIT_MS)
-            page.screenshot(path=str(_artifact("hub-student-lab.png")))
-            where = page.url
-        finally:
-            browser.close()
+    with chromium_page(executable, height=900) as (_, page):
+        page.goto(f"{hub.url}/hub/login?next=/hub/user-redirect/lab/tree/course/00-demo.ipynb")
+        page.fill("input[name=username]", name)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+        status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"^Workshop \(bash\) \| "))
+        expect(status).to_have_text("Workshop (bash) | Idle", timeout=WAIT_MS)
+        page.screenshot(path=str(_artifact("hub-student-lab.png")))
+        where = page.url
     assert where.startswith(f"{hub.url}/user/{name}/lab/tree/course/00-demo.ipynb"), where
 
 
