@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..errors import ExchangeError, GradingError
 from ..grading.notebook import parse_notebook_json
-from .course import USER, Course, mib, now, parse_time, stamp_name
+from .course import USER, Course, json_object, mib, now, parse_time, stamp_name
 
 MAX_HEADER = 4096
 TIMEOUT = 30.0  # seconds a connection may take to send its request
@@ -110,11 +110,8 @@ class Handler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(MAX_HEADER + 1)
         if len(line) > MAX_HEADER or not line.endswith(b"\n"):
             raise Refused("the request is not one JSON line of at most 4 KiB")
-        try:
-            request = json.loads(line)
-        except ValueError:
-            request = None
-        if not isinstance(request, dict):
+        request = json_object(line)
+        if request is None:
             raise Refused("the request is not a JSON object")
         op = _check_fields(request, user.pw_name)
         if op == "hello":

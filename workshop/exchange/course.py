@@ -50,6 +50,15 @@ def parse_time(text: str) -> datetime:
     return (when if when.tzinfo else when.astimezone()).astimezone(timezone.utc)
 
 
+def json_object(line: bytes) -> dict | None:
+    """One line of the collector's socket protocol as a JSON object, or None when it is not one."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name) or ".." in name:
         raise ExchangeError(f"{name!r} cannot name an assignment: use letters, digits, '.', '_' and '-' "

@@ -16,7 +16,7 @@ from ..grading.grade import grade_submission
 from ..grading.notebook import parse_notebook_json
 from ..grading.reference import Reference, reference_of
 from ..grading.results import NEEDS_RERUN, GradeResult
-from .course import Course, check_name, mib
+from .course import Course, check_name, json_object, mib
 
 MAX_REPLY = 1 << 20
 
@@ -43,11 +43,8 @@ def request(course: Course, message: dict, data: bytes = b"", timeout: float = 6
         raise ExchangeError(f"the collector did not answer within {timeout:g} s; try again") from None
     finally:
         sock.close()
-    try:
-        answer = json.loads(reply)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
+    answer = json_object(reply)
+    if answer is None:
         raise ExchangeError("the collector closed the connection without an answer; try again")
     if not answer.get("ok"):
         raise ExchangeError(str(answer.get("error") or "the collector refused without saying why"))
