@@ -25,6 +25,7 @@ from harness import RECORD_MIME, KernelSocket
 requests = pytest.importorskip("requests")
 pytest.importorskip("jupyterhub", reason="jupyterhub is missing: bash scripts/setup --hub installs it")
 
+from workshop.hub.limits import StudentCgroup, parent_name  # noqa: E402
 from workshop.hub.server import others_can_run  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.root,
@@ -188,6 +189,10 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
         assert {"id_ed25519", "known_hosts"} <= set(out[3:])
         records = [m for m in messages if RECORD_MIME in m["content"].get("data", {})]
         assert records, "the cell left a record"
+        # the server and all it starts stay in the student's cgroup, even what they detach
+        # (workshop/hub/limits.py); `workshop hub down` ends that too (see the last test)
+        messages, _ = sockets[name].execute("cgroup", "cat /proc/self/cgroup; setsid sleep 1003 </dev/null >/dev/null 2>&1 &")
+        assert f"/{parent_name(hub.port)}/{name}\n" in _stdout(messages), _stdout(messages)
         saved = {"cells": [{"cell_type": "code", "id": "whoami", "source": "id -u", "metadata": {}, "execution_count": 1,
                             "outputs": [{"output_type": "display_data", "data": records[0]["content"]["data"],
                                          "metadata": {}}]}],
@@ -252,6 +257,7 @@ def test_status_lists_the_students_and_down_stops_hub_proxy_and_servers(hub, stu
     assert stopped.returncode == 1 and "no hub is running" in stopped.stdout
     assert not _alive(status["pid"]) and not _alive(proxy)
     assert not [p for p in servers if _alive(int(p.name))], "the students' servers and kernels ended with the hub"
+    assert not StudentCgroup(students[0], parent_name(hub.port)).tops[0].exists(), "the students' cgroups are removed"
     with pytest.raises(requests.ConnectionError):
         requests.get(hub.url + "/hub/api/", timeout=10)
 

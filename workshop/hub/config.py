@@ -76,7 +76,8 @@ def configure(c, hub_dir: str | Path) -> None:
     c.JupyterHub.load_roles = [{"name": "workshop-course", "services": [SERVICE],
                                 "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}]
 
-    c.JupyterHub.spawner_class = "localprocess"
+    c.JupyterHub.spawner_class = "workshop.hub.spawner.StudentSpawner"  # each student in a cgroup of their own
+    c.StudentSpawner.hub_dir = str(hub_dir)
     c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
     c.Spawner.notebook_dir = "~"
     c.Spawner.default_url = "/lab"

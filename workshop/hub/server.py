@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import WorkshopError
+from . import limits
 from .config import SERVICE, SETTINGS, proxy_command, read_settings, vm_environment
 
 DEFAULT_DIR = Path("/var/lib/workshop-hub")
@@ -232,6 +233,8 @@ def down(hub_dir: Path, timeout: float = 30) -> bool:
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.kill()
+    # and what a student detached from their server (it stays in their cgroup)
+    limits.end_all(limits.parent_name(read_settings(hub_dir)["port"]))
     _pid_file(hub_dir).unlink(missing_ok=True)
     return True
 
