@@ -99,17 +99,17 @@ class Hub:
 
 
 @contextlib.contextmanager
-def running_hub(prefix: str, course: Path | None = None, before_up=None):
-    """A hub installed in a new directory for the users of a new group, on free ports, up;
-    ``before_up(hub_dir)`` may change its settings first. Down and removed after."""
+def running_hub(prefix: str, *options: str, before_up=None):
+    """A hub installed (with more ``options`` of `workshop hub install`) in a new directory for
+    the users of a new group, on free ports, up; ``before_up(hub_dir)`` may change its settings
+    first. Down and removed after."""
     hub_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     os.chmod(hub_dir, 0o755)
     port = three_free_ports()
     group = "wsh" + secrets.token_hex(3)
     subprocess.run(["groupadd", group], check=True)
     try:
-        workshop("hub", "install", "--dir", str(hub_dir), "--port", str(port), "--group", group,
-                 *(["--course", str(course)] if course else []))
+        workshop("hub", "install", "--dir", str(hub_dir), "--port", str(port), "--group", group, *options)
         if before_up:
             before_up(hub_dir)
         up = workshop("hub", "up", "--dir", str(hub_dir))

@@ -38,7 +38,7 @@ PASSWORD = "Course-" + secrets.token_hex(8)
 
 @pytest.fixture(scope="module")
 def hub():
-    with running_hub("workshop-hub-", course=ROOT / "notebooks") as the_hub:
+    with running_hub("workshop-hub-", "--course", str(ROOT / "notebooks")) as the_hub:
         yield the_hub
 
 

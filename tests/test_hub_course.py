@@ -3,8 +3,9 @@ students' kernels run their cells on VMs of their own (`workshop hub vm`), three
 local users logged in through the hub (one with their password, two with tokens of
 the hub's API), each running cells on their own VM over their kernel's websocket,
 proxied by the hub; another student shut out of the first one's VM; then the
-instructor releases an assignment, each student fetches it, runs it in their kernel
-and hands it in with `%submit` from a cell, one of them again after the deadline;
+instructor releases an assignment, each student's server fetches it as it starts (the
+hub names the course: `workshop hub install --exchange`), the student runs it in their
+kernel and hands it in with `%submit` from a cell, one of them again after the deadline;
 the instructor collects (the roster: the hub's users) and grades."""
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from harness import RECORD_MIME, KernelSocket
 pytest.importorskip("jupyterhub", reason="jupyterhub is missing: bash scripts/setup --hub installs it")
 
 from hub_lab import (  # noqa: E402
-    ROOT,
     Hub,
     assert_shut_out,
     build_hub_vm,
     hub_vm_cache,
     kernel_uid,
-    run_as,
     running_hub,
     stdout_of,
     students_of,
@@ -78,11 +77,9 @@ def course():
         settings["vm"] = {"cache": str(cache), "memory_mb": 512, "per_student": 1, "at_once": 0}
         (hub_dir / "hub.json").write_text(json.dumps(settings))
         build_hub_vm(hub_dir)
-        with open(hub_dir / "jupyterhub_config.py", "a") as config:  # the course's exchange, for %submit
-            config.write(f"c.Spawner.environment['WORKSHOP_COURSE_DIR'] = {str(exchange)!r}\n")
 
     try:
-        with running_hub("workshop-hubcourse-", before_up=vm_backed) as hub:
+        with running_hub("workshop-hubcourse-", "--exchange", str(exchange), before_up=vm_backed) as hub:
             init = workshop("exchange", "init", "--course", str(exchange), "--group", hub.group, "--hub-url", hub.url)
             assert init.returncode == 0, init.stderr
             workshop("exchange", "start", "--course", str(exchange))
@@ -159,14 +156,6 @@ class Student:
         return shown
 
 
-def _fetch(course: dict, name: str) -> str:
-    """`workshop fetch`, as the student on the server (a terminal of theirs)."""
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "WORKSHOP_COURSE_DIR": str(course["exchange"])}
-    done = run_as(name, f"{sys.executable} -m workshop fetch", env=env)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_students_work_on_their_own_vms_through_the_hub_and_hand_in_for_grading(course, tmp_path):
     hub = course["hub"]
     _release(course, datetime.now(timezone.utc) + timedelta(hours=1))
@@ -178,7 +167,8 @@ def test_students_work_on_their_own_vms_through_the_hub_and_hand_in_for_grading(
         work = {names[0]: GOOD, names[1]: GOOD, names[2]: {}}  # the last hands in the copy as fetched
 
         def first_cell_then_the_assignment(student: Student) -> dict:
-            assert "lab: fetched:" in _fetch(course, student.name)
+            fetched = student.home / "assignments" / "lab.ipynb"  # as their server started
+            assert fetched.stat().st_uid == pwd.getpwnam(student.name).pw_uid and fetched.stat().st_mode & 0o077 == 0
             student.open("assignments/lab.ipynb")
             messages, reply = student.cell("where", "id -u; cat /proc/sys/kernel/random/boot_id")
             assert reply["content"]["status"] == "ok", messages
