@@ -191,8 +191,13 @@ def test_students_work_on_their_own_vms_through_the_hub_and_hand_in_for_grading(
         assert len({done[name]["out"][1] for name in names}) == 3, "three VMs, three boots"
         assert len({states[name]["port"] for name in names}) == 3
 
-        # another student can read neither the first one's VM key, known hosts nor records, nor enter their VM
+        # another student can read neither the first one's VM key, known hosts nor records, nor enter their VM,
+        # and from their own VM reaches neither it nor the hub
         assert_shut_out(names[1], names[0], states[names[0]])
+        messages, _ = students[names[1]].cell("reach", "; ".join(
+            f"timeout 5 bash -c 'echo > /dev/tcp/10.0.2.2/{port}' 2>/dev/null && echo REACHED {port} || echo blocked"
+            for port in (states[names[0]]["port"], hub.port)))
+        assert stdout_of(messages).split() == ["blocked"] * 2, messages
 
         for name in names:
             handed = done[name]["handed"]

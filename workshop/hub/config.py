@@ -3,6 +3,7 @@ hub install`` writes (it runs inside the JupyterHub process, as root)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -97,7 +98,9 @@ def configure(c, hub_dir: str | Path) -> None:
     c.Spawner.start_timeout = 180  # a loaded 2-core machine starts a JupyterLab slowly
     c.Spawner.http_timeout = 180
     course, exchange = hub_dir / "course", exchange_dir(hub_dir)
-    c.Spawner.pre_spawn_hook = lambda spawner: prepare_home(spawner.user.name, course, exchange)
+    # in a thread: a fetch starts a Python, and the hub serves the other students meanwhile
+    c.Spawner.pre_spawn_hook = lambda spawner: asyncio.get_running_loop().run_in_executor(
+        None, prepare_home, spawner.user.name, course, exchange)
 
 
 def proxy_command(hub_dir: Path) -> Path:
