@@ -12,11 +12,7 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +20,8 @@ from harness import RECORD_MIME, KernelSocket
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("jupyterhub", reason="jupyterhub is missing: bash scripts/setup --hub installs it")
+
+from hub_lab import ROOT, kernel_uid, running_hub, stdout_of, students_of, workshop  # noqa: E402
 
 from workshop.hub.limits import StudentCgroup, parent_name  # noqa: E402
 from workshop.hub.server import others_can_run  # noqa: E402
@@ -36,134 +34,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.root,
               pytest.mark.skipif(shutil.which("npm") is None, reason="npm is missing: bash scripts/setup --hub"),
               pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Course-" + secrets.token_hex(8)
-
-
-def _workshop(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=300,
-                          check=check, cwd="/")
-
-
-def _three_free_ports() -> int:
-    for _ in range(50):
-        base = 20000 + secrets.randbelow(20000)
-        try:
-            for port in range(base, base + 3):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no three free ports in a row on loopback")
-
-
-class Hub:
-    def __init__(self, hub_dir: Path, port: int):
-        self.dir, self.port = hub_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.service_token = (hub_dir / "service-token").read_text().strip()
-
-    def call(self, token: str, method: str, path: str, body: dict | None = None, ok: bool = True):
-        reply = requests.request(method, self.url + path, json=body, timeout=60,
-                                 headers={"Authorization": f"token {token}"}, allow_redirects=False)
-        if ok:
-            assert reply.status_code < 300, f"{method} {path}: {reply.status_code} {reply.text[:500]}"
-        return reply
-
-    def admin(self, method: str, path: str, body: dict | None = None) -> dict:
-        """The hub's API with the course service's token (what `workshop hub` uses)."""
-        reply = self.call(self.service_token, method, "/hub/api/" + path, body)
-        return reply.json() if reply.text else {}
-
-    def login_with_password(self, name: str, password: str) -> str:
-        """The login form as a browser sends it; then a token asked for with the login cookie."""
-        browser = requests.Session()
-        browser.get(self.url + "/hub/login", timeout=60).raise_for_status()
-        xsrf = browser.cookies.get("_xsrf", path="/hub/")
-        reply = browser.post(self.url + "/hub/login", data={"username": name, "password": password, "_xsrf": xsrf},
-                             allow_redirects=False, timeout=60)
-        assert reply.status_code == 302, f"login as {name}: {reply.status_code} {reply.text[:500]}"
-        reply = browser.post(self.url + f"/hub/api/users/{name}/tokens", json={"note": "test"},
-                             headers={"X-XSRFToken": browser.cookies.get("_xsrf", path="/hub/")}, timeout=60)
-        assert reply.status_code == 201, reply.text
-        return reply.json()["token"]
-
-    def log(self) -> str:
-        return (self.dir / "hub.log").read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")
 def hub():
-    hub_dir = Path(tempfile.mkdtemp(prefix="workshop-hub-", dir="/var/tmp"))
-    os.chmod(hub_dir, 0o755)
-    port = _three_free_ports()
-    group = "wsh" + secrets.token_hex(3)
-    subprocess.run(["groupadd", group], check=True)
-    try:
-        _workshop("hub", "install", "--dir", str(hub_dir), "--course", str(ROOT / "notebooks"),
-                  "--port", str(port), "--group", group)
-        up = _workshop("hub", "up", "--dir", str(hub_dir))
-        assert up.stdout.startswith(f"http://127.0.0.1:{port}/"), up.stdout + up.stderr
-        the_hub = Hub(hub_dir, port)
-        the_hub.group = group
+    with running_hub("workshop-hub-", "--course", str(ROOT / "notebooks")) as the_hub:
         yield the_hub
-    finally:
-        _workshop("hub", "down", "--dir", str(hub_dir), check=False)
-        subprocess.run(["groupdel", group], check=False)
-        shutil.rmtree(hub_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def students(hub):
-    names = [f"{hub.group}s{i}" for i in range(3)]
-    try:
-        for name in names:
-            subprocess.run(["useradd", "--create-home", "--groups", hub.group, "--shell", "/bin/bash", name], check=True)
-        subprocess.run(["chpasswd"], input=f"{names[0]}:{PASSWORD}\n", text=True, check=True)
+    with students_of(hub, 3, PASSWORD) as names:
         yield names
-    finally:
-        _workshop("hub", "down", "--dir", str(hub.dir), check=False)  # their servers end before they do
-        for name in names:
-            subprocess.run(["userdel", "--remove", "--force", name], check=False, capture_output=True)
-
-
-def _kernel_uid(kernel_id: str) -> int:
-    """The uid of the process started with this kernel's connection file."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and f"kernel-{kernel_id}.json".encode() in (proc / "cmdline").read_bytes():
-                return proc.stat().st_uid
-        except OSError:
-            continue
-    raise AssertionError(f"no process runs kernel {kernel_id}")
-
-
-def _stdout(messages: list[dict]) -> str:
-    return "".join(m["content"]["text"] for m in messages
-                   if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout")
-
-
-def _wait_ready(hub: Hub, name: str, token: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        server = hub.call(token, "GET", f"/hub/api/users/{name}").json().get("servers", {}).get("")
-        if server and server.get("ready"):
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name}'s server was not ready in {timeout:.0f} s:\n{hub.log()}")
 
 
 def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, students):
     tokens = {students[0]: hub.login_with_password(students[0], PASSWORD)}
-    for name in students[1:]:
-        hub.admin("POST", f"users/{name}")
-        tokens[name] = hub.admin("POST", f"users/{name}/tokens", {"note": "test"})["token"]
-    for name, token in tokens.items():
-        assert hub.call(token, "GET", "/hub/api/user").json()["name"] == name
-        hub.call(token, "POST", f"/hub/api/users/{name}/server")
-    for name, token in tokens.items():
-        _wait_ready(hub, name, token)
+    tokens |= {name: hub.token_for(name) for name in students[1:]}
+    hub.start_servers(tokens)
 
     sockets = {}
     for name, token in tokens.items():
@@ -176,7 +65,7 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
         assert specs["default"] == "workshop", specs
         kernel = hub.call(token, "POST", f"/user/{name}/api/kernels", {}).json()
         assert kernel["name"] == "workshop"
-        assert _kernel_uid(kernel["id"]) == user.pw_uid
+        assert kernel_uid(kernel["id"]) == user.pw_uid
         sockets[name] = KernelSocket(f"ws://127.0.0.1:{hub.port}/user/{name}/api/kernels/{kernel['id']}/channels",
                                      token, in_header=True)
         messages, reply = sockets[name].execute(
@@ -184,7 +73,7 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
             "mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519 && cp ~/.ssh/id_ed25519.pub ~/.ssh/known_hosts\n"
             "ls ~/.ssh")
         assert reply["content"]["status"] == "ok", messages
-        out = _stdout(messages).split()
+        out = stdout_of(messages).split()
         assert out[:3] == [str(user.pw_uid), name, "no-sudo"], out
         assert {"id_ed25519", "known_hosts"} <= set(out[3:])
         records = [m for m in messages if RECORD_MIME in m["content"].get("data", {})]
@@ -192,7 +81,7 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
         # the server and all it starts stay in the student's cgroup, even what they detach
         # (workshop/hub/limits.py); `workshop hub down` ends that too (see the last test)
         messages, _ = sockets[name].execute("cgroup", "cat /proc/self/cgroup; setsid sleep 1003 </dev/null >/dev/null 2>&1 &")
-        assert f"/{parent_name(hub.port)}/{name}\n" in _stdout(messages), _stdout(messages)
+        assert f"/{parent_name(hub.port)}/{name}\n" in stdout_of(messages), stdout_of(messages)
         saved = {"cells": [{"cell_type": "code", "id": "whoami", "source": "id -u", "metadata": {}, "execution_count": 1,
                             "outputs": [{"output_type": "display_data", "data": records[0]["content"]["data"],
                                          "metadata": {}}]}],
@@ -211,7 +100,7 @@ def test_three_students_run_cells_as_themselves_and_cannot_read_each_other(hub, 
                                                f"{home}/work.ipynb {home}/course/00-demo.ipynb; do "
                                                "cat $f >/dev/null 2>&1 && echo READ $f || echo denied; done; "
                                                f"ls {home} >/dev/null 2>&1 && echo LISTED || echo denied")
-            assert _stdout(messages).split() == ["denied"] * 5, _stdout(messages)
+            assert stdout_of(messages).split() == ["denied"] * 5, stdout_of(messages)
             reply = hub.call(tokens[name], "GET", f"/user/{other}/api/contents/work.ipynb", ok=False)
             assert reply.status_code in (403, 404) or reply.status_code >= 300 and "work.ipynb" not in reply.text
     for sock in sockets.values():
@@ -239,21 +128,21 @@ def test_a_student_logs_in_with_chromium_and_opens_a_course_notebook_on_the_work
 
 
 def test_status_lists_the_students_and_down_stops_hub_proxy_and_servers(hub, students):
-    status = json.loads(_workshop("hub", "status", "--dir", str(hub.dir), "--json").stdout)
+    status = json.loads(workshop("hub", "status", "--dir", str(hub.dir), "--json").stdout)
     assert status["running"] and status["url"] == f"{hub.url}/"
     assert all(status["users"].get(name) == [""] for name in students), status["users"]
     listening = Path("/proc/net/tcp").read_text()
     assert f"0100007F:{hub.port:04X} " in listening, "the hub listens on loopback"
     assert f"00000000:{hub.port:04X} " not in listening, "and on loopback only"
-    again = _workshop("hub", "up", "--dir", str(hub.dir))
+    again = workshop("hub", "up", "--dir", str(hub.dir))
     assert again.returncode == 0 and int((hub.dir / "hub.pid").read_text()) == status["pid"]
 
     servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _owned_by(p, students)]
     assert servers, "the students' servers run"
     proxy = int((hub.dir / "proxy.pid").read_text())
     assert _alive(proxy)
-    assert _workshop("hub", "down", "--dir", str(hub.dir)).stdout.strip() == "stopped"
-    stopped = _workshop("hub", "status", "--dir", str(hub.dir), check=False)
+    assert workshop("hub", "down", "--dir", str(hub.dir)).stdout.strip() == "stopped"
+    stopped = workshop("hub", "status", "--dir", str(hub.dir), check=False)
     assert stopped.returncode == 1 and "no hub is running" in stopped.stdout
     assert not _alive(status["pid"]) and not _alive(proxy)
     assert not [p for p in servers if _alive(int(p.name))], "the students' servers and kernels ended with the hub"

@@ -44,13 +44,13 @@ def test_setup_lists_the_hub_part_and_its_extra():
     assert "jupyterhub" in (ROOT / "setup.cfg").read_text().split("hub =", 1)[1].split("\n\n")[0]
 
 
-def _students_environment(hub_dir: Path, vm: dict | None) -> tuple[dict, list]:
-    """What configure() gives each student's server, for a hub.json with this "vm"."""
+def _students_environment(hub_dir: Path, vm: dict | None, **more) -> tuple[dict, list]:
+    """What configure() gives each student's server, for a hub.json with this "vm" (and ``more``)."""
     from traitlets.config import Config
 
     from workshop.hub.config import configure
 
-    settings = {"ip": "127.0.0.1", "port": 8000, "group": "students", "admins": []}
+    settings = {"ip": "127.0.0.1", "port": 8000, "group": "students", "admins": [], **more}
     (hub_dir / "hub.json").write_text(json.dumps(settings | ({"vm": vm} if vm is not None else {})))
     (hub_dir / "service-token").write_text("x\n")
     c = Config()
@@ -66,6 +66,14 @@ def test_students_cells_run_on_vms_of_their_own_once_the_hub_vm_is_built(tmp_pat
         "WORKSHOP_TARGET": "qemu:course", "WORKSHOP_VM_RESTORE": "1", "WORKSHOP_VM_CACHE": str(tmp_path / "vm"),
         "WORKSHOP_VM_MEMORY": "768", "WORKSHOP_VM_MAX_PER_USER": "1", "WORKSHOP_VM_MAX_RUNNING": "6",
         "WORKSHOP_VM_IDLE_MINUTES": "20"}
+
+
+def test_the_hubs_exchange_is_where_students_kernels_hand_in(tmp_path):
+    """(Fetching from it as each server starts runs for real in tests/test_hub_course.py.)"""
+    env, _ = _students_environment(tmp_path, None)
+    assert "WORKSHOP_COURSE_DIR" not in env, "the default course directory, /srv/workshop-course"
+    env, _ = _students_environment(tmp_path, None, exchange="/srv/cs101")
+    assert env["WORKSHOP_COURSE_DIR"] == "/srv/cs101"
 
 
 def test_hub_vm_without_a_hub_says_so(tmp_path):

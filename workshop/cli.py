@@ -749,13 +749,17 @@ _HUB_DIR = click.option("--dir", "hub_dir", type=click.Path(file_okay=False, pat
               help="Its port (the next two: the hub's API and the proxy's, on loopback).")
 @click.option("--group", default="students", show_default=True, help="The system group whose users may log in.")
 @click.option("--admin", "admins", multiple=True, help="A user who administers the hub (repeat for more).")
-def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: str, admins: tuple[str, ...]) -> None:
+@click.option("--exchange", type=click.Path(file_okay=False, path_type=Path),
+              help="The course directory (workshop exchange init) students fetch from when their server starts "
+                   "and hand in to; default: $WORKSHOP_COURSE_DIR or /srv/workshop-course.")
+def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: str, admins: tuple[str, ...],
+                exchange: Path | None) -> None:
     """Lay out the hub's directory: config, proxy (npm), kernelspec, course notebooks."""
     from .errors import WorkshopError
     from .hub.server import install
 
     try:
-        for line in install(hub_dir, course, ip, port, group, admins):
+        for line in install(hub_dir, course, ip, port, group, admins, exchange):
             click.echo(line)
     except WorkshopError as exc:
         raise click.ClickException(str(exc)) from None

@@ -3,6 +3,7 @@ hub install`` writes (it runs inside the JupyterHub process, as root)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -25,8 +26,16 @@ VM_DEFAULTS = {"enabled": False, "cache": "", "memory_mb": 1024, "per_student": 
 
 
 def read_settings(hub_dir: Path) -> dict:
-    """What ``workshop hub install`` was told: ip, port, group, admins (and "vm", see VM_DEFAULTS)."""
+    """What ``workshop hub install`` was told: ip, port, group, admins, "exchange" (the course
+    directory students fetch from and hand in to, when not the default) and "vm" (see VM_DEFAULTS)."""
     return json.loads((hub_dir / SETTINGS).read_text())
+
+
+def exchange_dir(hub_dir: Path) -> Path:
+    """The course directory of ``workshop exchange`` the hub's students use."""
+    from ..settings import Settings
+
+    return Path(read_settings(hub_dir).get("exchange") or Settings().course_dir)
 
 
 def vm_settings(hub_dir: Path) -> dict:
@@ -84,29 +93,35 @@ def configure(c, hub_dir: str | Path) -> None:
     c.Spawner.environment = {"JUPYTER_PATH": str(hub_dir / "share" / "jupyter")}
     if vm_settings(hub_dir)["enabled"]:  # else cells run on the server, as the student
         c.Spawner.environment |= vm_environment(hub_dir)
+    if settings.get("exchange"):  # where %submit hands in (else the default course directory)
+        c.Spawner.environment["WORKSHOP_COURSE_DIR"] = settings["exchange"]
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL}"]
     c.Spawner.start_timeout = 180  # a loaded 2-core machine starts a JupyterLab slowly
     c.Spawner.http_timeout = 180
-    course = hub_dir / "course"
-    c.Spawner.pre_spawn_hook = lambda spawner: prepare_home(spawner.user.name, course)
+    course, exchange = hub_dir / "course", exchange_dir(hub_dir)
+    # in a thread: a fetch starts a Python, and the hub serves the other students meanwhile
+    c.Spawner.pre_spawn_hook = lambda spawner: asyncio.get_running_loop().run_in_executor(
+        None, prepare_home, spawner.user.name, course, exchange)
 
 
 def proxy_command(hub_dir: Path) -> Path:
     return hub_dir / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
-def prepare_home(name: str, course: Path) -> None:
-    """Close the student's home to other users, then copy the course notebooks
-    the student does not have yet into ~/course, as the student (a link the
-    student planted in their home never leads root anywhere)."""
+def prepare_home(name: str, course: Path, exchange: Path | None = None) -> None:
+    """Close the student's home to other users, copy the course notebooks the student
+    does not have yet into ~/course, and fetch the assignments released in ``exchange``
+    into ~/assignments (``workshop fetch``: a copy there is kept), all as the student
+    (a link the student planted in their home never leads root anywhere)."""
     user = pwd.getpwnam(name)
     home = Path(user.pw_dir)
     info = os.lstat(home)
     if stat.S_ISDIR(info.st_mode) and info.st_uid == user.pw_uid and info.st_mode & 0o077:
         os.chmod(home, stat.S_IMODE(info.st_mode) & 0o700)
-    if not course.is_dir():
-        return
-    subprocess.run(
-        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--",
-         "sh", "-c", 'mkdir -p "$2" && cp -R -n "$1"/. "$2"/', "sh", str(course), str(home / "course")],
-        check=True, cwd="/", capture_output=True)
+    as_student = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
+    if course.is_dir():
+        subprocess.run([*as_student, "sh", "-c", 'mkdir -p "$2" && cp -R -n "$1"/. "$2"/', "sh", str(course),
+                        str(home / "course")], check=True, cwd="/", capture_output=True)
+    if exchange is not None and (exchange / "released").is_dir():  # nothing released yet: the student fetches later
+        subprocess.run([*as_student, "env", f"HOME={home}", sys.executable, "-m", "workshop", "fetch", "--course",
+                        str(exchange)], check=False, cwd="/", capture_output=True, timeout=120)

@@ -39,9 +39,9 @@ configure(c, {dir!r})
 
 
 def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", port: int = 8000,
-            group: str = "students", admins: tuple[str, ...] = ()) -> list[str]:
-    """Lay out ``hub_dir``; a second run changes nothing but the course notebooks
-    (and keeps an edited config). Returns what was done, one line each."""
+            group: str = "students", admins: tuple[str, ...] = (), exchange: Path | None = None) -> list[str]:
+    """Lay out ``hub_dir``; a second run changes nothing but the course notebooks and
+    the exchange, when given (and keeps an edited config). Returns what was done, one line each."""
     _need_root("install the hub")
     if not others_can_run(sys.executable):
         raise WorkshopError(f"ordinary users cannot run {sys.executable}, so no student's server would start: make the "
@@ -57,6 +57,10 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
     if not settings.exists():
         settings.write_text(json.dumps({"ip": ip, "port": port, "group": group, "admins": list(admins)}, indent=2) + "\n")
         done.append(f"{settings}: {ip}:{port}, the users of group {group}")
+    exchange = exchange.resolve() if exchange is not None else None
+    if exchange is not None and read_settings(hub_dir).get("exchange") != str(exchange):
+        settings.write_text(json.dumps(read_settings(hub_dir) | {"exchange": str(exchange)}, indent=2) + "\n")
+        done.append(f"{settings}: students fetch from and hand in to the course at {exchange}")
     config = hub_dir / "jupyterhub_config.py"
     if not config.exists():
         config.write_text(CONFIG.format(dir=str(hub_dir)))
