@@ -155,6 +155,16 @@ def test_a_failing_or_stopped_command_leaves_nothing(tmp_path):
     assert_nothing_left(work)
 
 
+def test_what_ends_while_the_command_runs_is_reaped_at_once(tmp_path):
+    """A daemon that ends (qemu started with -daemonize and stopped) is an orphan of
+    the subreaper: reaped when it ends, not left a zombie until the command is over."""
+    _require()
+    count = 'cat /proc/[0-9]*/stat 2>/dev/null | awk -v p=$PPID \'$4 == p && $3 == "Z"\' | wc -l'
+    done = fresh(SUITES[0], f'(sleep 1 &); sleep 3; echo "zombies: $({count})"', tmp_path / "reaped", timeout=600)
+    assert done.returncode == 0, done.stdout
+    assert "zombies: 0" in done.stdout, done.stdout[-2000:]
+
+
 @pytest.mark.parametrize("suite", SUITES)
 def test_the_readme_commands_on_a_fresh_debian(suite, tmp_path):
     _require()
