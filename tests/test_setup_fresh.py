@@ -74,10 +74,10 @@ def _mounts_under(work: Path) -> list[str]:
         return [line for line in f if f" {work}/" in line or f" {work} " in line]
 
 
-def fresh(suite: str, command: str, work: Path, timeout: float) -> subprocess.CompletedProcess:
+def fresh(suite: str, command: str, work: Path, timeout: float, *options: str) -> subprocess.CompletedProcess:
     """Run ``command`` on a fresh ``suite``; afterwards nothing of it may be left."""
     proc = subprocess.Popen(
-        ["bash", str(FRESH), "--suite", suite, "--workdir", str(work), command],
+        ["bash", str(FRESH), "--suite", suite, "--workdir", str(work), *options, command],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
@@ -155,14 +155,20 @@ def test_a_failing_or_stopped_command_leaves_nothing(tmp_path):
     assert_nothing_left(work)
 
 
-def test_what_ends_while_the_command_runs_is_reaped_at_once(tmp_path):
+def test_what_ends_while_the_command_runs_is_reaped_at_once_and_a_cache_is_shared(tmp_path):
     """A daemon that ends (qemu started with -daemonize and stopped) is an orphan of
-    the subreaper: reaped when it ends, not left a zombie until the command is over."""
+    the subreaper: reaped when it ends, not left a zombie until the command is over.
+    --cache DIR: DIR is the machine's own, at the same path in the copy."""
     _require()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "kept").write_text("from an earlier run\n")
     count = 'cat /proc/[0-9]*/stat 2>/dev/null | awk -v p=$PPID \'$4 == p && $3 == "Z"\' | wc -l'
-    done = fresh(SUITES[0], f'(sleep 1 &); sleep 3; echo "zombies: $({count})"', tmp_path / "reaped", timeout=600)
+    done = fresh(SUITES[0], f'(sleep 1 &); sleep 3; echo "zombies: $({count})"; cat {cache}/kept; echo new > {cache}/new',
+                 tmp_path / "reaped", 600, "--cache", str(cache))
     assert done.returncode == 0, done.stdout
     assert "zombies: 0" in done.stdout, done.stdout[-2000:]
+    assert "from an earlier run" in done.stdout and (cache / "new").read_text() == "new\n"
 
 
 @pytest.mark.parametrize("suite", SUITES)
