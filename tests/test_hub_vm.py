@@ -13,181 +13,57 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from harness import loopback_listener
+from students import (
+    HUB_CACHE,
+    Student,
+    add_users,
+    hub_vm,
+    remove_users,
+    run_as,
+    student_env,
+    student_tools,
+    users_cannot_run_python,
+)
 
-from workshop.hub.config import VM_NAME, vm_environment
-from workshop.hub.server import others_can_run
+from workshop.hub.config import VM_NAME
 from workshop.vm.clone import VM_SLOTS
 from workshop.vm.machine import _pid_alive
-
-ROOT = Path(__file__).resolve().parent.parent
-SOURCE_CACHE = Path(os.environ.get("WORKSHOP_VM_CACHE") or "/var/tmp/wsvm")
-# the hub's cache: its own, so that saving its snapshot never prunes one another run restores
-HUB_CACHE = Path("/var/tmp/wsvm-hub")
 
 pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.vm, pytest.mark.timeout(1500),
               pytest.mark.skipif(os.geteuid() != 0, reason="the test adds users and runs kernels as them"),
               pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
                                  reason="qemu is missing: bash scripts/setup --vm")]
 
-# Runs as the student: one kernel (the hub's kernelspec), commands as JSON lines on stdin.
-DRIVER = r"""
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-from harness import KernelHarness
-from workshop.vm.machine import VM
-
-kernel = KernelHarness(env=dict(os.environ))
-vm = VM(sys.argv[2])
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if "cell" in cmd:
-        result = kernel.run(cmd["cell"], timeout=600)
-        shown = "".join(m["content"].get("text", "") or m["content"].get("data", {}).get("text/plain", "")
-                        for m in result.messages)
-        reply = {"status": result.status, "stdout": result.stdout, "shown": shown,
-                 "errors": [e["evalue"] for e in result.errors], "record": result.record}
-    elif cmd.get("state"):
-        reply = vm.state()
-    elif cmd.get("kill"):  # as the OOM killer would; the next cell comes once it is dead
-        os.kill(vm.state()["pid"], 9)
-        deadline = time.monotonic() + 30
-        while vm.running and time.monotonic() < deadline:
-            time.sleep(0.1)
-        reply = {"dead": not vm.running}
-    else:
-        kernel.shutdown()
-        reply = {"vm_left": vm.dir.exists()}
-    print(json.dumps(reply), flush=True)
-"""
-
-
-def _as_user(name: str, argv: list[str]) -> list[str]:
-    """``argv`` run as ``name``. When users cannot run this Python (it lives in root's
-    home, as on a developer's machine; a hub's venv is made from /usr/bin/python3), a
-    mount namespace of the test's shows them /root with only the Python's tree in it."""
-    user = pwd.getpwnam(name)
-    drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--",
-            "env", f"HOME={user.pw_dir}", f"USER={name}", f"LOGNAME={name}", *argv]
-    if others_can_run(sys.executable):
-        return drop
-    tree = Path(os.path.realpath(sys.executable))
-    if not tree.is_relative_to("/root"):
-        pytest.skip(f"ordinary users cannot run {sys.executable}: bash scripts/setup --test --python /usr/bin/python3")
-    top = Path("/root") / tree.relative_to("/root").parts[0]
-    script = ('set -e; v=$(mktemp -d); chmod 755 "$v"; mkdir "$v/$1"; mount --bind "/root/$1" "$v/$1"; '
-              'mount --rbind "$v" /root; shift; exec "$@"')
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", top.name, *drop]
-
-
-def _readable_by_others(path: Path) -> bool:
-    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", str(path)],
-                          cwd="/").returncode == 0
-
-
-class Student:
-    def __init__(self, name: str, env: dict[str, str], tools: Path):
-        self.name = name
-        self.home = Path(pwd.getpwnam(name).pw_dir)
-        self.proc = subprocess.Popen(
-            _as_user(name, [sys.executable, "-c", DRIVER, str(tools), VM_NAME]), env=env,
-            cwd=self.home, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def ask(self, **cmd) -> dict:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, f"{self.name}'s kernel driver ended: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        return json.loads(line)
-
-    def cell(self, code: str) -> dict:
-        return self.ask(cell=code)
-
-    def close(self) -> dict:
-        try:
-            return self.ask(quit=True)
-        finally:
-            self.proc.stdin.close()
-            self.proc.wait(60)
-
-
-def _run_as(name: str, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(_as_user(name, ["bash", "-c", command]), capture_output=True, text=True, timeout=120,
-                          cwd="/")
-
-
-def _source_image() -> Path:
-    from workshop.vm.image import image_key
-
-    return SOURCE_CACHE / f"bookworm-{image_key()}"
-
 
 @pytest.fixture(scope="module")
 def course():
     """The hub's settings and VM cache (its snapshot saved once, as root), and two students."""
-    source = _source_image()
-    image = HUB_CACHE / source.name
-    if (source / "image.json").exists() and not (image / "image.json").exists():  # linked, not built again
-        shutil.rmtree(image, ignore_errors=True)
-        image.mkdir(parents=True)
-        for entry in source.iterdir():
-            os.link(entry, image / entry.name)
+    cannot = users_cannot_run_python()
+    if cannot:
+        pytest.skip(cannot)
     hub_dir = Path(tempfile.mkdtemp(prefix="workshop-hubvm-", dir="/var/tmp"))
     os.chmod(hub_dir, 0o755)
-    (hub_dir / "hub.json").write_text(json.dumps({
-        "ip": "127.0.0.1", "port": 8000, "group": "students", "admins": [],
-        "vm": {"cache": str(HUB_CACHE), "memory_mb": 512, "per_student": 1, "at_once": 50}}))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WORKSHOP_")}
-    built = subprocess.run([sys.executable, "-m", "workshop", "hub", "vm", "--dir", str(hub_dir)], env=env,
-                           capture_output=True, text=True, timeout=900, cwd="/")
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
-    assert (HUB_CACHE / VM_SLOTS).stat().st_mode & 0o777 == 0o644, "students lock it read-only as their VM starts"
-    spec = Path(tempfile.mkdtemp(prefix="workshop-spec-", dir="/var/tmp"))
-    os.chmod(spec, 0o755)
-    from workshop.kernelspec_install import install
-
-    install(prefix=str(spec))
-    shutil.copy(ROOT / "tests" / "harness.py", spec)  # the students' driver imports it
-    names = [f"wsv{secrets.token_hex(3)}" for _ in range(2)]
+    spec = student_tools()
+    names = []
     try:
-        for name in names:
-            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-            os.chmod(pwd.getpwnam(name).pw_dir, 0o755)  # the tool's own files must be closed by themselves
-        base = env | {"JUPYTER_PATH": str(spec / "share" / "jupyter")}
-        if _readable_by_others(ROOT / "workshop" / "__init__.py"):  # else the installed copy runs
-            base["PYTHONPATH"] = str(ROOT)
-        else:
-            base.pop("PYTHONPATH", None)
-        base.pop("XDG_DATA_HOME", None)
-        base.pop("WORKSHOP_DATA_DIR", None)
-        yield {"names": names, "env": base | vm_environment(hub_dir), "tools": spec}
+        built = hub_vm(hub_dir, {"memory_mb": 512, "per_student": 1, "at_once": 50})
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
+        assert (HUB_CACHE / VM_SLOTS).stat().st_mode & 0o777 == 0o644, "students lock it read-only as their VM starts"
+        names = add_users(2, "wsv")
+        yield {"names": names, "env": student_env(hub_dir, spec / "share" / "jupyter"), "tools": spec}
     finally:
-        for name in names:
-            _kill_processes_of(pwd.getpwnam(name).pw_uid)
-            subprocess.run(["userdel", "--remove", "--force", name], check=False, capture_output=True)
+        remove_users(names)
         shutil.rmtree(hub_dir, ignore_errors=True)
         shutil.rmtree(spec, ignore_errors=True)
-
-
-def _kill_processes_of(uid: int) -> None:
-    """What the test's own user left running (its qemu, should a test fail midway), by pid."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and proc.stat().st_uid == uid:
-                os.kill(int(proc.name), 9)
-        except OSError:
-            continue
 
 
 @pytest.fixture
@@ -221,12 +97,12 @@ def test_a_student_works_as_root_on_their_own_vm_that_no_one_else_enters(course,
 
         # another student: the key, known hosts and records are closed to them; their own key is refused
         data = Path(pwd.getpwnam(a).pw_dir) / ".local" / "share" / "workshop"
-        peek = _run_as(b, f"for f in {state['private_key']} {data}/known_hosts {data}/vms; do "
+        peek = run_as(b, f"for f in {state['private_key']} {data}/known_hosts {data}/vms; do "
                           "cat $f >/dev/null 2>&1 || ls $f >/dev/null 2>&1 && echo READ $f || echo denied; done")
         assert peek.stdout.split() == ["denied"] * 3, peek
         login = ("ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                  f"-o ConnectTimeout=20 -p {state['port']} root@127.0.0.1 true")
-        own_key = _run_as(b, f"mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/k && {login} -i ~/.ssh/k "
+        own_key = run_as(b, f"mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/k && {login} -i ~/.ssh/k "
                              "&& echo LOGGED-IN || echo refused")
         assert own_key.stdout.split()[-1:] == ["refused"], own_key
         image_key = Path(state["image"]) / "id_ed25519"
