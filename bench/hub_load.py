@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -79,6 +80,7 @@ class Seat:
     state: dict = field(default_factory=dict)
     cells: list[dict] = field(default_factory=list)
     busy: bool = False
+    lost: str = ""  # why the student stopped before the end (their kernel or VM gone)
 
     def pids(self) -> list[int]:
         return [p for p in (self.state.get("pid"), self.state.get("kernel_pid"), self.student.proc.pid) if p]
@@ -98,6 +100,13 @@ class Seat:
                 "kernel_s": record.get("duration"), "qemu_cpu_s": after[0][0] - before[0][0],
                 "qemu_wait_s": after[0][1] - before[0][1], "kernel_cpu_s": after[1][0] - before[1][0],
                 "errors": reply["errors"][:1]}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        return _cpu(pid)[0]
+    except OSError:  # the process is gone
+        return None
 
 
 def _host_cpu() -> tuple[float, float]:
@@ -133,7 +142,8 @@ def _guest_ram_mb(pid: int, memory_mb: int) -> float:
 
 
 class Watch:
-    """The host over a phase: load average every second, CPU busy in all, and CPU used by ``ours``."""
+    """The host over a phase: load average every second, CPU busy in all, and CPU used by ``pids``
+    (a process that ends meanwhile counts with its last value, and is not in ``alive``)."""
 
     def __init__(self, pids: list[int]):
         self.pids = pids
@@ -144,7 +154,8 @@ class Watch:
     def __enter__(self) -> Watch:
         self.started = time.monotonic()
         self.host_before = _host_cpu()
-        self.ours_before = {pid: _cpu(pid)[0] for pid in self.pids}
+        self.ours_before = {pid: _cpu_seconds(pid) or 0.0 for pid in self.pids}
+        self.last = dict(self.ours_before)
         self._thread.start()
         return self
 
@@ -152,6 +163,16 @@ class Watch:
         while not self._stop.wait(1.0):
             with open("/proc/loadavg") as f:
                 self.loads.append(float(f.read().split()[0]))
+            self._read_ours()
+
+    def _read_ours(self) -> set[int]:
+        alive = set()
+        for pid in self.pids:
+            now = _cpu_seconds(pid)
+            if now is not None:
+                self.last[pid] = now
+                alive.add(pid)
+        return alive
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -159,7 +180,8 @@ class Watch:
         self.seconds = time.monotonic() - self.started
         (busy_after, all_after), (busy_before, all_before) = _host_cpu(), self.host_before
         busy, total = busy_after - busy_before, all_after - all_before
-        self.ours = {pid: _cpu(pid)[0] - before for pid, before in self.ours_before.items()}
+        self.alive = self._read_ours()
+        self.ours = {pid: self.last[pid] - before for pid, before in self.ours_before.items()}
         self.host_busy_s = busy
         self.host_busy = busy / total if total else 0.0
 
@@ -205,7 +227,11 @@ def _work(seat: Seat, until: float, think: float, seed: int, stop: threading.Eve
     kinds = list(WEIGHTS)
     while time.monotonic() < until and not stop.is_set():
         kind = rng.choices(kinds, [WEIGHTS[k] for k in kinds])[0]
-        seat.cells.append(seat.timed_cell(kind, rng.choice(CELLS[kind])))
+        try:
+            seat.cells.append(seat.timed_cell(kind, rng.choice(CELLS[kind])))
+        except (AssertionError, OSError) as exc:  # the driver, kernel or VM ended: by someone else's hand
+            seat.lost = f"{seat.student.name}: {type(exc).__name__}: {str(exc)[-300:]}"
+            return
         if think and stop.wait(rng.uniform(0.5, 1.5) * think):
             break
 
@@ -250,24 +276,28 @@ def run_class(names: list[str], env: dict[str, str], tools: Path, args: argparse
     if not working_seats:
         raise SystemExit(f"no student got a VM: {broken[0]['errors']}")
     pids = [pid for seat in working_seats for pid in seat.pids()]
-    qemus = [seat.state["pid"] for seat in working_seats]
     with Watch(pids) as idle:
         stop.wait(args.idle)
     with Watch(pids) as working:
         until = time.monotonic() + args.duration
         _in_parallel(working_seats, lambda seat: _work(seat, until, args.think, args.seed + seats.index(seat), stop))
+    lost = [seat.lost for seat in working_seats if seat.lost]
+    present = [seat for seat in working_seats if not seat.lost and seat.state["pid"] in working.alive]
+    if not present:
+        raise SystemExit(f"every student was lost: {lost[0]}")
     memory = [{"qemu": _memory(seat.state["pid"]), "kernel": _memory(seat.state["kernel_pid"]),
-               "guest": _guest_ram_mb(seat.state["pid"], int(env["WORKSHOP_VM_MEMORY"]))} for seat in working_seats]
+               "guest": _guest_ram_mb(seat.state["pid"], int(env["WORKSHOP_VM_MEMORY"]))} for seat in present]
     cells = [c for seat in working_seats for c in seat.cells]
     table = _cell_table(cells)
+    qemus = [seat.state["pid"] for seat in present]  # those that ran through both phases
+    kernels = [seat.state["kernel_pid"] for seat in present]
     per_vm = {phase: round(sum(w.ours[pid] for pid in qemus) / len(qemus) / w.seconds, 3)
               for phase, w in (("idle", idle), ("working", working))}
-    kernels = [seat.state["kernel_pid"] for seat in working_seats]
     per_kernel = {phase: round(sum(w.ours[pid] for pid in kernels) / len(kernels) / w.seconds, 3)
                   for phase, w in (("idle", idle), ("working", working))}
     firsts = [s.first for s in working_seats]
     p99 = table.get("all", {}).get("p99")
-    met = p99 is not None and p99 < TARGET_P99 and not broken
+    met = p99 is not None and p99 < TARGET_P99 and not broken and not lost
     return {
         "students": len(seats), "load_before": load_before, "load_after": _load(),
         "first_cell": {"median_s": statistics.median(f["seconds"] for f in firsts),
@@ -276,7 +306,7 @@ def run_class(names: list[str], env: dict[str, str], tools: Path, args: argparse
                        "restore_median_s": statistics.median(f["restore_s"] or 0 for f in firsts),
                        "vm_up_median_s": statistics.median(f["vm_up_s"] or 0 for f in firsts),
                        "failed": [f["errors"][0] if f["errors"] else "?" for f in broken]},
-        "cells": table, "idle": idle.summary(), "working": working.summary(),
+        "lost": lost, "cells": table, "idle": idle.summary(), "working": working.summary(),
         "qemu_cpu_per_vm": per_vm, "kernel_cpu_per_student": per_kernel,
         "memory_mib": {
             "qemu_pss": round(statistics.mean(m["qemu"]["pss"] for m in memory)),
@@ -302,9 +332,11 @@ def close_seats(seats: list[Seat], wait: float = 60) -> None:
     for t in closers:
         t.join(max(0.0, deadline - time.monotonic()))
     for seat in seats:
+        uid = pwd.getpwnam(seat.student.name).pw_uid
         for pid in seat.pids():
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                if os.stat(f"/proc/{pid}").st_uid == uid:  # still the student's, not a pid used again
+                    os.kill(pid, signal.SIGKILL)
     seats.clear()
 
 
@@ -321,6 +353,8 @@ def _print(result: dict, vm: dict, args: argparse.Namespace) -> None:
           f"from the kernel's start: median {f['from_kernel_start_median_s']:.2f} s, all {f['all_ready_s']:.2f} s")
     for failure in f["failed"]:
         print(f"a student's first cell failed (left out of what follows): {failure}")
+    for lost in result["lost"]:
+        print(f"a student was lost while working (their cells so far are counted): {lost}")
     print(f"{'cells':10} {'n':>5} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} {'failed':>6}  "
           f"{'kernel p50':>10} {'qemu CPU p50':>12} {'qemu wait p50/p99':>17}")
     for kind, t in result["cells"].items():
