@@ -13,28 +13,26 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from harness import loopback_listener
-from hub_lab import (
-    ROOT,
-    as_user,
-    assert_shut_out,
-    build_hub_vm,
-    hub_vm_cache,
-    kill_processes_of,
-    readable_by_others,
-    vm_login,
+from hub_lab import HUB_CACHE, assert_shut_out, vm_login
+from students import (
+    Student,
+    add_users,
+    hub_vm,
+    remove_users,
+    student_env,
+    student_tools,
+    users_cannot_run_python,
 )
 
-from workshop.hub.config import VM_NAME, vm_environment
+from workshop.hub.config import VM_NAME
 from workshop.vm.clone import VM_SLOTS
 from workshop.vm.machine import _pid_alive
 
@@ -43,101 +41,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.vm, pytest.mark.ti
               pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
                                  reason="qemu is missing: bash scripts/setup --vm")]
 
-# Runs as the student: one kernel (the hub's kernelspec), commands as JSON lines on stdin.
-DRIVER = r"""
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-from harness import KernelHarness
-from workshop.vm.machine import VM
-
-kernel = KernelHarness(env=dict(os.environ))
-vm = VM(sys.argv[2])
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if "cell" in cmd:
-        result = kernel.run(cmd["cell"], timeout=600)
-        shown = "".join(m["content"].get("text", "") or m["content"].get("data", {}).get("text/plain", "")
-                        for m in result.messages)
-        reply = {"status": result.status, "stdout": result.stdout, "shown": shown,
-                 "errors": [e["evalue"] for e in result.errors], "record": result.record}
-    elif cmd.get("state"):
-        reply = vm.state()
-    elif cmd.get("kill"):  # as the OOM killer would; the next cell comes once it is dead
-        os.kill(vm.state()["pid"], 9)
-        deadline = time.monotonic() + 30
-        while vm.running and time.monotonic() < deadline:
-            time.sleep(0.1)
-        reply = {"dead": not vm.running}
-    else:
-        kernel.shutdown()
-        reply = {"vm_left": vm.dir.exists()}
-    print(json.dumps(reply), flush=True)
-"""
-
-
-class Student:
-    def __init__(self, name: str, env: dict[str, str], tools: Path):
-        self.name = name
-        self.home = Path(pwd.getpwnam(name).pw_dir)
-        self.proc = subprocess.Popen(
-            as_user(name, [sys.executable, "-c", DRIVER, str(tools), VM_NAME]), env=env,
-            cwd=self.home, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def ask(self, **cmd) -> dict:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, f"{self.name}'s kernel driver ended: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        return json.loads(line)
-
-    def cell(self, code: str) -> dict:
-        return self.ask(cell=code)
-
-    def close(self) -> dict:
-        try:
-            return self.ask(quit=True)
-        finally:
-            self.proc.stdin.close()
-            self.proc.wait(60)
-
 
 @pytest.fixture(scope="module")
 def course():
     """The hub's settings and VM cache (its snapshot saved once, as root), and two students."""
-    cache = hub_vm_cache()
+    cannot = users_cannot_run_python()
+    if cannot:
+        pytest.skip(cannot)
     hub_dir = Path(tempfile.mkdtemp(prefix="workshop-hubvm-", dir="/var/tmp"))
     os.chmod(hub_dir, 0o755)
-    (hub_dir / "hub.json").write_text(json.dumps({
-        "ip": "127.0.0.1", "port": 8000, "group": "students", "admins": [],
-        "vm": {"cache": str(cache), "memory_mb": 512, "per_student": 1, "at_once": 50}}))
-    build_hub_vm(hub_dir)
-    assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
-    assert (cache / VM_SLOTS).stat().st_mode & 0o777 == 0o644, "students lock it read-only as their VM starts"
-    spec = Path(tempfile.mkdtemp(prefix="workshop-spec-", dir="/var/tmp"))
-    os.chmod(spec, 0o755)
-    from workshop.kernelspec_install import install
-
-    install(prefix=str(spec))
-    shutil.copy(ROOT / "tests" / "harness.py", spec)  # the students' driver imports it
-    names = [f"wsv{secrets.token_hex(3)}" for _ in range(2)]
+    spec = student_tools()
+    names = []
     try:
-        for name in names:
-            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-            os.chmod(pwd.getpwnam(name).pw_dir, 0o755)  # the tool's own files must be closed by themselves
-        env = {key: value for key, value in os.environ.items() if not key.startswith("WORKSHOP_")}
-        base = env | {"JUPYTER_PATH": str(spec / "share" / "jupyter")}
-        if readable_by_others(ROOT / "workshop" / "__init__.py"):  # else the installed copy runs
-            base["PYTHONPATH"] = str(ROOT)
-        else:
-            base.pop("PYTHONPATH", None)
-        base.pop("XDG_DATA_HOME", None)
-        base.pop("WORKSHOP_DATA_DIR", None)
-        yield {"names": names, "env": base | vm_environment(hub_dir), "tools": spec}
+        built = hub_vm(hub_dir, {"memory_mb": 512, "per_student": 1, "at_once": 50})
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert json.loads((hub_dir / "hub.json").read_text())["vm"]["enabled"], "students' cells now run on VMs"
+        assert (HUB_CACHE / VM_SLOTS).stat().st_mode & 0o777 == 0o644, "students lock it read-only as their VM starts"
+        names = add_users(2, "wsv")
+        yield {"names": names, "env": student_env(hub_dir, spec / "share" / "jupyter"), "tools": spec}
     finally:
-        for name in names:
-            kill_processes_of(pwd.getpwnam(name).pw_uid)
-            subprocess.run(["userdel", "--remove", "--force", name], check=False, capture_output=True)
+        remove_users(names)
         shutil.rmtree(hub_dir, ignore_errors=True)
         shutil.rmtree(spec, ignore_errors=True)
 
