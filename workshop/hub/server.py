@@ -38,10 +38,11 @@ configure(c, {dir!r})
 """
 
 
-def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", port: int = 8000,
-            group: str = "students", admins: tuple[str, ...] = ()) -> list[str]:
-    """Lay out ``hub_dir``; a second run changes nothing but the course notebooks
-    (and keeps an edited config). Returns what was done, one line each."""
+def install(hub_dir: Path, course: Path | None = None, ip: str | None = None, port: int | None = None,
+            group: str | None = None, admins: tuple[str, ...] = ()) -> list[str]:
+    """Lay out ``hub_dir``; a second run changes nothing but the course notebooks and
+    the settings it is given (ip, port, group, admins: the rest of hub.json and an
+    edited config are kept). Returns what was done, one line each."""
     _need_root("install the hub")
     if not others_can_run(sys.executable):
         raise WorkshopError(f"ordinary users cannot run {sys.executable}, so no student's server would start: make the "
@@ -54,9 +55,14 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
         _write_private(token, secrets.token_hex(32) + "\n")
         done.append(f"a token for the hub's {SERVICE} service in {token}")
     settings = hub_dir / SETTINGS
-    if not settings.exists():
-        settings.write_text(json.dumps({"ip": ip, "port": port, "group": group, "admins": list(admins)}, indent=2) + "\n")
-        done.append(f"{settings}: {ip}:{port}, the users of group {group}")
+    given = {"ip": ip, "port": port, "group": group, "admins": list(admins) or None}
+    before = read_settings(hub_dir) if settings.exists() else {"ip": "127.0.0.1", "port": 8000, "group": "students",
+                                                                 "admins": []}
+    after = before | {key: value for key, value in given.items() if value is not None}
+    if after != before or not settings.exists():
+        settings.write_text(json.dumps(after, indent=2) + "\n")
+        done.append(f"{settings}: {after['ip']}:{after['port']}, the users of group {after['group']}"
+                    + (f", admins {', '.join(after['admins'])}" if after["admins"] else ""))
     config = hub_dir / "jupyterhub_config.py"
     if not config.exists():
         config.write_text(CONFIG.format(dir=str(hub_dir)))
