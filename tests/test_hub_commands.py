@@ -89,15 +89,16 @@ def test_install_again_with_a_port_or_group_changes_only_those_in_hub_json(tmp_p
     proxy = proxy_command(tmp_path)  # as a first install left it (no npm here)
     proxy.parent.mkdir(parents=True)
     proxy.touch()
-    first = _workshop("hub", "install", "--dir", str(tmp_path))
+    first = _workshop("hub", "install", "--dir", str(tmp_path), "--group", "users")  # groups Debian has
     assert first.returncode == 0, first.stderr
     settings = json.loads((tmp_path / "hub.json").read_text())
-    assert settings == {"ip": "127.0.0.1", "port": 8000, "group": "students", "admins": []}
+    assert settings == {"ip": "127.0.0.1", "port": 8000, "group": "users", "admins": []}
     (tmp_path / "hub.json").write_text(json.dumps(settings | {"vm": {"enabled": True}}))
-    again = _workshop("hub", "install", "--dir", str(tmp_path), "--port", "18123", "--group", "course1")
+    again = _workshop("hub", "install", "--dir", str(tmp_path), "--port", "18123", "--group", "staff")
     assert again.returncode == 0, again.stderr
-    assert f"{tmp_path}/hub.json: 127.0.0.1:18123, the users of group course1" in again.stdout
+    assert f"{tmp_path}/hub.json: 127.0.0.1:18123, the users of group staff" in again.stdout
+    assert "the group" not in again.stdout, "an existing group is used as it is"
     assert json.loads((tmp_path / "hub.json").read_text()) == {
-        "ip": "127.0.0.1", "port": 18123, "group": "course1", "admins": [], "vm": {"enabled": True}}
+        "ip": "127.0.0.1", "port": 18123, "group": "staff", "admins": [], "vm": {"enabled": True}}
     same = _workshop("hub", "install", "--dir", str(tmp_path), "--port", "18123")
     assert same.returncode == 0 and "hub.json" not in same.stdout, same.stdout

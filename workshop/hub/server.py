@@ -8,6 +8,7 @@ what the running hub keeps: its database, cookie secret, pid files and log."""
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
 import secrets
@@ -63,6 +64,11 @@ def install(hub_dir: Path, course: Path | None = None, ip: str | None = None, po
         settings.write_text(json.dumps(after, indent=2) + "\n")
         done.append(f"{settings}: {after['ip']}:{after['port']}, the users of group {after['group']}"
                     + (f", admins {', '.join(after['admins'])}" if after["admins"] else ""))
+    try:
+        grp.getgrnam(after["group"])
+    except KeyError:  # the README's `usermod -aG students NAME` needs it
+        subprocess.run(["groupadd", after["group"]], check=True)
+        done.append(f"the group {after['group']}: its users log in (usermod -aG {after['group']} NAME adds one)")
     config = hub_dir / "jupyterhub_config.py"
     if not config.exists():
         config.write_text(CONFIG.format(dir=str(hub_dir)))
