@@ -12,7 +12,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import RECORD_MIME, KernelSocket
+from harness import RECORD_MIME, KernelSocket, three_free_ports
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("jupyterhub", reason="jupyterhub is missing: bash scripts/setup --hub installs it")
@@ -43,19 +42,6 @@ PASSWORD = "Course-" + secrets.token_hex(8)
 def _workshop(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=300,
                           check=check, cwd="/")
-
-
-def _three_free_ports() -> int:
-    for _ in range(50):
-        base = 20000 + secrets.randbelow(20000)
-        try:
-            for port in range(base, base + 3):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no three free ports in a row on loopback")
 
 
 class Hub:
@@ -97,7 +83,7 @@ class Hub:
 def hub():
     hub_dir = Path(tempfile.mkdtemp(prefix="workshop-hub-", dir="/var/tmp"))
     os.chmod(hub_dir, 0o755)
-    port = _three_free_ports()
+    port = three_free_ports()
     group = "wsh" + secrets.token_hex(3)
     subprocess.run(["groupadd", group], check=True)
     try:
