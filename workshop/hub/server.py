@@ -116,6 +116,8 @@ def build_vm(hub_dir: Path, say) -> str:
     snap = ensure_snapshot(image, "kvm" if usable else "tcg", settings.vm_memory, settings.vm_cpus, say)
     for path in (cache, cache / "snapshots", image.dir, snap.dir):
         os.chmod(path, 0o755)  # the image's own login key stays root's (0600)
+    for base in cache.glob("base-*"):  # debootstrap's tree, /tmp open to all in it: the image is made from it
+        os.chmod(base, 0o700)
     slots = cache / VM_SLOTS  # students lock it, read-only, while their VM starts
     slots.touch()
     os.chmod(slots, 0o644)
