@@ -20,6 +20,7 @@ skips these tests).
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -51,6 +52,14 @@ def readme_hub_lines() -> list[str]:
     section = text.split("\n### A course server", 1)[1].split("\n#", 1)[0]
     block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
     return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def _has_uid(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
 
 
 def _require() -> None:
@@ -232,6 +241,11 @@ def test_the_readme_course_server_on_a_fresh_debian(tmp_path):
     assert setup.startswith("bash scripts/setup --hub --vm ") and up.startswith("workshop hub up "), (setup, up)
     port = three_free_ports()  # the root shares the machine's network: not the README's 8000
     password = "Course-" + secrets.token_hex(8)
+    # the root shares the machine's processes too: a uid no user here has, so that no test
+    # beside this one that looks for (or ends) the processes of its own students sees these
+    uid = 50000 + secrets.randbelow(10000)
+    while _has_uid(uid):
+        uid += 1
     hub = "/var/lib/workshop-hub"
     script = f"""set -e
 mark() {{ printf '=%s=\\n' "$*"; }}
@@ -246,7 +260,7 @@ mark up
 mark status
 workshop hub status
 mark student
-useradd --create-home --shell /bin/bash ada
+useradd --create-home --shell /bin/bash --uid {uid} ada
 usermod -aG students ada
 echo "ada:{password}" | chpasswd
 id -u ada
@@ -273,12 +287,12 @@ workshop hub status || echo "status exit $?"
     assert f"{hub}/hub.json: 127.0.0.1:{port}, the users of group students" in sections["port"], sections["port"]
     assert sections["up"].startswith(f"http://127.0.0.1:{port}/ (log: {hub}/hub.log)"), sections["up"]
     assert sections["status"].startswith("running (pid "), sections["status"]
-    uid = sections["student"].split()[-1]
+    assert sections["student"].split()[-1] == str(uid), sections["student"]
     assert sections["writable"].split() == [], "a student can change the hub's VM cache"  # reading it: the cell ran
     session = dict(line.split(": ", 1) for line in sections["session"].splitlines() if ": " in line)
     assert session.get("login page") == "200 True" and session.get("login") == "302", sections["session"]
     assert session["user"] == "ada" and session["default kernel"] == "workshop", session
-    assert session["kernel runs as"] == uid and session["kernel target"] == "qemu:course", session
+    assert session["kernel runs as"] == str(uid) and session["kernel target"] == "qemu:course", session
     assert session["cell status"] == "ok" and session["cell uid"] == "0", session  # root, on their own VM
     assert session["cell boot"] == "another kernel's" and "qemu" in session["cell target"], session
     assert "ada: server running" in sections["status with the server"], sections["status with the server"]
