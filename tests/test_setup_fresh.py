@@ -11,6 +11,12 @@ selection of tests appended (the whole suite would take an hour), which shows
 that the runner starts and real kernel tests pass inside, among them the one
 that drops an SSH connection (OpenSSH 10 on Debian 13 has ``sshd-session``).
 
+The README's course server gets a root of its own (trixie only): its two lines
+as written, the hub moved to a free port first (the root shares this machine's
+network), then a student's first session there (tests/fresh_hub.py). Most of its
+time goes to building the students' VM image inside the root; it is marked
+``vm``, so that scripts/test runs it in the lane beside the host's tests.
+
 Each suite costs one to two minutes with the tarball cached (half a minute
 more to build it) and reaches Debian's archive and PyPI.
 ``WORKSHOP_FRESH_SUITES`` picks the suites (default ``bookworm trixie``; empty
