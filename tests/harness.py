@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,6 +50,20 @@ def loopback_listener() -> tuple[socket.socket, list[str]]:
 
     threading.Thread(target=serve, daemon=True).start()
     return sock, reached
+
+
+def three_free_ports() -> int:
+    """The first of three free ports in a row on loopback (a hub's, its API's and its proxy's)."""
+    for _ in range(50):
+        base = 20000 + secrets.randbelow(20000)
+        try:
+            for port in range(base, base + 3):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no three free ports in a row on loopback")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

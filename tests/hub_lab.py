@@ -10,7 +10,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import requests
+from harness import three_free_ports
 
 from workshop.hub.server import others_can_run
 
@@ -31,19 +31,6 @@ def workshop(*args: str, check: bool = True, env: dict | None = None, timeout: f
     """The `workshop` command, as root (the instructor)."""
     return subprocess.run([sys.executable, "-m", "workshop", *args], capture_output=True, text=True, timeout=timeout,
                           check=check, cwd="/", env=env)
-
-
-def three_free_ports() -> int:
-    for _ in range(50):
-        base = 20000 + secrets.randbelow(20000)
-        try:
-            for port in range(base, base + 3):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no three free ports in a row on loopback")
 
 
 class Hub:

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +85,28 @@ def test_hub_vm_without_a_hub_says_so(tmp_path):
     message = result.stderr.strip().removeprefix("Error: ")
     assert message in ("only root can build the students' VM (students may read its cache, never change it): use sudo.",
                        f"{tmp_path} has no hub: run `workshop hub install --dir {tmp_path}` first.")
+
+
+def test_install_again_with_a_port_or_group_changes_only_those_in_hub_json(tmp_path):
+    """What the README says changes where the hub listens, after setup made the hub."""
+    from workshop.hub.config import proxy_command
+    from workshop.hub.server import others_can_run
+
+    if os.geteuid() != 0 or not others_can_run(sys.executable):
+        pytest.skip("installing a hub needs root and a Python students can run")
+    proxy = proxy_command(tmp_path)  # as a first install left it (no npm here)
+    proxy.parent.mkdir(parents=True)
+    proxy.touch()
+    first = _workshop("hub", "install", "--dir", str(tmp_path), "--group", "users")  # groups Debian has
+    assert first.returncode == 0, first.stderr
+    settings = json.loads((tmp_path / "hub.json").read_text())
+    assert settings == {"ip": "127.0.0.1", "port": 8000, "group": "users", "admins": []}
+    (tmp_path / "hub.json").write_text(json.dumps(settings | {"vm": {"enabled": True}}))
+    again = _workshop("hub", "install", "--dir", str(tmp_path), "--port", "18123", "--group", "staff")
+    assert again.returncode == 0, again.stderr
+    assert f"{tmp_path}/hub.json: 127.0.0.1:18123, the users of group staff" in again.stdout
+    assert "the group" not in again.stdout, "an existing group is used as it is"
+    assert json.loads((tmp_path / "hub.json").read_text()) == {
+        "ip": "127.0.0.1", "port": 18123, "group": "staff", "admins": [], "vm": {"enabled": True}}
+    same = _workshop("hub", "install", "--dir", str(tmp_path), "--port", "18123")
+    assert same.returncode == 0 and "hub.json" not in same.stdout, same.stdout

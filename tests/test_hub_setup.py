@@ -56,7 +56,7 @@ def test_setup_hub_then_hub_up_serves_the_login_page_on_loopback():
         hub_dir = tmp / "hub"
         hub_dir.mkdir()
         (hub_dir / "hub.json").write_text(
-            f'{{"ip": "127.0.0.1", "port": {port}, "group": "students", "admins": []}}\n')
+            f'{{"ip": "127.0.0.1", "port": {port}, "group": "users", "admins": []}}\n')  # one Debian has
         env = {**os.environ, "T": str(tmp), "SRC": str(ROOT), "WORKSHOP_HUB_DIR": str(hub_dir)}
         env.pop("PYTHONPATH", None)  # the venv's own copy of the package, as a user gets it
         done = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", SCRIPT],

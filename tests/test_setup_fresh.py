@@ -11,6 +11,12 @@ selection of tests appended (the whole suite would take an hour), which shows
 that the runner starts and real kernel tests pass inside, among them the one
 that drops an SSH connection (OpenSSH 10 on Debian 13 has ``sshd-session``).
 
+The README's course server gets a root of its own (trixie only): its two lines
+as written, the hub moved to a free port first (the root shares this machine's
+network), then a student's first session there (tests/fresh_hub.py). Most of its
+time goes to building the students' VM image inside the root; it is marked
+``vm``, so that scripts/test runs it in the lane beside the host's tests.
+
 Each suite costs one to two minutes with the tarball cached (half a minute
 more to build it) and reaches Debian's archive and PyPI.
 ``WORKSHOP_FRESH_SUITES`` picks the suites (default ``bookworm trixie``; empty
@@ -20,7 +26,9 @@ skips these tests).
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +36,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import three_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 FRESH = ROOT / "scripts" / "fresh-debian"
@@ -41,6 +50,22 @@ def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("\n## Two commands", 1)[1].split("\n## ", 1)[0]
     return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+def readme_hub_lines() -> list[str]:
+    """The two lines of the README's "A course server": setup, then start."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n### A course server", 1)[1].split("\n#", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def _has_uid(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
 
 
 def _require() -> None:
@@ -226,3 +251,76 @@ mark second command
     assert re.search(r"workshop\s+/usr/local/share/jupyter/kernels/workshop", user), user
     inner = sections["second command"]
     assert re.search(r"^2 passed", inner, re.M), inner[-4000:]
+
+
+@pytest.mark.vm
+@pytest.mark.timeout(3600)
+def test_the_readme_course_server_on_a_fresh_debian(tmp_path):
+    """The README's two course-server lines on a fresh Debian 13, then a student's
+    first session: they log in with their password, their server's kernel is the
+    workshop kernel aimed at their own VM, and a cell runs as root in that VM,
+    restored from the snapshot setup built; `workshop hub down` leaves nothing."""
+    _require()
+    if "trixie" not in SUITES:
+        pytest.skip("WORKSHOP_FRESH_SUITES has no trixie")
+    setup, up = readme_hub_lines()
+    assert setup.startswith("bash scripts/setup --hub --vm ") and up.startswith("workshop hub up "), (setup, up)
+    port = three_free_ports()  # the root shares the machine's network: not the README's 8000
+    password = "Course-" + secrets.token_hex(8)
+    # the root shares the machine's processes too: a uid no user here has, so that no test
+    # beside this one that looks for (or ends) the processes of its own students sees these
+    uid = 50000 + secrets.randbelow(10000)
+    while _has_uid(uid):
+        uid += 1
+    hub = "/var/lib/workshop-hub"
+    script = f"""set -e
+mark() {{ printf '=%s=\\n' "$*"; }}
+mark setup
+start=$(date +%s)
+{setup}
+echo "setup took $(( $(date +%s) - start )) s"
+mark port
+workshop hub install --port {port}
+mark up
+{up}
+mark status
+workshop hub status
+mark student
+useradd --create-home --shell /bin/bash --uid {uid} ada
+usermod -aG students ada
+echo "ada:{password}" | chpasswd
+id -u ada
+mark writable
+runuser -u ada -- find {hub}/vm -writable 2>/dev/null || true
+mark session
+$(dirname "$(readlink -f "$(command -v workshop)")")/python tests/fresh_hub.py {port} ada {password}
+mark status with the server
+workshop hub status
+mark down
+workshop hub down
+workshop hub status || echo "status exit $?"
+"""
+    started = time.monotonic()
+    done = fresh("trixie", script, tmp_path / "fresh", timeout=3300)
+    took = time.monotonic() - started
+    out = done.stdout
+    print(f"\ncourse server on trixie: {took:.0f} s\n{out[-4000:]}")
+    assert done.returncode == 0, out[-8000:]
+    assert "ending what the command left running" not in out, "the hub was not down when the command ended"
+    sections = dict(re.findall(r"^=([a-z ]+)=\n(.*?)(?=^=[a-z]|\Z)", out, re.S | re.M))
+    print(re.search(r"^setup took \d+ s$", out, re.M).group(0))
+    assert "the students' VM: building its image and snapshot once" in sections["setup"], sections["setup"][-3000:]
+    assert f"{hub}/hub.json: 127.0.0.1:{port}, the users of group students" in sections["port"], sections["port"]
+    assert sections["up"].startswith(f"http://127.0.0.1:{port}/ (log: {hub}/hub.log)"), sections["up"]
+    assert sections["status"].startswith("running (pid "), sections["status"]
+    assert sections["student"].split()[-1] == str(uid), sections["student"]
+    assert sections["writable"].split() == [], "a student can change the hub's VM cache"  # reading it: the cell ran
+    session = dict(line.split(": ", 1) for line in sections["session"].splitlines() if ": " in line)
+    assert session.get("login page") == "200 True" and session.get("login") == "302", sections["session"]
+    assert session["user"] == "ada" and session["default kernel"] == "workshop", session
+    assert session["kernel runs as"] == str(uid) and session["kernel target"] == "qemu:course", session
+    assert session["cell status"] == "ok" and session["cell uid"] == "0", session  # root, on their own VM
+    assert session["cell boot"] == "another kernel's" and "qemu" in session["cell target"], session
+    assert "ada: server running" in sections["status with the server"], sections["status with the server"]
+    assert sections["down"].split("\n")[:2] == ["stopped", f"no hub is running from {hub}"], sections["down"]
+    assert "status exit 1" in sections["down"], sections["down"]

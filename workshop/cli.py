@@ -744,17 +744,19 @@ _HUB_DIR = click.option("--dir", "hub_dir", type=click.Path(file_okay=False, pat
 @_HUB_DIR
 @click.option("--course", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The notebooks copied into each student's ~/course.")
-@click.option("--ip", default="127.0.0.1", show_default=True, help="The address the hub listens on.")
-@click.option("--port", type=int, default=8000, show_default=True,
-              help="Its port (the next two: the hub's API and the proxy's, on loopback).")
-@click.option("--group", default="students", show_default=True, help="The system group whose users may log in.")
-@click.option("--admin", "admins", multiple=True, help="A user who administers the hub (repeat for more).")
+@click.option("--ip", help="The address the hub listens on.  [default: 127.0.0.1, or as hub.json has it]")
+@click.option("--port", type=int, help="Its port (the next two: the hub's API and the proxy's, on loopback).  "
+                                        "[default: 8000, or as hub.json has it]")
+@click.option("--group", help="The system group whose users may log in.  [default: students, or as hub.json has it]")
+@click.option("--admin", "admins", multiple=True, help="A user who administers the hub (repeat for more; replaces "
+                                                        "hub.json's).")
 @click.option("--exchange", type=click.Path(file_okay=False, path_type=Path),
               help="The course directory (workshop exchange init) students fetch from when their server starts "
                    "and hand in to; default: $WORKSHOP_COURSE_DIR or /srv/workshop-course.")
-def hub_install(hub_dir: Path, course: Path | None, ip: str, port: int, group: str, admins: tuple[str, ...],
-                exchange: Path | None) -> None:
-    """Lay out the hub's directory: config, proxy (npm), kernelspec, course notebooks."""
+def hub_install(hub_dir: Path, course: Path | None, ip: str | None, port: int | None, group: str | None,
+                admins: tuple[str, ...], exchange: Path | None) -> None:
+    """Lay out the hub's directory: config, proxy (npm), kernelspec, course notebooks; run again with
+    --ip, --port, --group, --admin or --exchange to change those in hub.json (restart the hub)."""
     from .errors import WorkshopError
     from .hub.server import install
 

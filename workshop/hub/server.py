@@ -8,6 +8,7 @@ what the running hub keeps: its database, cookie secret, pid files and log."""
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
 import secrets
@@ -38,10 +39,11 @@ configure(c, {dir!r})
 """
 
 
-def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", port: int = 8000,
-            group: str = "students", admins: tuple[str, ...] = (), exchange: Path | None = None) -> list[str]:
+def install(hub_dir: Path, course: Path | None = None, ip: str | None = None, port: int | None = None,
+            group: str | None = None, admins: tuple[str, ...] = (), exchange: Path | None = None) -> list[str]:
     """Lay out ``hub_dir``; a second run changes nothing but the course notebooks and
-    the exchange, when given (and keeps an edited config). Returns what was done, one line each."""
+    the settings it is given (ip, port, group, admins, the exchange: the rest of hub.json
+    and an edited config are kept). Returns what was done, one line each."""
     _need_root("install the hub")
     if not others_can_run(sys.executable):
         raise WorkshopError(f"ordinary users cannot run {sys.executable}, so no student's server would start: make the "
@@ -54,13 +56,22 @@ def install(hub_dir: Path, course: Path | None = None, ip: str = "127.0.0.1", po
         _write_private(token, secrets.token_hex(32) + "\n")
         done.append(f"a token for the hub's {SERVICE} service in {token}")
     settings = hub_dir / SETTINGS
-    if not settings.exists():
-        settings.write_text(json.dumps({"ip": ip, "port": port, "group": group, "admins": list(admins)}, indent=2) + "\n")
-        done.append(f"{settings}: {ip}:{port}, the users of group {group}")
-    exchange = exchange.resolve() if exchange is not None else None
-    if exchange is not None and read_settings(hub_dir).get("exchange") != str(exchange):
-        settings.write_text(json.dumps(read_settings(hub_dir) | {"exchange": str(exchange)}, indent=2) + "\n")
-        done.append(f"{settings}: students fetch from and hand in to the course at {exchange}")
+    given = {"ip": ip, "port": port, "group": group, "admins": list(admins) or None,
+             "exchange": str(exchange.resolve()) if exchange is not None else None}
+    before = read_settings(hub_dir) if settings.exists() else {"ip": "127.0.0.1", "port": 8000, "group": "students",
+                                                                 "admins": []}
+    after = before | {key: value for key, value in given.items() if value is not None}
+    if after != before or not settings.exists():
+        settings.write_text(json.dumps(after, indent=2) + "\n")
+        done.append(f"{settings}: {after['ip']}:{after['port']}, the users of group {after['group']}"
+                    + (f", admins {', '.join(after['admins'])}" if after["admins"] else "")
+                    + (f"; students fetch from and hand in to the course at {after['exchange']}"
+                       if after.get("exchange") else ""))
+    try:
+        grp.getgrnam(after["group"])
+    except KeyError:  # the README's `usermod -aG students NAME` needs it
+        subprocess.run(["groupadd", after["group"]], check=True)
+        done.append(f"the group {after['group']}: its users log in (usermod -aG {after['group']} NAME adds one)")
     config = hub_dir / "jupyterhub_config.py"
     if not config.exists():
         config.write_text(CONFIG.format(dir=str(hub_dir)))
@@ -108,6 +119,8 @@ def build_vm(hub_dir: Path, say) -> str:
     snap = ensure_snapshot(image, "kvm" if usable else "tcg", settings.vm_memory, settings.vm_cpus, say)
     for path in (cache, cache / "snapshots", image.dir, snap.dir):
         os.chmod(path, 0o755)  # the image's own login key stays root's (0600)
+    for base in cache.glob("base-*"):  # debootstrap's tree, /tmp open to all in it: the image is made from it
+        os.chmod(base, 0o700)
     slots = cache / VM_SLOTS  # students lock it, read-only, while their VM starts
     slots.touch()
     os.chmod(slots, 0o644)
