@@ -79,7 +79,8 @@ def test_a_fork_bomb_is_the_students_doing_with_the_limits_applied(tmp_path, ins
 
     ref = make_notebook(tmp_path / "reference.ipynb", {
         "before": "%expect stdout /^before/\necho before",
-        "bomb": "%expect exit 0\nbomb() { bomb | bomb & }; bomb",
+        # the cell lasts while the bomb grows: it reaches the limit before the cell ends and its processes go
+        "bomb": "%expect exit 0\nbomb() { bomb | bomb & }; bomb; sleep 5",
         "after": "%expect stdout /^after/\necho after",
     })
     subs = tmp_path / "subs"
