@@ -147,6 +147,9 @@ def test_status_lists_the_students_and_down_stops_hub_proxy_and_servers(hub, stu
     assert not _alive(status["pid"]) and not _alive(proxy)
     assert not [p for p in servers if _alive(int(p.name))], "the students' servers and kernels ended with the hub"
     assert not StudentCgroup(students[0], parent_name(hub.port)).tops[0].exists(), "the students' cgroups are removed"
+    uids = {pwd.getpwnam(name).pw_uid for name in students}
+    left = [str(d) for d in Path("/tmp").glob(".workshop-*") if d.stat().st_uid in uids]
+    assert not left, f"the students' shells left their state directories: {left}"
     with pytest.raises(requests.ConnectionError):
         requests.get(hub.url + "/hub/api/", timeout=10)
 

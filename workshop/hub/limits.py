@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
+import subprocess
 import time
 from pathlib import Path
+
+from ..shell.leftovers import sweep_script
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 SERVER_MB = 1536  # JupyterLab, the kernels and a terminal or two, besides the VMs
@@ -125,7 +129,21 @@ class StudentCgroup:
             deadline = time.monotonic() + wait
             while self.pids() and time.monotonic() < deadline:
                 time.sleep(0.1)
-        return self.remove()
+        gone = self.remove()
+        sweep_sessions_of(self.name)
+        return gone
+
+
+def sweep_sessions_of(name: str) -> None:
+    """Once a student's processes are ended, what their kernels' shells left in /tmp: the
+    wardens that would have cleaned up ended with them (shell/leftovers.py's sweep, run as
+    the student, which removes only the sessions whose shell and warden are gone)."""
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--",
+                    "sh", "-c", sweep_script()], cwd="/", capture_output=True, timeout=120, check=False)
 
 
 def students(parent: str, fs: Path = CGROUP_FS) -> list[StudentCgroup]:
