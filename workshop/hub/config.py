@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pwd
 import stat
@@ -123,5 +124,9 @@ def prepare_home(name: str, course: Path, exchange: Path | None = None) -> None:
         subprocess.run([*as_student, "sh", "-c", 'mkdir -p "$2" && cp -R -n "$1"/. "$2"/', "sh", str(course),
                         str(home / "course")], check=True, cwd="/", capture_output=True)
     if exchange is not None and (exchange / "released").is_dir():  # nothing released yet: the student fetches later
-        subprocess.run([*as_student, "env", f"HOME={home}", sys.executable, "-m", "workshop", "fetch", "--course",
-                        str(exchange)], check=False, cwd="/", capture_output=True, timeout=120)
+        fetched = subprocess.run([*as_student, "env", f"HOME={home}", sys.executable, "-m", "workshop", "fetch",
+                                  "--course", str(exchange)], check=False, cwd="/", capture_output=True, text=True,
+                                 timeout=120)
+        if fetched.returncode != 0:  # the server starts anyway: the student can run `workshop fetch` later
+            logging.getLogger("JupyterHub").warning("fetching the assignments for %s failed: %s", name,
+                                                    fetched.stderr.strip()[-500:])

@@ -69,18 +69,18 @@ class StudentCgroup:
             self.tops[0].mkdir(exist_ok=True)
             _enable_controllers(self.tops[0])
             self.dirs[0].mkdir(exist_ok=True)
-            _write(self.dirs[0] / "memory.max", str(memory))
+            (self.dirs[0] / "memory.max").write_text(str(memory))
             if (self.dirs[0] / "memory.swap.max").exists():
-                _write(self.dirs[0] / "memory.swap.max", "0")
-            _write(self.dirs[0] / "pids.max", str(tasks))
+                (self.dirs[0] / "memory.swap.max").write_text("0")
+            (self.dirs[0] / "pids.max").write_text(str(tasks))
         else:
             memory_dir, pids_dir = self.dirs
             for d in self.dirs:
                 d.mkdir(parents=True, exist_ok=True)
-            _write(memory_dir / "memory.limit_in_bytes", str(memory))
+            (memory_dir / "memory.limit_in_bytes").write_text(str(memory))
             if (memory_dir / "memory.memsw.limit_in_bytes").exists():
-                _write(memory_dir / "memory.memsw.limit_in_bytes", str(memory))
-            _write(pids_dir / "pids.max", str(tasks))
+                (memory_dir / "memory.memsw.limit_in_bytes").write_text(str(memory))
+            (pids_dir / "pids.max").write_text(str(tasks))
 
     def join_in_child(self):
         """A function for Popen's preexec_fn (run after the fork, still as root):
@@ -117,7 +117,6 @@ class StudentCgroup:
             except OSError:  # busy: something of the student's still runs
                 gone = False
         return gone
-
 
     def end(self, grace: float = 5.0) -> bool:
         """End what still runs in the cgroup (TERM, then KILL after ``grace``
@@ -168,8 +167,4 @@ def _enable_controllers(group: Path) -> None:
     enabled = set((group / "cgroup.subtree_control").read_text().split())
     wanted = [c for c in ("memory", "pids") if c not in enabled]
     if wanted:
-        _write(group / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
-
-
-def _write(path: Path, value: str) -> None:
-    path.write_text(value)
+        (group / "cgroup.subtree_control").write_text(" ".join("+" + c for c in wanted))
