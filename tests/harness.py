@@ -120,11 +120,24 @@ class Result:
 
 class KernelHarness:
     def __init__(self, env: dict[str, str], kernel_name: str = "workshop"):
-        self.km = KernelManager(kernel_name=kernel_name)
-        self.km.start_kernel(env=env)
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        # jupyter_client chooses the kernel's five ports before the kernel binds
+        # them; another process (an sshd or kernel a test starts meanwhile) may
+        # take one in between, and the kernel then dies at start ("Address
+        # already in use"). That is the machine's race, not the kernel's: start
+        # again on fresh ports. A kernel that is alive and silent still fails.
+        for attempt in range(3):
+            self.km = KernelManager(kernel_name=kernel_name)
+            self.km.start_kernel(env=env)
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            try:
+                self.kc.wait_for_ready(timeout=60)
+                return
+            except RuntimeError:
+                if self.km.is_alive() or attempt == 2:
+                    raise
+                self.kc.stop_channels()
+                self.km.cleanup_resources()
 
     def run(self, code: str, timeout: float = 60, allow_stdin: bool = False, on_input=None,
             metadata: dict | None = None) -> Result:

@@ -4,6 +4,7 @@ behind: each is stopped cleanly, reported, and leaves nothing running."""
 from __future__ import annotations
 
 import random
+import socket
 import subprocess
 import threading
 import time
@@ -94,3 +95,30 @@ def test_carriage_return_folding_is_linear():
         digest.add_shown(text[start : start + 65536])
     assert digest.normalized_hexdigest() is not None
     assert fold_overwrites(text) == "y" + "x" * 1_999_999 + "\n"
+
+
+def test_a_kernel_whose_port_was_taken_meanwhile_ends_with_a_sentence_instead_of_hanging(installed_kernelspec, tmp_path):
+    """jupyter_client picks a kernel's ports before the kernel binds them; another
+    process may take one in between. ipykernel would then hang alive and deaf for
+    ever (its context waits for the sockets it did bind); the kernel ends, so a
+    Jupyter server's restarter can start it again on new ports."""
+    from jupyter_client import KernelManager
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        km = KernelManager(kernel_name="workshop", cache_ports=False)  # keep the port set here
+        km.iopub_port = taken.getsockname()[1]
+        log = tmp_path / "stderr"
+        with open(log, "wb") as err:
+            km.start_kernel(env=clean_env(), stderr=err)
+        try:
+            deadline = time.monotonic() + 30
+            while km.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not km.is_alive(), "the kernel hangs on a port it cannot bind"
+        finally:
+            km.shutdown_kernel(now=True)
+    text = log.read_text()
+    assert "workshop kernel: cannot listen on the ports of its connection file" in text
+    assert "Address already in use" in text and "start the kernel again" in text
