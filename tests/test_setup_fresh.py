@@ -4,7 +4,7 @@
 only git and python3 added (cached as a tarball under
 /var/cache/workshop/fresh-debian, rebuilt weekly), gives it the host's CAs, apt
 and pip configuration, clones this repository into it and runs a command there
-as root, chrooted, in private mount namespaces; see its header.  Here the
+as root, in private mount namespaces rooted in the copy; see its header.  Here the
 command is the README's own text, taken from its "Two commands" section so
 that the two cannot drift: the first command in full, then the second with a
 selection of tests appended (the whole suite would take an hour), which shows
@@ -32,6 +32,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _has_uid(uid: int) -> bool:
 
 def _require() -> None:
     if os.geteuid() != 0:
-        pytest.skip("a fresh Debian needs root (debootstrap, chroot, mounts)")
+        pytest.skip("a fresh Debian needs root (debootstrap, mounts, pivot_root)")
     if not SUITES:
         pytest.skip("WORKSHOP_FRESH_SUITES is empty")
     missing = [t for t in ("debootstrap", "unshare", "git") if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
@@ -78,19 +79,36 @@ def _require() -> None:
         pytest.fail(f"missing {', '.join(missing)}: bash scripts/setup --test installs them")
 
 
+_COPIES: dict[Path, tuple[int, int]] = {}
+
+
+def _remember_copy(work: Path) -> None:
+    """Note the copy's root directory while it exists: its processes are found by
+    it after the copy is removed."""
+    try:
+        st = os.stat(work / "root")
+        _COPIES[work] = (st.st_dev, st.st_ino)
+    except OSError:
+        pass
+
+
 def _roots_under(work: Path) -> list[int]:
-    """Processes whose root directory lies in ``work``."""
+    """Processes whose root directory is the copy in ``work``. The copy is their
+    namespace's root (pivot_root), so /proc/PID/root reads as "/" from here:
+    they are found by the directory's identity, not its path."""
+    _remember_copy(work)
+    copy = _COPIES.get(work)
+    if copy is None:
+        return []
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                # Seen from inside another root (this suite run in a fresh Debian
-                # itself), a root in a mount namespace of its own reads as the
-                # path from the machine's /: the work dir's path then comes later.
-                if f"{work}/" in os.readlink(f"/proc/{entry}/root"):
-                    found.append(int(entry))
+                st = os.stat(f"/proc/{entry}/root")
             except OSError:
                 continue
+            if (st.st_dev, st.st_ino) == copy:
+                found.append(int(entry))
     return found
 
 
@@ -106,8 +124,20 @@ def fresh(suite: str, command: str, work: Path, timeout: float, *options: str) -
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("fresh-debian: running in"):
+                _remember_copy(work)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
+        reader.join(60)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:  # timed out, or this test was interrupted: stop it as a user would
             os.killpg(proc.pid, signal.SIGTERM)
