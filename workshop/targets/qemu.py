@@ -57,10 +57,13 @@ class QemuTarget(SSHTarget):
                 f"`kill -CONT {pid}` lets it run again")
 
     def open(self):
-        """Only the host key the tool made for this VM (pinned at its boot) is accepted."""
+        """Only the host key the tool made for this VM (pinned at its boot) is accepted.
+        The VM is up by now (prepare), on this machine: a slow answer is an
+        emulated guest waiting for a CPU on a busy server (many students under
+        TCG), not a machine that is gone, so its handshake is given a minute."""
         from ..shell.ssh import Endpoint, SSHConnection
 
-        return SSHConnection(Endpoint(self.host, self.port, self.user, self.key), pin="strict")
+        return SSHConnection(Endpoint(self.host, self.port, self.user, self.key), connect_timeout=60, pin="strict")
 
     def release(self) -> None:
         """A VM restored for this kernel (``vm_restore``) stops with it."""
