@@ -50,6 +50,19 @@ def vm_kernel(installed_kernelspec):
         assert not vm.running
 
 
+def _wait_stopped(pid: int) -> None:
+    """Until SIGSTOP has taken effect: kill() returns before every thread of qemu
+    has stopped, and on a busy machine the next cell could start meanwhile and
+    find a VM that freezes under it, mid-cell (a different case, tested below)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"qemu {pid} did not stop within 30 s of SIGSTOP")
+
+
 def _kill_qemu(vm: VM) -> int:
     pid = vm.pid()
     assert pid
@@ -114,6 +127,7 @@ def test_a_frozen_vm_ends_the_cell_within_seconds_and_is_used_again_once_it_runs
     try:
         # frozen between cells: the next cell says so at once, and the shell is kept
         os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
         started = time.monotonic()
         idle = kernel.run("echo hi", timeout=60)
         assert time.monotonic() - started < 5
