@@ -171,7 +171,10 @@ def test_ci_runs_the_readme_test_command():
     assert first.startswith("bash scripts/setup") and "workshop run notebooks/" in first
     assert second.startswith("bash scripts/setup --test &&") and "scripts/test" in second
     ci = (ROOT / ".ci" / "run").read_text()
-    assert any(line.strip().startswith(second) for line in ci.splitlines()), ".ci/run must run the README's test command"
+    # verbatim, as the command of a fresh Debian 13 root: the users' platform
+    in_root = re.search(r"scripts/fresh-debian --suite trixie [^\n]*\\\n\s*'([^']*)'", ci)
+    assert in_root, ".ci/run must run a command in a fresh Debian 13 root"
+    assert in_root.group(1) == second, ".ci/run must run the README's test command there"
     setup = (ROOT / "scripts" / "setup").read_text()
     assert "--break-system-packages" not in setup.replace("never `--break-system-packages`", "")
 
