@@ -29,9 +29,9 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the container magics
 def mount_table() -> list[str]:
     """Mount points and what is mounted there (ids left out: they are not state).
     The Docker engine's own mounts (a running container's root under its data
-    directory, its network namespaces) are left out: tests in the other lane run containers meanwhile,
-    and seen from a machine whose engine shares this mount namespace (a fresh
-    root) they would read as ours."""
+    directory, its network namespaces) are left out: tests in the other lane run
+    containers meanwhile, and where the engine shares this mount namespace (a
+    fresh root) they would read as ours."""
     rows = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
