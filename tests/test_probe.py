@@ -170,3 +170,30 @@ def test_lines_of_a_python_file_become_pass_and_printf_does_not_apply():
     assert [s.label for s in made] == ["empty answer", "line 4 removed: x = 1", "line 5 removed: return x"]
     assert made[1].source.split("\n")[3] == "    pass"
     assert skipped == ["printf: the answer is the text of a file (%%file), not commands that print"]
+
+
+@pytest.mark.parametrize("with_cleanup", [True, False], ids=["clean-up-cell", "none"])
+def test_a_run_on_a_shared_machine_stops_after_its_task_and_then_runs_the_clean_up(tmp_path, with_cleanup):
+    """The cells between the task and the clean-up never run for a shortcut; without a
+    clean-up cell every run goes through the whole notebook, since only its later cells
+    can undo what a run made."""
+    log = tmp_path / "ran.log"
+    source = notebook(tmp_path / "lab.ipynb", {"box": BOX})
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"echo later >> {log}", id="later"))
+    if with_cleanup:
+        nb.cells.append(nbformat.v4.new_code_cell(f"%cleanup\necho cleanup >> {log}", id="lab-cleanup"))
+    nbformat.write(nb, str(source))
+    run = workshop("probe", str(source), *LOCAL, "--json", str(tmp_path / "probe.json"))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "probe.json").read_text())[0]
+    shortcuts = len(report["tasks"][0]["shortcuts"])
+    assert shortcuts >= 3, report  # the empty answer, and each of the solution's two lines removed
+    ran = log.read_text().split()
+    if with_cleanup:  # the reference's run goes through every cell; each shortcut's skips "later"
+        assert ran.count("later") == 1 and ran.count("cleanup") == 1 + shortcuts, ran
+    else:
+        assert ran.count("later") == 1 + shortcuts, ran
+    # and the task's checks still judge every shortcut: the empty answer earns nothing
+    empty = next(s for s in report["tasks"][0]["shortcuts"] if s["kind"] == "empty")
+    assert empty["earned"] == 0, empty

@@ -19,11 +19,12 @@ A check that earns points for the empty answer, ``printf`` or the host is weak.
 A removed line is reported when the task still earns all its points without it:
 no check needed that line.
 
-On ``qemu:`` targets every run has a fresh VM and stops after the cells that
-check its task (the task's own, and the hidden cells below it), so a task near
-the top of a long notebook costs little.  On other targets (``local``, SSH) the
-runs share one machine: each runs the whole notebook, so that the notebook's own
-clean-up cells undo what a run left outside its working directory.
+Every run stops after the cells that check its task (the task's own, and the
+hidden cells below it), so a task near the top of a long notebook costs little.
+On ``qemu:`` targets every run has a fresh VM.  On other targets (``local``,
+SSH) the runs share one machine, so a run then goes on with the notebook's
+clean-up cells (the code cells below that begin with ``%cleanup``), which undo
+what it left outside its working directory; a notebook without any runs whole.
 """
 
 from __future__ import annotations
@@ -314,9 +315,21 @@ def _task_end(cells: list[dict], start: int) -> int:
     return end
 
 
-def _cut(nb: dict, end: int) -> dict:
+def _is_cleanup(cell: dict) -> bool:
+    """A code cell that begins with the ``%cleanup`` magic: the notebook's own clean-up."""
+    lines = multiline_text(cell.get("source")).strip().split("\n", 1)
+    return cell.get("cell_type") == "code" and lines[0].split()[:1] == ["%cleanup"]
+
+
+def _cut(nb: dict, end: int, shared: bool) -> dict:
+    """The cells up to ``end``; on a ``shared`` machine, then the clean-up cells below
+    (the whole notebook when it has none, since only its own later cells undo what a run made)."""
     cut = copy.deepcopy(nb)
-    cut["cells"] = cut["cells"][: end + 1]
+    later = cut["cells"][end + 1:]
+    cleanup = [cell for cell in later if _is_cleanup(cell)]
+    if shared and not cleanup:
+        return cut
+    cut["cells"] = cut["cells"][: end + 1] + (cleanup if shared else [])
     return cut
 
 
@@ -431,9 +444,9 @@ def _plan_task(probed: TaskProbe, task: RefTask, result: dict, executed: dict | 
     made, skipped = shortcuts(source, kinds, _recorded(executed, task.cell_id))
     probed.skipped += skipped
     probed.shortcuts = made
-    # A fresh VM per run: stop after the cells that check the task.  Elsewhere the rest of
-    # the notebook runs too, so that its own clean-up leaves the machine as the next run needs it.
-    reference = _cut(nb, _task_end(nb["cells"], at)) if fresh_per_run(target) else nb
+    # Stop after the cells that check the task; on a machine the runs share, its clean-up
+    # cells follow, so that the machine is left as the next run needs it.
+    reference = _cut(nb, _task_end(nb["cells"], at), shared=not fresh_per_run(target))
     plans = []
     for shortcut in made:
         submission = copy.deepcopy(reference)
