@@ -182,7 +182,7 @@ def test_a_run_on_a_shared_machine_stops_after_its_task_and_then_runs_the_clean_
     nb = nbformat.read(str(source), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(f"echo later >> {log}", id="later"))
     if with_cleanup:
-        nb.cells.append(nbformat.v4.new_code_cell(f"%cleanup\necho cleanup >> {log}", id="lab-cleanup"))
+        nb.cells.append(nbformat.v4.new_code_cell(f"%expect exit 0\n%cleanup\necho cleanup >> {log}", id="lab-cleanup"))
     nbformat.write(nb, str(source))
     run = workshop("probe", str(source), *LOCAL, "--json", str(tmp_path / "probe.json"))
     assert run.returncode == 0, run.stderr

@@ -23,7 +23,7 @@ Every run stops after the cells that check its task (the task's own, and the
 hidden cells below it), so a task near the top of a long notebook costs little.
 On ``qemu:`` targets every run has a fresh VM.  On other targets (``local``,
 SSH) the runs share one machine, so a run then goes on with the notebook's
-clean-up cells (the code cells below that begin with ``%cleanup``), which undo
+clean-up cells (the code cells below that run ``%cleanup``), which undo
 what it left outside its working directory; a notebook without any runs whole.
 """
 
@@ -51,7 +51,7 @@ from .batch import (
     fresh_per_run,
     rerun_submission,
 )
-from .cell import is_check_line, split_cell
+from .cell import is_check_line, parse_cell, split_cell
 from .errors import AssignmentError, GradingError, MagicError, TargetError
 from .grading.notebook import read_notebook_json
 from .grading.reference import Reference, RefTask
@@ -316,20 +316,23 @@ def _task_end(cells: list[dict], start: int) -> int:
 
 
 def _is_cleanup(cell: dict) -> bool:
-    """A code cell that begins with the ``%cleanup`` magic: the notebook's own clean-up."""
-    lines = multiline_text(cell.get("source")).strip().split("\n", 1)
-    return cell.get("cell_type") == "code" and lines[0].split()[:1] == ["%cleanup"]
+    """A code cell that runs the ``%cleanup`` magic: the notebook's own clean-up."""
+    if cell.get("cell_type") != "code":
+        return False
+    try:
+        magics = parse_cell(multiline_text(cell.get("source")), strict=False).line_magics
+    except MagicError:
+        return False
+    return any(magic.name == "cleanup" for magic in magics)
 
 
 def _cut(nb: dict, end: int, shared: bool) -> dict:
     """The cells up to ``end``; on a ``shared`` machine, then the clean-up cells below
     (the whole notebook when it has none, since only its own later cells undo what a run made)."""
     cut = copy.deepcopy(nb)
-    later = cut["cells"][end + 1:]
-    cleanup = [cell for cell in later if _is_cleanup(cell)]
-    if shared and not cleanup:
-        return cut
-    cut["cells"] = cut["cells"][: end + 1] + (cleanup if shared else [])
+    cleanup = [cell for cell in cut["cells"][end + 1:] if _is_cleanup(cell)] if shared else []
+    if not shared or cleanup:
+        cut["cells"] = cut["cells"][: end + 1] + cleanup
     return cut
 
 
