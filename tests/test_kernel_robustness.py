@@ -3,6 +3,8 @@ behind: each is stopped cleanly, reported, and leaves nothing running."""
 
 from __future__ import annotations
 
+import os
+import queue
 import random
 import socket
 import subprocess
@@ -122,3 +124,50 @@ def test_a_kernel_whose_port_was_taken_meanwhile_ends_with_a_sentence_instead_of
     text = log.read_text()
     assert "workshop kernel: cannot listen on the ports of its connection file" in text
     assert "Address already in use" in text and "start the kernel again" in text
+
+
+# Loaded before the kernel (a sitecustomize on its PYTHONPATH): the control thread
+# waits a second before it publishes the shutdown request's `idle`, so the race with
+# the main thread's exit, rare by itself, happens every time.
+_SLOW_IDLE_AFTER_SHUTDOWN = '''
+import time
+from ipykernel.kernelbase import Kernel
+
+_publish = Kernel._publish_status_and_flush
+
+def _late(self, status, channel, stream, parent=None):
+    if channel == "control" and status == "idle" and self._shutdown_message is not None:
+        time.sleep(1.0)
+    return _publish(self, status, channel, stream, parent)
+
+Kernel._publish_status_and_flush = _late
+'''
+
+
+def test_the_shutdown_requests_idle_arrives_and_the_kernel_exits_cleanly(installed_kernelspec, tmp_path):
+    """After the shutdown reply, ipykernel's control thread still publishes `idle` while
+    the main thread runs the exit functions that close every socket.  A socket closed
+    under a sending thread aborted the kernel (libzmq's `pfd.revents & POLLIN`, SIGABRT,
+    once in CI) or lost the `idle` a client waits for.  The kernel lets the control
+    thread finish first: with that thread held back a second, both arrive."""
+    (tmp_path / "sitecustomize.py").write_text(_SLOW_IDLE_AFTER_SHUTDOWN)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    kernel = KernelHarness(clean_env(WORKSHOP_TARGET="local", PYTHONPATH=path))
+    assert kernel.run("echo up").stdout == "up\n"
+    process = kernel.km.provisioner.process
+    request = kernel.kc.shutdown()
+    states = []
+    deadline = time.monotonic() + 30
+    while "idle" not in states and time.monotonic() < deadline:
+        try:
+            msg = kernel.kc.get_iopub_msg(timeout=0.5)
+        except queue.Empty:
+            if process.poll() is not None:
+                break
+            continue
+        if msg["parent_header"].get("msg_id") == request and msg["msg_type"] == "status":
+            states.append(msg["content"]["execution_state"])
+    kernel.km.shutdown_wait_time = 30.0
+    kernel.shutdown()
+    assert states == ["busy", "idle"], f"the shutdown request's status messages: {states}"
+    assert process.returncode == 0, f"the kernel did not exit by itself: status {process.returncode}"

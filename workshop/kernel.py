@@ -273,6 +273,7 @@ def main() -> None:
     # it saves two threads, and ipykernel's control thread can otherwise hang at
     # shutdown flushing a stream whose I/O thread has already stopped.
     WorkshopKernelApp.launch_instance(kernel_class=WorkshopKernel, outstream_class=None)
+    WorkshopKernelApp.instance().let_the_control_thread_finish()
     # Shut down: the session's teardown is done and ipykernel's exit functions close its
     # sockets (they wait for the last messages to leave).  What is left is the interpreter
     # freeing its modules one by one: seconds on a loaded machine, past the 2.5 s a Jupyter

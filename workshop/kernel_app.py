@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -41,3 +42,16 @@ class WorkshopKernelApp(IPKernelApp):
             os._exit(1)
         finally:
             self.log.removeFilter(notice)
+
+    def let_the_control_thread_finish(self, patience: float = 10.0) -> None:
+        """The shell's loop stops as soon as the control thread has sent the shutdown reply,
+        but that thread then publishes the request's `idle` status.  ipykernel's exit
+        functions close every socket, that thread's among them, and a zmq socket closed
+        under a thread sending on it aborts the process (libzmq's `pfd.revents & POLLIN`):
+        the kernel died with SIGABRT, and the client lost its `idle`.  So the control
+        thread ends first; bounded, a stuck thread must not keep the kernel alive."""
+        control = self.control_thread
+        if control is not None and control.is_alive():
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: the thread is ending
+                control.stop()
+            control.join(timeout=patience)
