@@ -47,6 +47,13 @@ KVM_RETRY_AFTER = 24 * 3600.0
 # longer on the clock instead of failing a boot that is only slow. The clock
 # never runs past this many times the timeout, though.
 BOOT_MAX_STRETCH = 4.0
+# What a guest kernel prints when it stalls: under TCG on a loaded host a booting guest
+# has lost a timer interrupt to the emulation ("rcu_preempt kthread timer wakeup didn't
+# happen ... Possible timer handling issue on cpu=0") and then waited for ever, its boot
+# failing only at the timeout, minutes later.  Such a boot is given up at the first sign
+# and the VM booted again, once; the second boot waits out its timeout as before.
+STALL_SIGNS = ("rcu: INFO: rcu_preempt detected stalls", "rcu_preempt kthread starved",
+               "blocked for more than 120 seconds")
 KERNEL_ARGS = (
     "root=/dev/vda rw rootfstype=ext4 console=ttyS0 quiet loglevel=4 panic=-1 "
     "mitigations=off net.ifnames=0 random.trust_cpu=on 8250.nr_uarts=1 "
@@ -371,7 +378,11 @@ class VM:
                            f"{_kvm_broken_file()} to try it sooner"))
         else:
             say(Notice(f"no KVM ({why}): booting with TCG software emulation (slower)"))
-        info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices, isolated)
+        try:
+            info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices, isolated, stalls_end_it=True)
+        except _GuestStalled as exc:
+            say(Notice(f"the guest's kernel stalled while booting under emulation ({exc}); booting it again"))
+            info = self._boot(qemu, image, "tcg", memory_mb, cpus, say, devices, isolated)
         if kvm_failure:
             # the same VM boots without KVM: remember for a while that KVM is what fails here
             _kvm_broken_file().write_text(f"{kvm_failure}\n")  # when: its modification time
@@ -424,7 +435,7 @@ class VM:
         return int((self.dir / "qemu.pid").read_text().strip())
 
     def _boot(self, qemu: str, image: Image, accel: str, memory_mb: int, cpus: int, say: Progress,
-              devices: tuple[str, ...] = (), isolated: bool = False) -> SSHInfo:
+              devices: tuple[str, ...] = (), isolated: bool = False, stalls_end_it: bool = False) -> SSHInfo:
         started = time.monotonic()
         try:
             port = self.launch(lambda port: self.command(image, accel, port, memory_mb, cpus, devices, isolated),
@@ -449,7 +460,7 @@ class VM:
         self._save_state(state)
         pin_host_key(port, *image.host_key_line())
         try:
-            held_back = self._await_ssh(pid, port, accel, started, say)
+            held_back = self._await_ssh(pid, port, accel, started, say, stalls_end_it)
             self._verify_login(port, image)
         except BaseException:  # a failed boot, a VM we cannot log in to, or an interrupt: stop it
             self._stop(lambda text: None)
@@ -464,9 +475,11 @@ class VM:
         say(f"'{self.name}' is up ({accel.upper()}) in {state['boot_seconds']:.1f} s: ssh {USER}@{HOST} -p {port}")
         return SSHInfo(USER, HOST, port, str(image.client_key))
 
-    def _await_ssh(self, pid: int, port: int, accel: str, started: float, say: Progress) -> float:
+    def _await_ssh(self, pid: int, port: int, accel: str, started: float, say: Progress,
+                   stalls_end_it: bool = False) -> float:
         """Wait until the booting guest answers on SSH; returns how long the
-        host's other load kept the guest from a CPU meanwhile (seconds)."""
+        host's other load kept the guest from a CPU meanwhile (seconds).  With
+        ``stalls_end_it``, a stall the guest's kernel reports raises _GuestStalled."""
         timeout = KVM_BOOT_TIMEOUT if accel == "kvm" else (self.settings.vm_boot_timeout or TCG_BOOT_TIMEOUT)
         begun = time.monotonic()
         cpu_wait_before = _cpu_wait_seconds(pid)
@@ -486,6 +499,8 @@ class VM:
                 raise VMError(f"the VM '{self.name}' failed while booting ({runstate}); its console:\n{self._console_tail()}")
             if _ssh_banner(port):
                 return held_back
+            if stalls_end_it and (stall := self._stall_reported()):
+                raise _GuestStalled(stall)
             now = time.monotonic()
             cpu_wait = _cpu_wait_seconds(pid)
             if cpu_wait is not None and cpu_wait_before is not None:
@@ -525,6 +540,14 @@ class VM:
         finally:
             conn.close()
         raise VMError(f"could not log in to the VM '{self.name}' on port {port}: {last}")
+
+    def _stall_reported(self) -> str | None:
+        """The console's first line that says the guest's kernel stalled, if any."""
+        try:
+            text = self.console_log.read_text(errors="replace")
+        except OSError:
+            return None
+        return next((line.strip() for line in text.splitlines() if any(sign in line for sign in STALL_SIGNS)), None)
 
     def _console_tail(self, lines: int = 20) -> str:
         try:
@@ -598,6 +621,10 @@ class VM:
 
 class _KVMFailed(Exception):
     pass
+
+
+class _GuestStalled(Exception):
+    """The booting guest's kernel reported a stall on its console (see STALL_SIGNS)."""
 
 
 class _QemuRefused(Exception):
