@@ -70,6 +70,9 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_clean(notebook, tmp_path, installed_kernelspec, docker_engine):
+    """Each notebook on this machine, every check passing, nothing left behind.  The
+    README's command over all of them (`workshop run notebooks/*.ipynb`, local) runs
+    in test_setup_fresh.py, on fresh Debian 12 and 13; on a VM, below."""
     before_mounts, before_cgroups = mounts(), cgroup_dirs()
     try:
         result = run_notebook(notebook, out_dir=tmp_path, target="local", timeout=120)
@@ -82,23 +85,6 @@ def test_notebook_runs_clean(notebook, tmp_path, installed_kernelspec, docker_en
         assert after_mounts == before_mounts, set(after_mounts) ^ set(before_mounts)
         assert after_cgroups == before_cgroups, set(after_cgroups) ^ set(before_cgroups)
         assert not os.path.exists(WORKDIR), "the work directory is left"
-    finally:
-        leftovers_cleanup()
-
-
-def test_workshop_run_all_notebooks(tmp_path, installed_kernelspec, docker_engine):
-    """The command CI uses: `workshop run notebooks/*.ipynb` exits 0."""
-    env = dict(os.environ)
-    env.pop("JPY_SESSION_NAME", None)
-    env.pop("WORKSHOP_TARGET", None)
-    paths = [str(p) for p in sorted(NOTEBOOKS[0].parent.glob("*.ipynb")) if not p.name.endswith(".out.ipynb")]
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "workshop", "run", *paths, "--out", str(tmp_path), "--junit", str(tmp_path / "j.xml")],
-            capture_output=True, text=True, timeout=900, env=env,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert (tmp_path / "j.xml").read_text().count("<failure") == 0
     finally:
         leftovers_cleanup()
 

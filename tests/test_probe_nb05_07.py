@@ -48,32 +48,22 @@ def workshop(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
-def probe(notebook: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    try:
-        run = workshop("probe", str(notebook), *LOCAL, "--json", str(tmp_path / "probe.json"))
-    finally:
-        leftovers_cleanup(notebook)
-    report = json.loads((tmp_path / "probe.json").read_text()) if (tmp_path / "probe.json").exists() else []
-    return run, report
-
-
-def assert_probed_without_weak_check(run: subprocess.CompletedProcess, report: list, task: str) -> None:
+def assert_probed_without_weak_check(run: subprocess.CompletedProcess, notebook: dict | None, task: str) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "no shortcut passed a check" in run.stdout + run.stderr, run.stdout + run.stderr
-    (notebook,) = report
-    assert notebook["weak"] == []
+    assert notebook is not None and notebook["weak"] == []
     (probed,) = [t for t in notebook["tasks"] if t["task"] == task]
     assert not probed.get("problem"), probed  # the reference passed its own checks, so the shortcuts were run
     assert probed["shortcuts"] and probed["full_marks"] == [], probed
 
 
-def test_notebook_05_has_no_weak_check(tmp_path, installed_kernelspec):
-    run, report = probe(NB05, tmp_path)
+def test_notebook_05_has_no_weak_check(notebook_probe):
+    run, report = notebook_probe("05")  # the session's one probe of notebook 05 (tests/conftest.py)
     assert_probed_without_weak_check(run, report, "plain-kill")
 
 
-def test_notebook_07_has_no_weak_check(tmp_path, installed_kernelspec):
-    run, report = probe(NB07, tmp_path)
+def test_notebook_07_has_no_weak_check(notebook_probe):
+    run, report = notebook_probe("07")  # the session's one probe of notebook 07 (tests/conftest.py)
     assert_probed_without_weak_check(run, report, "commit")
 
 
