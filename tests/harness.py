@@ -215,7 +215,7 @@ class KernelHarness:
         def run() -> None:
             try:
                 self.run(code, timeout=timeout)
-            except (zmq.ZMQError, TimeoutError):
+            except (zmq.ZMQError, TimeoutError, AssertionError):  # AssertionError: jupyter_client's, its channels stopped
                 pass
 
         thread = threading.Thread(target=run, daemon=True)

@@ -5,7 +5,6 @@ lost, and runs.  Real qemu (TCG here), cold boots: slow."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -193,12 +192,7 @@ def test_a_kernel_killed_mid_cell_leaves_nothing_in_its_vm(installed_kernelspec)
             return conn.exec(command, timeout=30).stdout
 
         tag = 4242421
-        def run_until_killed() -> None:
-            # the kernel is killed under this cell: its client's sockets then fail, as they should
-            with contextlib.suppress(Exception):
-                kernel.run(f"%%cgroup --pids 20\n%%overlay /root/rootfs\nsleep {tag}", timeout=120)
-
-        threading.Thread(target=run_until_killed, daemon=True).start()
+        kernel.run_in_background(f"%%cgroup --pids 20\n%%overlay /root/rootfs\nsleep {tag}", timeout=120)
         deadline = time.monotonic() + 60
         while not inside(f"pgrep -f '^sleep {tag}$'") and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -76,7 +76,7 @@ def test_notebook_runs_clean(notebook, tmp_path, installed_kernelspec, docker_en
     before_mounts, before_cgroups = mounts(), cgroup_dirs()
     try:
         result = run_notebook(notebook, out_dir=tmp_path, target="local", timeout=120)
-        failed = [f"{c.key}: {c.message}" for c in result.failed_checks]
+        failed = [f"{c.key}: {c.message} (got {c.got[-800:]!r})" for c in result.failed_checks]
         assert result.error is None, f"{result.error}; failed checks: {failed}"
         assert [c.index for c in result.cells if c.status != "ok"] == []
         assert result.checks, "the notebook has no checks"

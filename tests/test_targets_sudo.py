@@ -100,7 +100,7 @@ def test_workshop_notebooks_pass_as_a_sudoer(accounts, path, tmp_path, installed
 
     before = mounts(), cgroup_dirs()
     result = run_notebook(path, out_dir=tmp_path, target=accounts.url_for(SUDOER, sudo="1"), timeout=120)
-    failed = [f"{c.key}: {c.message}" for c in result.failed_checks]
+    failed = [f"{c.key}: {c.message} (got {c.got[-800:]!r})" for c in result.failed_checks]
     assert result.error is None and not failed, f"{result.error}; failed checks: {failed}"
     assert result.checks, "the notebook has checks"
     assert (mounts(), cgroup_dirs()) == before, "the notebook left mounts or cgroups behind"
