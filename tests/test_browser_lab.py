@@ -167,9 +167,27 @@ def _wait_idle(page) -> None:
 
 
 def _start(page, name: str | int) -> None:
-    """Select the cell and press the toolbar's run button, as a student does."""
-    _cell(page, name).locator(".jp-InputPrompt").click()
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+    press_run(page, _cell(page, name))
+
+
+def press_run(page, cell, tries: int = 3) -> None:
+    """Select the cell and press the toolbar's run button, as a student does.  A code
+    cell's prompt turns from `[ ]:` to `[*]:` at once; when it does not, the click
+    landed before the page had wired its toolbar (seen once on a loaded CI machine: the
+    prompt stayed `[ ]:` for two minutes) and is made again, as a student would."""
+    from playwright.sync_api import expect
+
+    prompt = cell.locator(".jp-InputPrompt")
+    for attempt in range(tries):
+        prompt.click()
+        page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+        if "jp-CodeCell" not in (cell.get_attribute("class") or "") or attempt == tries - 1:
+            return
+        try:
+            expect(prompt).not_to_have_text(re.compile(r"^\[ \]:$"), timeout=15_000)
+            return
+        except AssertionError:
+            continue
 
 
 def _finished(page, name: str | int, timeout: float = WAIT_MS):

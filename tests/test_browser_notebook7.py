@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from test_browser_lab import WAIT_MS, _artifact, _chromium, open_page
+from test_browser_lab import WAIT_MS, _artifact, _chromium, open_page, press_run
 from test_iopub_limits import Server
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow, pytest.mark.browser]
@@ -67,8 +67,7 @@ def _run(page, name: str):
 
     cell = _cell(page, name)
     _wait_idle(page)
-    cell.locator(".jp-InputPrompt").click()
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+    press_run(page, cell)
     if name != "maths":
         expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=WAIT_MS)
     if name != "maths":
