@@ -2,10 +2,10 @@
 
 For each notebook, ``workshop assign``'s code writes the student copy; that copy,
 run unfilled with the reference's checks put back (hidden ones too, as a grader's
-rerun does), must fail every task check.  That the reference's own solutions pass
-every check is test_notebooks.py's (each notebook runs there), so the release here
-does not run the reference a second time; assign's verification is test_assign.py's.  A task check that passes without the student's work
-grades nothing: the failure names it.  ``00-demo`` shows the kernel itself and
+rerun does), must fail every task check.  A task check that passes without the
+student's work grades nothing: the failure names it.  That the reference's own
+solutions pass every check is test_notebooks.py's (each notebook runs there), so the
+release here does not run the reference again; assign's verification is test_assign.py's.  ``00-demo`` shows the kernel itself and
 is no assignment.
 """
 

@@ -541,18 +541,20 @@ class VM:
             conn.close()
         raise VMError(f"could not log in to the VM '{self.name}' on port {port}: {last}")
 
-    def _stall_reported(self) -> str | None:
-        """The console's first line that says the guest's kernel stalled, if any."""
+    def _console_text(self) -> str | None:
         try:
-            text = self.console_log.read_text(errors="replace")
+            return self.console_log.read_text(errors="replace")
         except OSError:
             return None
-        return next((line.strip() for line in text.splitlines() if any(sign in line for sign in STALL_SIGNS)), None)
+
+    def _stall_reported(self) -> str | None:
+        """The console's first line that says the guest's kernel stalled, if any."""
+        lines = (self._console_text() or "").splitlines()
+        return next((line.strip() for line in lines if any(sign in line for sign in STALL_SIGNS)), None)
 
     def _console_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.console_log.read_text(errors="replace")
-        except OSError:
+        text = self._console_text()
+        if text is None:
             return "(no console log)"
         return "\n".join(text.strip().splitlines()[-lines:])
 
